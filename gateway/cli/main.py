@@ -1,0 +1,72 @@
+"""``cebgw`` entry point: builds the argument parser from the command modules and maps errors to exit codes.
+
+Each command module exposes ``register(subparsers)``, which adds its sub-command and sets
+``func`` (taking the parsed arguments and returning an exit code) as the parser default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import EXIT_USAGE, GatewayError
+
+# Command modules, in the order `cebgw --help` lists them.  A module missing here is
+# simply not offered; one that fails to import is a bug and is reported as such.
+COMMAND_MODULES = (
+    "validate",
+    "sign",
+    "verify",
+    "certs",
+    "translate",
+    "serve",
+    "send",
+    "receipts",
+    "dead_letters",
+    "audit",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cebgw", description="Validate, sign, verify, translate and exchange CEB customs messages.")
+    parser.add_argument("--version", action="version", version=f"cebgw {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code = func(args)
+        return int(code)
+    except GatewayError as exc:
+        print(f"cebgw: {exc.message} [{exc.code}]", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the outermost shell: report, never a traceback
+        print(f"cebgw: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""DXP transport envelopes (spec §9): wrap a CEB message in ``DxpMsg``, unwrap ``DxpMsg``/``DxpMsgSv``.
+
+The business message travels as base64 of its exact bytes, so a signed message is
+never re-serialized on its way to customs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from lxml import etree
+
+from .catalog import DXP_NS
+from .errors import EnvelopeError
+from .xmlio import Parsed, parse
+
+BEIJING = timezone(timedelta(hours=8))
+RECEIVER_IMPORT = "DXPEDCCEB0000002"
+RECEIVER_EXPORT = "DXPEDCCEB0000003"
+
+_D = f"{{{DXP_NS}}}"
+
+
+@dataclass(frozen=True)
+class TransInfo:
+    """The routing header of a ``DxpMsg``."""
+
+    cop_msg_id: str
+    sender_id: str
+    receiver_ids: tuple[str, ...]
+    created: str
+    msg_type: str
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """The business message inside an envelope, with the envelope's header."""
+
+    trans: TransInfo
+    inner: Parsed
+    sv_msg_id: str | None = None
+
+
+def _text(el: etree._Element | None) -> str:
+    return (el.text or "").strip() if el is not None else ""
+
+
+def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
+    """Open a ``DxpMsg`` (or a ``DxpMsgSv`` around one) and parse the business message in ``Data``.
+
+    Raises :class:`EnvelopeError` when the envelope has no usable ``Data``.
+    """
+    root = envelope.root
+    sv_id: str | None = None
+    if root.tag == _D + "DxpMsgSv":
+        sv_id = _text(root.find(f"{_D}SvNo/{_D}MsgId")) or None
+        inner_env = root.find(_D + "DxpMsg")
+        if inner_env is None:
+            raise EnvelopeError(f"{envelope.source}: DxpMsgSv has no DxpMsg", field="DxpMsg")
+        root = inner_env
+    if root.tag != _D + "DxpMsg":
+        raise EnvelopeError(f"{envelope.source}: not a DxpMsg envelope", field="DxpMsg")
+    ti = root.find(_D + "TransInfo")
+    trans = TransInfo(
+        cop_msg_id=_text(ti.find(_D + "CopMsgId")) if ti is not None else "",
+        sender_id=_text(ti.find(_D + "SenderId")) if ti is not None else "",
+        receiver_ids=tuple(_text(r) for r in root.iterfind(f"{_D}TransInfo/{_D}ReceiverIds/{_D}ReceiverId")),
+        created=_text(ti.find(_D + "CreatTime")) if ti is not None else "",
+        msg_type=_text(ti.find(_D + "MsgType")) if ti is not None else "",
+    )
+    data_el = root.find(_D + "Data")
+    if data_el is None or not (data_el.text or "").strip():
+        raise EnvelopeError(f"{envelope.source}: DxpMsg has no Data", field="Data")
+    try:
+        raw = base64.b64decode("".join((data_el.text or "").split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise EnvelopeError(f"{envelope.source}: Data is not valid base64", field="Data") from None
+    limits = {} if max_bytes is None else {"max_bytes": max_bytes}
+    inner = parse(raw, source=f"{envelope.source}#Data", **limits)
+    return Unwrapped(trans, inner, sv_id)
+
+
+def new_cop_msg_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+def creat_time(now: datetime | None = None) -> str:
+    """``yyyy-MM-ddTHH:mm:ss`` in Beijing time, as DXP ``CreatTime`` expects."""
+    return (now or datetime.now(BEIJING)).astimezone(BEIJING).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def receiver_for(flow: str) -> str:
+    """The customs CEB system's DXP id for an import or export message."""
+    return RECEIVER_EXPORT if flow == "export" else RECEIVER_IMPORT
+
+
+def wrap(data: bytes, *, msg_type: str, sender_id: str, receiver_ids: tuple[str, ...],
+         cop_msg_id: str | None = None, created: str | None = None,
+         file_name: str | None = None) -> bytes:
+    """Build a ``DxpMsg`` carrying ``data`` (the exact bytes, base64) for the receivers."""
+    if not 1 <= len(receiver_ids) <= 5:
+        raise EnvelopeError("a DxpMsg names 1 to 5 receivers", field="ReceiverId")
+    cop_msg_id = cop_msg_id or new_cop_msg_id()
+    root = etree.Element(_D + "DxpMsg", nsmap={"dxp": DXP_NS}, ver="1.0")
+    ti = etree.SubElement(root, _D + "TransInfo")
+    etree.SubElement(ti, _D + "CopMsgId").text = cop_msg_id
+    etree.SubElement(ti, _D + "SenderId").text = sender_id
+    rids = etree.SubElement(ti, _D + "ReceiverIds")
+    for rid in receiver_ids:
+        etree.SubElement(rids, _D + "ReceiverId").text = rid
+    etree.SubElement(ti, _D + "CreatTime").text = created or creat_time()
+    etree.SubElement(ti, _D + "MsgType").text = msg_type
+    etree.SubElement(root, _D + "Data").text = base64.b64encode(data).decode("ascii")
+    add = etree.SubElement(root, _D + "AddInfo")
+    etree.SubElement(add, _D + "FileName").text = file_name or f"{msg_type}_{cop_msg_id}.xml"
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
