@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
@@ -117,7 +118,7 @@ def parse(data: bytes, *, source: str = "-", max_bytes: int = DEFAULT_MAX_BYTES,
             code = "CEBGW-PARSE-DTD"
         line = exc.lineno if exc.lineno else None
         raise ParseError(f"{source}:{line or 1}: {msg}", code=code) from None
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise ParseError(f"{source}: DOCTYPE is not allowed in CEB messages", code="CEBGW-PARSE-DTD")
     if _too_deep(root, max_depth):

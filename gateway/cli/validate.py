@@ -1,0 +1,164 @@
+"""``cebgw validate PATH...``: check messages against the XSDs and the rules.
+
+Exit 0 when every file is valid, 1 when any is invalid, 2 for usage or I/O errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
+from ..validate import Report, validate_bytes
+from ..xmlio import DEFAULT_MAX_BYTES
+
+PROGRESS_THRESHOLD = 200
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    schema_only: bool
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    report: Report | None
+    io_error: str | None = None
+
+
+def _run(job: _Job) -> _Outcome:
+    try:
+        if job.path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(job.path, "rb") as fh:
+                data = fh.read(job.max_bytes + 1)
+    except OSError as exc:
+        return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
+    report = validate_bytes(data, source=job.path, schema_only=job.schema_only, max_bytes=job.max_bytes)
+    return _Outcome(report)
+
+
+def _run_chunk(jobs: list[_Job]) -> list[_Outcome]:
+    return [_run(j) for j in jobs]
+
+
+def expand(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+    """Files named, directories walked for ``*.xml`` (sorted), ``-`` for stdin; (path, error)."""
+    for p in paths:
+        if p == "-":
+            yield p, None
+        elif os.path.isdir(p):
+            for f in sorted(Path(p).rglob("*.xml")):
+                if f.is_file():
+                    yield str(f), None
+        elif os.path.exists(p):
+            yield p, None
+        else:
+            yield p, f"{p}: no such file or directory"
+
+
+class _Painter:
+    def __init__(self, stream: TextIO) -> None:
+        self.on = stream.isatty() and os.environ.get("NO_COLOR") is None
+
+    def __call__(self, text: str, colour: str) -> str:
+        codes = {"red": "31", "yellow": "33", "green": "32", "dim": "2"}
+        return f"\x1b[{codes[colour]}m{text}\x1b[0m" if self.on else text
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
+    if workers <= 1 or len(jobs) < 2 or any(j.path == "-" for j in jobs):
+        for job in jobs:
+            yield _run(job)
+        return
+    size = max(1, min(256, len(jobs) // (workers * 4) or 1))
+    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for chunk in pool.map(_run_chunk, chunks):
+            yield from chunk
+
+
+def _text_line(f: Finding, source: str, paint: _Painter) -> str:
+    label = paint("error", "red") if f.severity == "error" else paint("warning", "yellow")
+    return f"{f.render(source)} {label}" if paint.on else f"{f.render(source)} ({f.severity})"
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = list(expand(args.paths))
+    jobs = [_Job(p, args.schema_only, args.max_bytes) for p, err in targets if err is None]
+    io_errors = [err for _, err in targets if err is not None]
+    reports: list[Report] = []
+    show_progress = args.format == "text" and sys.stderr.isatty() and len(jobs) >= PROGRESS_THRESHOLD
+    paint = _Painter(sys.stdout)
+    for i, outcome in enumerate(_outcomes(jobs, args.jobs), 1):
+        if outcome.report is None:
+            io_errors.append(outcome.io_error or "cannot read")
+        else:
+            reports.append(outcome.report)
+            if args.format == "text" and outcome.report.findings:
+                for f in outcome.report.findings:
+                    print(_text_line(f, outcome.report.source, paint))
+        if show_progress and (i % 50 == 0 or i == len(jobs)):
+            _progress(i, len(jobs))
+    valid = sum(1 for r in reports if r.valid)
+    invalid = len(reports) - valid
+    if args.format == "json":
+        doc = {
+            "files": [r.as_dict() for r in reports],
+            "summary": {"files": len(reports), "valid": valid, "invalid": invalid,
+                        "unreadable": len(io_errors)},
+            "io_errors": io_errors,
+        }
+        json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for err in io_errors:
+            print(f"cebgw: {err} [CEBGW-IO]", file=sys.stderr)
+        warnings = sum(len(r.warnings) for r in reports)
+        summary = f"{len(reports)} file(s): {valid} valid, {invalid} invalid"
+        if warnings:
+            summary += f", {warnings} warning(s)"
+        if io_errors:
+            summary += f", {len(io_errors)} unreadable"
+        print(paint(summary, "red" if invalid or io_errors else "green"))
+    if io_errors or not (jobs or io_errors):
+        return EXIT_USAGE
+    return EXIT_INVALID if invalid else EXIT_OK
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="check messages against the XSDs and the rules",
+                       description="Validate CEB messages (files, directories of *.xml, or - for stdin).")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--schema-only", action="store_true", help="run the XSD alone, without the rules")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N", help="validate in N processes")
+    p.add_argument("--max-bytes", type=_positive, default=DEFAULT_MAX_BYTES, metavar="BYTES",
+                   help=f"largest message accepted (default {DEFAULT_MAX_BYTES})")
+    p.set_defaults(func=run)

@@ -1,0 +1,111 @@
+"""Validation: the XSD, then the rules; one report with every finding.
+
+:func:`validate_bytes` is what the CLI, the service and the benchmarks call: bytes in,
+a :class:`Report` out, never an exception for bad input.  DXP envelopes are validated
+and then opened, and the business message inside is validated too (its findings carry
+paths under ``/DxpMsg/Data``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..catalog import Catalog, Identified, MessageType
+from ..catalog import load as load_catalog
+from ..envelope import unwrap
+from ..errors import EnvelopeError, Finding, GatewayError, InputError, ValidationFailed
+from ..xmlio import DEFAULT_MAX_BYTES, parse
+from . import rules as rules_mod
+from . import xsd
+
+MAX_ENVELOPE_NESTING = 2
+
+
+@dataclass(frozen=True)
+class Report:
+    """What validation found in one message."""
+
+    source: str
+    message_type: str | None
+    findings: tuple[Finding, ...] = ()
+    inner_type: str | None = None
+    business_keys: tuple[dict[str, str], ...] = field(default=())
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def valid(self) -> bool:
+        """Warnings do not make a message invalid."""
+        return not self.errors
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.source,
+            "message_type": self.message_type,
+            "inner_message_type": self.inner_type,
+            "valid": self.valid,
+            "errors": [f.as_dict() for f in self.findings],
+        }
+
+
+def findings_of(ident: Identified, *, schema_only: bool = False,
+                schema_dir: Path | None = None) -> list[Finding]:
+    """XSD findings, then (unless ``schema_only``) rule findings, for an identified message."""
+    out = xsd.validate(ident.root, ident.type, schema_dir)
+    if not schema_only:
+        out += rules_mod.check(ident.root, ident.type)
+    return out
+
+
+def check(ident: Identified, *, schema_only: bool = False) -> Identified:
+    """Pipeline stage: raise one :class:`ValidationFailed` carrying every error, else pass through."""
+    found = findings_of(ident, schema_only=schema_only)
+    errors = tuple(f for f in found if f.severity == "error")
+    if errors:
+        first = errors[0]
+        raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
+                               code=first.code, findings=tuple(found))
+    return ident
+
+
+def _prefix(findings: list[Finding], prefix: str) -> list[Finding]:
+    return [Finding(f.code, f.message, f.severity, f.line, (prefix + (f.path or "")), f.field, f.message_zh)
+            for f in findings]
+
+
+def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
+                   max_bytes: int = DEFAULT_MAX_BYTES, catalog: Catalog | None = None) -> Report:
+    """Parse, identify and validate; every problem becomes a finding in the report."""
+    catalog = catalog or load_catalog()
+    mtype: MessageType | None = None
+    try:
+        ident = catalog.identify(parse(data, source=source, max_bytes=max_bytes))
+        mtype = ident.type
+        found = findings_of(ident, schema_only=schema_only)
+        inner_type: str | None = None
+        keys: tuple[dict[str, str], ...] = tuple(mtype.business_keys(ident.root))
+        depth = 0
+        while ident.type.is_envelope and ident.type.code in ("DxpMsg", "DxpMsgSv") and not found:
+            depth += 1
+            if depth > MAX_ENVELOPE_NESTING:
+                raise EnvelopeError(f"{source}: envelope nested too deeply", code="CEBGW-ENV-NESTED")
+            inner = unwrap(ident.parsed, max_bytes=max_bytes)
+            ident = catalog.identify(inner.inner)
+            inner_type = ident.type.code
+            keys = tuple(ident.type.business_keys(ident.root))
+            found += _prefix(findings_of(ident, schema_only=schema_only), "/DxpMsg/Data")
+        return Report(source, mtype.code, tuple(found), inner_type, keys)
+    except InputError as exc:
+        return Report(source, mtype.code if mtype else None, exc.findings)
+    except GatewayError:
+        raise
+
+
+__all__ = ["Report", "check", "findings_of", "validate_bytes"]
