@@ -101,7 +101,8 @@ def parse(data: bytes, *, source: str = "-", max_bytes: int = DEFAULT_MAX_BYTES,
     if len(data) > max_bytes:
         raise ParseError(f"{source}: {len(data)} bytes exceeds the limit of {max_bytes}",
                          code="CEBGW-PARSE-TOO-LARGE")
-    if not data.strip() or data.strip() == _BOM:
+    body = data[3:] if data.startswith(_BOM) else data
+    if not body or body.isspace():
         raise ParseError(f"{source}: empty message", code="CEBGW-PARSE-EMPTY")
     _check_prolog(data, source)
     try:

@@ -7,10 +7,11 @@ its root element's namespace and local name (never by prefix).
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 from lxml import etree
 
@@ -66,17 +67,23 @@ class MessageType:
         out: list[dict[str, str]] = []
         if not self.record:
             return out
+        find = _key_xpath(self)
         for rec in root.iterchildren(self.q(self.record)):
-            head = rec.find(self.q(self.head)) if self.head else rec
-            if head is None:
-                continue
             keys: dict[str, str] = {}
-            for name in self.keys + self.alt_keys:
-                value = head.findtext(self.q(name))
-                if value:
-                    keys[name] = value.strip()
+            for el in find(rec):
+                text = el.text.strip() if el.text else ""
+                if text:
+                    keys[local_name(el.tag)] = text
             out.append(keys)
         return out
+
+
+@cache
+def _key_xpath(t: MessageType) -> Callable[[etree._Element], Any]:
+    """One compiled XPath per type selecting a record's key fields (evaluated in C)."""
+    head = f"c:{t.head}/" if t.head else ""
+    expr = " | ".join(f"{head}c:{name}" for name in t.keys + t.alt_keys) or "/.."
+    return etree.XPath(expr, namespaces={"c": t.namespace})
 
 
 @dataclass(frozen=True)

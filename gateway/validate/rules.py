@@ -24,7 +24,7 @@ from typing import Any
 
 from lxml import etree
 
-from ..catalog import DS_NS, Catalog, MessageType
+from ..catalog import CEB_NS, DS_NS, Catalog, MessageType
 from ..catalog import load as load_catalog
 from ..errors import ConfigError, Finding, Severity, register
 from ..xmlio import element_path, local_name
@@ -118,12 +118,13 @@ def _date8(v: str) -> bool:
 
 _UUID_UPPER = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 _INTEGER = re.compile(r"^-?[0-9]+$")
+_SPACE = re.compile(r"\s")
 
 FORMATS: dict[str, Callable[[str], bool]] = {
     "datetime14": _datetime14,
     "date8": _date8,
     "datetime17": lambda v: len(v) == 17 and v[14:].isdigit() and _datetime14(v[:14]),
-    "guid": lambda v: len(v) == 36 and not any(c.isspace() for c in v),
+    "guid": lambda v: len(v) == 36 and _SPACE.search(v) is None,
     "uuid-upper": lambda v: _UUID_UPPER.match(v) is not None,
     "integer": lambda v: _INTEGER.match(v) is not None,
     "district": lambda v: len(v) == 6 and v.isdigit(),
@@ -133,7 +134,79 @@ FORMATS: dict[str, Callable[[str], bool]] = {
 # ---------------------------------------------------------------- compiled checks
 
 FieldCheck = Callable[[etree._Element, list[Finding]], None]
-RecordCheck = Callable[[etree._Element, etree._Element, list[etree._Element], list[Finding]], None]
+RecordCheck = Callable[["RecordView", list[Finding]], None]
+
+_NS = {"c": CEB_NS}
+_xpaths: dict[str, etree.XPath] = {}
+
+
+def _xpath(expr: str) -> Callable[[etree._Element], Any]:
+    found = _xpaths.get(expr)
+    if found is None:
+        found = _xpaths[expr] = etree.XPath(expr, namespaces=_NS, smart_strings=False)
+    return found
+
+
+class RecordView:
+    """One business record, read lazily: head values and per-line values come from compiled
+    XPath in C, so a valid record costs a few calls rather than a proxy per element."""
+
+    __slots__ = ("rec", "head_path", "lines_name", "_lines", "_cache")
+
+    def __init__(self, rec: etree._Element, head_name: str, lines_name: str | None) -> None:
+        self.rec = rec
+        self.head_path = f"c:{head_name}/" if head_name else ""
+        self.lines_name = lines_name
+        self._lines: list[etree._Element] | None = None
+        self._cache: dict[str, Any] = {}
+
+    def head_text(self, name: str) -> str | None:
+        """Text of a head field, or None when absent or empty."""
+        key = "h" + name
+        if key not in self._cache:
+            found = _xpath(f"{self.head_path}c:{name}/text()")(self.rec)
+            self._cache[key] = found[0] if found else None
+        value: str | None = self._cache[key]
+        return value
+
+    def head_el(self, name: str) -> etree._Element | None:
+        found = _xpath(f"{self.head_path}c:{name}")(self.rec)
+        return found[0] if found else None
+
+    def head(self) -> etree._Element:
+        if not self.head_path:
+            return self.rec
+        found = _xpath(self.head_path.rstrip("/"))(self.rec)
+        return found[0] if found else self.rec
+
+    @property
+    def lines(self) -> list[etree._Element]:
+        if self._lines is None:
+            self._lines = _xpath(f"c:{self.lines_name}")(self.rec) if self.lines_name else []
+        return self._lines
+
+    def line_count(self) -> int:
+        key = "n"
+        if key not in self._cache:
+            self._cache[key] = int(_xpath(f"count(c:{self.lines_name})")(self.rec)) if self.lines_name else 0
+        n: int = self._cache[key]
+        return n
+
+    def line_texts(self, name: str) -> list[str | None]:
+        """One entry per line: the field's text, or None where absent or empty."""
+        key = "l" + name
+        if key not in self._cache:
+            texts = _xpath(f"c:{self.lines_name}/c:{name}/text()")(self.rec) if self.lines_name else []
+            if len(texts) != self.line_count():  # a line lacks the field: align the slow way
+                tag = f"{{{CEB_NS}}}{name}"
+                els = [next(iter(line.iterchildren(tag)), None) for line in self.lines]
+                texts = [el.text if el is not None else None for el in els]
+            self._cache[key] = texts
+        value: list[str | None] = self._cache[key]
+        return value
+
+    def line_el(self, index: int, name: str) -> etree._Element | None:
+        return next(iter(self.lines[index].iterchildren(f"{{{CEB_NS}}}{name}")), None)
 
 
 def _fail(rule: Rule, el: etree._Element | None, detail: str, field: str | None = None,
@@ -153,10 +226,11 @@ def _line(el: etree._Element | None) -> int | None:
 
 
 def _dec(text: str | None) -> Decimal | None:
+    """An exact decimal, or None where the text is not one (the XSD reports that)."""
     if text is None:
         return None
     try:
-        value = Decimal(text.strip())
+        value = Decimal(text)  # surrounding whitespace is allowed by Decimal, as by xs:decimal
     except InvalidOperation:
         return None
     return value if value.is_finite() else None
@@ -197,116 +271,106 @@ def _root_attr_checks(rule: Rule) -> list[tuple[str, Callable[[str], bool]]]:
 
 
 def _sum(rule: Rule, t: MessageType) -> RecordCheck:
-    target, plus, minus = t.q(rule.spec["target"]), rule.spec.get("plus", []), rule.spec.get("minus", [])
-    qplus, qminus = [t.q(p) for p in plus], [t.q(m) for m in minus]
+    target, plus, minus = rule.spec["target"], rule.spec.get("plus", []), rule.spec.get("minus", [])
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        tel = head.find(target)
-        want = _dec(tel.text) if tel is not None else None
+    def check(view: RecordView, out: list[Finding]) -> None:
+        want = _dec(view.head_text(target))
         if want is None:
             return
         total = Decimal(0)
-        for q in qplus:
-            v = _dec(head.findtext(q))
+        for name in plus:
+            v = _dec(view.head_text(name))
             if v is None:
                 return
             total += v
-        for q in qminus:
-            v = _dec(head.findtext(q))
+        for name in minus:
+            v = _dec(view.head_text(name))
             if v is None:
                 return
             total -= v
         if total != want:
-            terms = " + ".join(f"{n} {head.findtext(t.q(n))}" for n in plus)
-            terms += "".join(f" - {n} {head.findtext(t.q(n))}" for n in minus)
-            out.append(_fail(rule, tel, f"{local_name(target)} is {want}, {terms} = {total}"))
+            terms = " + ".join(f"{n} {view.head_text(n)}" for n in plus)
+            terms += "".join(f" - {n} {view.head_text(n)}" for n in minus)
+            out.append(_fail(rule, view.head_el(target), f"{target} is {want}, {terms} = {total}"))
 
     return check
 
 
 def _product(rule: Rule, t: MessageType) -> RecordCheck:
-    target = t.q(rule.spec["target"])
-    factors = [t.q(f) for f in rule.spec["factors"]]
+    target, factors = rule.spec["target"], rule.spec["factors"]
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        for line in lines:
-            tel = line.find(target)
-            want = _dec(tel.text) if tel is not None else None
+    def check(view: RecordView, out: list[Finding]) -> None:
+        wanted = view.line_texts(target)
+        columns = [view.line_texts(f) for f in factors]
+        for i, text in enumerate(wanted):
+            want = _dec(text)
             if want is None:
                 continue
             prod = Decimal(1)
-            for q in factors:
-                v = _dec(line.findtext(q))
+            for col in columns:
+                v = _dec(col[i])
                 if v is None:
                     break
                 prod *= v
             else:
                 if prod != want:
-                    shown = " x ".join(f"{local_name(q)} {line.findtext(q)}" for q in factors)
-                    out.append(_fail(rule, tel, f"{local_name(target)} is {want}, {shown} = {prod}"))
+                    shown = " x ".join(f"{f} {col[i]}" for f, col in zip(factors, columns, strict=True))
+                    out.append(_fail(rule, view.line_el(i, target), f"{target} is {want}, {shown} = {prod}"))
 
     return check
 
 
 def _lines_sum(rule: Rule, t: MessageType) -> RecordCheck:
-    target, field = t.q(rule.spec["target"]), t.q(rule.spec["field"])
+    target, field = rule.spec["target"], rule.spec["field"]
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        tel = head.find(target)
-        want = _dec(tel.text) if tel is not None else None
-        if want is None or not lines:
+    def check(view: RecordView, out: list[Finding]) -> None:
+        want = _dec(view.head_text(target))
+        if want is None or not view.line_count():
             return
         total = Decimal(0)
-        for line in lines:
-            v = _dec(line.findtext(field))
+        for text in view.line_texts(field):
+            v = _dec(text)
             if v is None:
                 return
             total += v
         if total != want:
-            out.append(_fail(rule, tel, f"{local_name(target)} is {want}, lines' {local_name(field)} "
-                                        f"sum to {total}"))
+            detail = f"{target} is {want}, lines' {field} sum to {total}"
+            out.append(_fail(rule, view.head_el(target), detail))
 
     return check
 
 
 def _sequence(rule: Rule, t: MessageType) -> RecordCheck:
-    field = t.q(rule.spec["field"])
+    field = rule.spec["field"]
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        for i, line in enumerate(lines, 1):
-            el = line.find(field)
-            if el is None:
+    def check(view: RecordView, out: list[Finding]) -> None:
+        for i, text in enumerate(view.line_texts(field), 1):
+            if text is None:
                 continue
-            v = (el.text or "").strip()
-            if v != str(i):
-                out.append(_fail(rule, el, f"line {i} has {local_name(field)} {v!r}, expected {i}"))
+            if text.strip() != str(i):
+                out.append(_fail(rule, view.line_el(i - 1, field),
+                                 f"line {i} has {field} {text.strip()!r}, expected {i}"))
                 return
 
     return check
 
 
 def _required_when(rule: Rule, t: MessageType) -> RecordCheck:
-    when, value = t.q(rule.spec["when_field"]), str(rule.spec["when_value"])
-    fields = [t.q(f) for f in rule.spec.get("fields", [])]
-    line_fields = [t.q(f) for f in rule.spec.get("line_fields", [])]
+    when, value = rule.spec["when_field"], str(rule.spec["when_value"])
+    fields, line_fields = rule.spec.get("fields", []), rule.spec.get("line_fields", [])
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        if (head.findtext(when) or "").strip() != value:
+    def check(view: RecordView, out: list[Finding]) -> None:
+        if (view.head_text(when) or "").strip() != value:
             return
-        for q in fields:
-            if not (head.findtext(q) or "").strip():
-                name = local_name(q)
+        for name in fields:
+            if not (view.head_text(name) or "").strip():
+                head = view.head()
                 out.append(_fail(rule, head, f"{name} is missing", field=name,
                                  path=f"{element_path(head)}/{name}"))
-        for line in lines:
-            for q in line_fields:
-                if not (line.findtext(q) or "").strip():
-                    name = local_name(q)
+        for name in line_fields:
+            for i, text in enumerate(view.line_texts(name)):
+                if not (text or "").strip():
+                    line = view.lines[i]
                     out.append(_fail(rule, line, f"{name} is missing", field=name,
                                      path=f"{element_path(line)}/{name}"))
 
@@ -314,30 +378,27 @@ def _required_when(rule: Rule, t: MessageType) -> RecordCheck:
 
 
 def _le(rule: Rule, t: MessageType) -> RecordCheck:
-    field, limit = t.q(rule.spec["field"]), t.q(rule.spec["limit"])
+    field, limit = rule.spec["field"], rule.spec["limit"]
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        el = head.find(field)
-        v, lim = _dec(el.text if el is not None else None), _dec(head.findtext(limit))
-        if el is None or v is None or lim is None:
+    def check(view: RecordView, out: list[Finding]) -> None:
+        v, lim = _dec(view.head_text(field)), _dec(view.head_text(limit))
+        if v is None or lim is None:
             return
         if not 1 <= v <= lim:
-            out.append(_fail(rule, el, f"{local_name(field)} {v}, {local_name(limit)} {lim}"))
+            out.append(_fail(rule, view.head_el(field), f"{field} {v}, {limit} {lim}"))
 
     return check
 
 
 def _signature_when(rule: Rule, t: MessageType) -> RecordCheck:
-    when, value = t.q(rule.spec["when_field"]), str(rule.spec["when_value"])
+    when, value = rule.spec["when_field"], str(rule.spec["when_value"])
     sig = f"{{{DS_NS}}}Signature"
 
-    def check(rec: etree._Element, head: etree._Element, lines: list[etree._Element],
-              out: list[Finding]) -> None:
-        if (head.findtext(when) or "").strip() != value:
+    def check(view: RecordView, out: list[Finding]) -> None:
+        if (view.head_text(when) or "").strip() != value:
             return
-        root = rec.getparent()
-        if root is not None and root.find(sig) is None and rec is root.find(rec.tag):
+        root = view.rec.getparent()
+        if root is not None and next(root.iterchildren(sig), None) is None:
             out.append(_fail(rule, root, "ds:Signature is missing", field="Signature",
                              path=f"{element_path(root)}/Signature"))
 
@@ -372,8 +433,6 @@ class CompiledRules:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
         self.tags = tuple(self.field_checks)
         self.record_tag = mtype.q(mtype.record) if mtype.record else None
-        self.head_tag = mtype.q(mtype.head) if mtype.head else None
-        self.lines_tag = mtype.q(mtype.lines) if mtype.lines else None
 
     def run(self, root: etree._Element) -> list[Finding]:
         """Every finding of this type's rules on ``root`` (warnings included)."""
@@ -388,13 +447,11 @@ class CompiledRules:
                 for check in checks[el.tag]:
                     check(el, out)
         if self.record_checks and self.record_tag:
+            t = self.type
             for rec in root.iterchildren(self.record_tag):
-                head = rec.find(self.head_tag) if self.head_tag else rec
-                if head is None:
-                    continue
-                lines = rec.findall(self.lines_tag) if self.lines_tag else []
+                view = RecordView(rec, t.head, t.lines)
                 for rcheck in self.record_checks:
-                    rcheck(rec, head, lines, out)
+                    rcheck(view, out)
         return out
 
 

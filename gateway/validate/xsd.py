@@ -68,10 +68,17 @@ def _compile(path: str) -> etree.XMLSchema:
         raise ConfigError(f"{path}: cannot load schema: {exc}") from None
 
 
+@cache
+def _default_schema(key: str) -> etree.XMLSchema:
+    return _compile(str(xsd_dir() / SCHEMA_FILES[key]))
+
+
 def schema_for(mtype: MessageType, directory: Path | None = None) -> etree.XMLSchema:
     """The compiled schema for a message type (compiled on first use, then reused)."""
     key = mtype.code if mtype.is_envelope else mtype.flow
-    return _compile(str((directory or xsd_dir()) / SCHEMA_FILES[key]))
+    if directory is None:
+        return _default_schema(key)
+    return _compile(str(directory / SCHEMA_FILES[key]))
 
 
 def preload(directory: Path | None = None) -> None:
@@ -109,8 +116,10 @@ def _finding(root: etree._Element, entry: Any) -> Finding:
     if entry.type_name == "SCHEMAV_ELEMENT_CONTENT":
         expected = _EXPECTED.search(rest)
         names = _names(expected.group(1)) if expected else []
+        # libxml2 lists every element that could come next: the optional ones first, then the
+        # first required one, so the last name listed is the one that is missing.
         if rest.startswith("Missing child"):
-            missing = names[0] if names else field
+            missing = names[-1] if names else field
             return Finding("CEBGW-XSD-MISSING", f"required element {missing} is missing in {field}",
                            line=line, path=f"{path}/{missing}" if path else None, field=missing)
         parent = el.getparent() if el is not None else None
@@ -121,7 +130,7 @@ def _finding(root: etree._Element, entry: Any) -> Finding:
             while prev is not None and not isinstance(prev.tag, str):
                 prev = prev.getprevious()
             if len(names) >= 1 and absent and len(absent) == len(names):
-                missing = absent[0]
+                missing = absent[-1]
                 ppath = element_path(parent)
                 return Finding("CEBGW-XSD-MISSING",
                                f"required element {missing} is missing before {field}",

@@ -1,0 +1,860 @@
+"""Deterministic generator of realistic, schema-valid, UNSIGNED CEB messages.
+
+Every declaration, receipt and customs-issued message type of the CEB standard (spec §7, §8) can
+be generated, plus the DXP envelopes (§9).  Output depends only on the arguments: the same
+``(code, records, lines, seed, ids)`` always gives the same bytes.
+
+Business rules that hold in every generated declaration (spec §3, §12): times ``yyyyMMddHHmmss``,
+dates ``yyyyMMdd``, receipt times ``yyyyMMddHHmmssSSS``; guids are uppercase UUID4 strings derived
+from the seed; ``appType`` 1, ``appStatus`` 2; import currency 142; line ``totalPrice`` = ``price``
+x ``qty`` exactly; ``goodsValue`` = sum of the line totals; ``acturalPaid`` = goodsValue + freight
++ taxTotal - discount; ``gnum`` runs 1..n; ``BaseTransfer/copCode`` is the sending enterprise.
+Signature-required types (CEB621/623/625/711) are produced WITHOUT ``ds:Signature``: signing is
+the job of :mod:`gateway.dsig`.
+
+This module only builds trusted XML with :mod:`lxml.etree`; it never parses input.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from lxml import etree
+
+__all__ = [
+    "CEB_NS",
+    "DXP_NS",
+    "DECLARATIONS",
+    "RECEIPTS",
+    "CUSTOMS_ISSUED",
+    "SIGNATURE_REQUIRED",
+    "EnterpriseIds",
+    "build",
+    "build_order_set",
+    "build_receipt",
+    "build_dxp_msg",
+    "build_dxp_msg_sv",
+    "build_dxp_rep",
+    "flow_of",
+]
+
+CEB_NS = "http://www.chinaport.gov.cn/ceb"
+DXP_NS = "http://www.chinaport.gov.cn/dxp"
+XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+CUSTOMS_IMPORT_DXP = "DXPEDCCEB0000002"
+CUSTOMS_EXPORT_DXP = "DXPEDCCEB0000003"
+
+
+@dataclass(frozen=True)
+class EnterpriseIds:
+    """Codes, names and DXP ids of the parties of a cross-border deal (defaults: the sandbox cast)."""
+
+    ebp_code: str = "3301964J31"
+    ebp_name: str = "沙箱跨境商城平台"
+    ebp_dxp_id: str = "DXPENT0000458761"
+    ebc_code: str = "3301960A7Z"
+    ebc_name: str = "沙箱环球贸易有限公司"
+    ebc_dxp_id: str = "DXPENT0000458762"
+    pay_code: str = "31222699S7"
+    pay_name: str = "沙箱支付服务有限公司"
+    pay_dxp_id: str = "DXPENT0000458763"
+    logistics_code: str = "3120980025"
+    logistics_name: str = "沙箱快递物流有限公司"
+    logistics_dxp_id: str = "DXPLGS0000458764"
+    agent_code: str = "3301980B12"
+    agent_name: str = "沙箱报关代理有限公司"
+    agent_dxp_id: str = "DXPENT0000458765"
+    operator_code: str = "3301990C34"
+    operator_name: str = "沙箱保税仓储经营有限公司"
+    operator_dxp_id: str = "DXPENT0000458766"
+
+
+# --------------------------------------------------------------------------- message layouts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Element layout of one message: record tag, optional head tag and fields, optional list."""
+
+    flow: str  # import | export
+    record: str
+    head: str | None  # None: the fields sit directly in the record (flat record)
+    fields: tuple[str, ...]
+    lines: str | None = None
+    line_fields: tuple[str, ...] = ()
+    sender: str | None = None  # EnterpriseIds prefix of the BaseTransfer sender; None: no tail
+    max_records: int = 100
+
+
+def _f(names: str) -> tuple[str, ...]:
+    return tuple(names.split())
+
+
+_APP = "guid appType appTime appStatus"
+
+DECLARATION_LAYOUTS: dict[str, _Layout] = {
+    # ------------------------------------------------------------------ import
+    "CEB311": _Layout(
+        "import", "Order", "OrderHead",
+        _f(f"{_APP} orderType orderNo ebpCode ebpName ebcCode ebcName goodsValue freight discount taxTotal "
+           "acturalPaid currency buyerRegNo buyerName buyerTelephone buyerIdType buyerIdNumber payCode "
+           "payName payTransactionId batchNumbers consignee consigneeTelephone consigneeAddress "
+           "consigneeDistrict"),
+        "OrderList",
+        _f("gnum itemNo itemName gmodel itemDescribe barCode unit qty price totalPrice currency country"),
+        sender="ebc",
+    ),
+    "CEB411": _Layout(
+        "import", "Payment", "PaymentHead",
+        _f(f"{_APP} payCode payName payTransactionId orderNo ebpCode ebpName payerIdType payerIdNumber "
+           "payerName telephone amountPaid currency payTime"),
+        sender="pay",
+    ),
+    "CEB511": _Layout(
+        "import", "Logistics", "LogisticsHead",
+        _f(f"{_APP} logisticsCode logisticsName logisticsNo billNo orderNo freight insuredFee currency "
+           "weight packNo goodsInfo consignee consigneeAddress consigneeTelephone"),
+        sender="logistics",
+    ),
+    "CEB513": _Layout(
+        "import", "LogisticsStatus", None,
+        _f(f"{_APP} logisticsCode logisticsName logisticsNo logisticsStatus logisticsTime"),
+        sender="logistics",
+    ),
+    "CEB621": _Layout(
+        "import", "Inventory", "InventoryHead",
+        _f(f"{_APP} orderNo ebpCode ebpName ebcCode ebcName logisticsNo logisticsCode logisticsName copNo "
+           "assureCode ieFlag declTime customsCode portCode buyerIdType buyerIdNumber buyerName "
+           "buyerTelephone consigneeAddress agentCode agentName tradeMode trafMode trafNo voyageNo billNo "
+           "loctNo country freight insuredFee currency wrapType packNo grossWeight netWeight"),
+        "InventoryList",
+        _f("gnum itemNo itemName gcode gname gmodel barCode country tradeCountry currency qty unit qty1 "
+           "unit1 price totalPrice"),
+        sender="ebc",
+    ),
+    "CEB623": _Layout(
+        "import", "InvtCancel", None,
+        _f(f"{_APP} customsCode orderNo ebpCode ebpName ebcCode ebcName logisticsNo logisticsCode "
+           "logisticsName copNo preNo invtNo buyerIdType buyerIdNumber buyerName buyerTelephone agentCode "
+           "agentName reason"),
+        sender="agent",
+    ),
+    "CEB625": _Layout(
+        "import", "InvtRefund", "InvtRefundHead",
+        _f(f"{_APP} customsCode orderNo ebpCode ebpName ebcCode ebcName logisticsNo logisticsCode "
+           "logisticsName copNo preNo invtNo buyerIdType buyerIdNumber buyerName buyerTelephone agentCode "
+           "agentName reason"),
+        "InvtRefundList",
+        _f("gnum gcode gname qty unit"),
+        sender="agent",
+    ),
+    "CEB711": _Layout(
+        "import", "Delivery", "DeliveryHead",
+        _f(f"{_APP} customsCode copNo operatorCode operatorName ieFlag trafMode trafNo voyageNo billNo "
+           "logisticsCode logisticsName unloadLocation"),
+        "DeliveryList",
+        _f("gnum logisticsNo"),
+        sender="operator",
+        max_records=1,
+    ),
+    # ------------------------------------------------------------------ export
+    "CEB303": _Layout(
+        "export", "Order", "OrderHead",
+        _f(f"{_APP} orderType orderNo ebpCode ebpName ebcCode ebcName goodsValue freight currency"),
+        "OrderList",
+        _f("gnum itemNo itemName itemDescribe barCode unit currency qty price totalPrice"),
+        sender="ebp",
+    ),
+    "CEB403": _Layout(
+        "export", "Receipts", None,
+        _f(f"{_APP} ebpCode ebpName ebcCode ebcName orderNo payCode payName payNo charge currency "
+           "accountingDate"),
+        sender="pay",
+    ),
+    "CEB505": _Layout(
+        "export", "Logistics", None,
+        _f(f"{_APP} logisticsCode logisticsName logisticsNo freight insuredFee currency grossWeight packNo "
+           "goodsInfo ebcCode ebcName ebcTelephone"),
+        sender="logistics",
+    ),
+    "CEB507": _Layout(
+        "export", "Arrival", "ArrivalHead",
+        _f(f"{_APP} customsCode copNo operatorCode operatorName loctNo ieFlag trafMode billNo domesticTrafNo "
+           "logisticsCode logisticsName msgCount msgSeqNo"),
+        "ArrivalList",
+        _f("gnum logisticsNo totalPackageNo"),
+        sender="logistics",
+    ),
+    "CEB509": _Layout(
+        "export", "Departure", "DepartureHead",
+        _f(f"{_APP} customsCode copNo logisticsCode logisticsName trafMode trafName voyageNo billNo "
+           "leaveTime msgCount msgSeqNo"),
+        "DepartureList",
+        _f("gnum totalPackageNo logisticsNo"),
+        sender="logistics",
+    ),
+    "CEB603": _Layout(
+        "export", "Inventory", "InventoryHead",
+        _f(f"{_APP} customsCode ebpCode ebpName orderNo logisticsCode logisticsName logisticsNo copNo ieFlag "
+           "portCode ieDate statisticsFlag agentCode agentName ebcCode ebcName ownerCode ownerName tradeMode "
+           "trafMode trafName voyageNo billNo country POD freight fCurrency fFlag insuredFee iCurrency iFlag "
+           "wrapType packNo grossWeight netWeight"),
+        "InventoryList",
+        _f("gnum itemNo itemName gcode gname gmodel barCode country currency qty qty1 unit unit1 price "
+           "totalPrice"),
+        sender="ebc",
+    ),
+    "CEB605": _Layout(
+        "export", "InvtCancel", None,
+        _f(f"{_APP} customsCode copNo preNo invtNo reason agentCode agentName ebcCode ebcName"),
+        sender="agent",
+    ),
+    "CEB607": _Layout(
+        "export", "WayBill", "WayBillHead",
+        _f(f"{_APP} customsCode copNo agentCode agentName trafMode trafName voyageNo billNo domesticTrafNo "
+           "grossWeight logisticsCode logisticsName msgCount msgSeqNo"),
+        "WayBillList",
+        _f("gnum totalPackageNo logisticsNo invtNo"),
+        sender="agent",
+    ),
+    "CEB701": _Layout(
+        "export", "SummaryApply", "SummaryApplyHead",
+        _f(f"{_APP} customsCode copNo agentCode agentName ebcCode ebcName declAgentCode declAgentName "
+           "summaryFlag itemNameFlag msgCount msgSeqNo"),
+        "SummaryApplyList",
+        _f("invtNo"),
+        sender="agent",
+    ),
+    "CEB213": _Layout(
+        "export", "InvtRefund", "InvtRefundHead",
+        _f(f"{_APP} customsCode ebpCode ebpName ebcCode ebcName logisticsNo logisticsCode logisticsName "
+           "coElNo preNo invtNo tradeMode agentCode agentName billNo ieFlag trafMode trafName portCode "
+           "reason country voyageNo"),
+        "InvtRefundList",
+        _f("gnum gcode gname gmodel qty qty1 unit unit1"),
+        sender="ebc",
+    ),
+    "CEB215": _Layout(
+        "export", "InvtRefundDetail", None,
+        _f(f"{_APP} customsCode operatorCode operatorName logisticsCode logisticsName logisticsNo invtNo "
+           "coElNo preNo billNo ieFlag trafMode trafName voyageNo location"),
+        sender="operator",
+    ),
+}
+
+# Customs-issued messages (no tail): built like declarations, from the same scenario data.
+CUSTOMS_LAYOUTS: dict[str, _Layout] = {
+    "CEB816": _Layout(
+        "import", "Tax", "TaxHeadRd",
+        _f("guid returnTime invtNo taxNo customsTax valueAddedTax consumptionTax status entDutyNo assureCode "
+           "ebcCode logisticsCode agentCode customsCode"),
+        "TaxListRd",
+        _f("gnum gcode taxPrice customsTax valueAddedTax consumptionTax"),
+    ),
+    "CEB818": _Layout(
+        "import", "Tax", "TaxHeadStatus",
+        _f("guid returnTime invtNo taxNo status entDutyNo assureCode"),
+    ),
+    "CEB792": _Layout(
+        "export", "SummaryResult", "SummaryResultHead",
+        _f("guid customsCode sumNo opDate declSeqNo decTmpNo decPreNo entryId decState agentCode agentName "
+           "ebcCode ebcName declAgentCode declAgentName grossWeight netWeight msgCount msgSeqNo"),
+        "SummaryResultList",
+        _f("invtNo logisticsNo gseqno gnum gcode"),
+    ),
+}
+
+_R = "returnStatus returnTime returnInfo"
+RECEIPT_LAYOUTS: dict[str, _Layout] = {
+    "CEB312": _Layout("import", "OrderReturn", None, _f(f"guid ebpCode ebcCode orderNo {_R}")),
+    "CEB412": _Layout("import", "PaymentReturn", None, _f(f"guid payCode payTransactionId {_R}")),
+    "CEB512": _Layout("import", "LogisticsReturn", None, _f(f"guid logisticsCode logisticsNo {_R}")),
+    "CEB514": _Layout("import", "LogisticsStatusReturn", None,
+                      _f(f"guid logisticsCode logisticsNo logisticsStatus {_R}")),
+    "CEB622": _Layout("import", "InventoryReturn", None,
+                      _f(f"guid customsCode ebpCode ebcCode agentCode copNo preNo invtNo {_R}")),
+    "CEB624": _Layout("import", "InvtCancelReturn", None,
+                      _f(f"guid customsCode agentCode ebpCode ebcCode copNo preNo invtNo {_R}")),
+    "CEB626": _Layout("import", "InvtRefundReturn", None,
+                      _f(f"guid customsCode agentCode ebpCode ebcCode copNo preNo invtNo {_R}")),
+    "CEB712": _Layout("import", "DeliveryReturn", None,
+                      _f(f"guid customsCode operatorCode copNo preNo rkdNo {_R}")),
+    "CEB900": _Layout("import", "MessageReturn", None,
+                      _f("guid returnStatus returnInfo returnTime oriCopMsgId oriMessageType oriBizMessage"),
+                      max_records=1),
+    "CEB304": _Layout("export", "OrderReturn", None, _f(f"guid ebpCode ebcCode orderNo {_R}")),
+    "CEB404": _Layout("export", "ReceiptsReturn", None, _f(f"guid ebcCode orderNo payNo {_R}")),
+    "CEB506": _Layout("export", "LogisticsReturn", None, _f(f"guid logisticsCode logisticsNo {_R}")),
+    "CEB508": _Layout("export", "ArrivalReturn", None,
+                      _f(f"guid operatorCode logisticsCode preNo copNo billNo msgSeqNo {_R}")),
+    "CEB510": _Layout("export", "DepartureReturn", None, _f(f"guid logisticsCode copNo preNo msgSeqNo {_R}")),
+    "CEB604": _Layout("export", "InventoryReturn", None,
+                      _f(f"guid agentCode copNo preNo invtNo ebcCode ebpCode orderNo statisticsFlag {_R}")),
+    "CEB606": _Layout("export", "InvtCancelReturn", None, _f(f"guid agentCode copNo preNo invtNo {_R}")),
+    "CEB608": _Layout("export", "WayBillReturn", None,
+                      _f(f"guid agentCode logisticsCode copNo preNo billNo msgSeqNo {_R}")),
+    "CEB702": _Layout("export", "SummaryReturn", None,
+                      _f(f"guid agentCode ebcCode copNo preNo sumNo msgSeqNo {_R}")),
+    "CEB214": _Layout("export", "RefundReturn", None,
+                      _f(f"guid ebpCode ebcCode agentCode coElNo preNo invtNo {_R}")),
+    "CEB216": _Layout("export", "InvtRefundDetailReturn", None,
+                      _f(f"guid operatorCode logisticsCode logisticsNo coElNo preNo {_R}")),
+}
+
+DECLARATIONS: tuple[str, ...] = tuple(DECLARATION_LAYOUTS)
+RECEIPTS: tuple[str, ...] = tuple(RECEIPT_LAYOUTS)
+CUSTOMS_ISSUED: tuple[str, ...] = tuple(CUSTOMS_LAYOUTS)
+SIGNATURE_REQUIRED: frozenset[str] = frozenset({"CEB621", "CEB623", "CEB625", "CEB711"})
+
+# Per-message overrides of scenario values (same field name, different meaning or code).
+_OVERRIDES: dict[str, dict[str, str]] = {
+    "CEB711": {"ieFlag": "I"},
+    "CEB213": {"ieFlag": "I", "reason": "买家七天无理由退货，商品退运入境"},
+    "CEB215": {"ieFlag": "I"},
+    "CEB623": {"reason": "订购人取消订单，申请撤销清单"},
+    "CEB625": {"reason": "商品破损，消费者申请退货"},
+    "CEB605": {"reason": "订单取消，申请撤销出口清单"},
+}
+
+
+# --------------------------------------------------------------------------- scenario data
+
+
+@dataclass(frozen=True)
+class _Product:
+    name: str
+    brand: str
+    spec: str
+    gcode: str
+    unit: str  # JGS-20 transaction unit
+    price: Decimal
+    net_kg: Decimal  # net weight of one unit in kg (qty1 per unit, unit1 = 035 kg)
+    origin: str  # JGS-20 country of origin
+    barcode: str
+
+
+_IMPORT_PRODUCTS: tuple[_Product, ...] = (
+    _Product("婴儿配方奶粉3段", "爱他美", "800克/罐", "1901101090", "122", Decimal("218.00"),
+             Decimal("0.8"), "304", "4008976022343"),
+    _Product("保湿修护面霜", "理肤泉", "50毫升/支", "3304990099", "012", Decimal("159.90"),
+             Decimal("0.065"), "305", "3337875543248"),
+    _Product("维生素C咀嚼片", "澳佳宝", "500毫克×120片/瓶", "2106909090", "142", Decimal("89.50"),
+             Decimal("0.25"), "601", "9300705661017"),
+    _Product("声波电动牙刷", "飞利浦", "HX6730型/支", "8509809000", "012", Decimal("399.00"),
+             Decimal("0.3"), "309", "8710103706231"),
+    _Product("特级初榨橄榄油", "百格士", "750毫升/瓶", "1509200000", "142", Decimal("76.80"),
+             Decimal("0.69"), "312", "8410179100029"),
+    _Product("婴儿纸尿裤L码", "花王", "54片/包", "9619002000", "121", Decimal("108.00"),
+             Decimal("1.2"), "116", "4901301230874"),
+    _Product("氨基酸洗面奶", "资生堂", "120克/支", "3304990099", "012", Decimal("65.00"),
+             Decimal("0.13"), "116", "4901872453183"),
+    _Product("深海鱼油软胶囊", "健美生", "1000毫克×200粒/瓶", "2106909090", "142", Decimal("128.00"),
+             Decimal("0.35"), "501", "0064642029138"),
+)
+
+_EXPORT_PRODUCTS: tuple[_Product, ...] = (
+    _Product("女式针织连衣裙", "沙箱衣坊", "棉95%氨纶5%/M码", "6104420000", "011", Decimal("25.50"),
+             Decimal("0.3"), "142", "6971234560018"),
+    _Product("蓝牙无线耳机", "声悦", "TWS-X2型/副", "8518300000", "007", Decimal("18.90"),
+             Decimal("0.12"), "142", "6971234560025"),
+    _Product("硅胶手机保护壳", "壳匠", "6.1英寸/个", "3926909090", "007", Decimal("3.20"),
+             Decimal("0.04"), "142", "6971234560032"),
+    _Product("陶瓷功夫茶具套装", "景德瓷韵", "一壶六杯/套", "6912001000", "006", Decimal("32.00"),
+             Decimal("1.5"), "142", "6971234560049"),
+)
+
+_SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+_GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛",
+          "明", "超")
+_ADDRESSES: tuple[tuple[str, str], ...] = (
+    ("330106", "浙江省杭州市西湖区文三路478号华星时代广场A座1203室"),
+    ("310115", "上海市浦东新区张杨路1500号时代广场8楼805室"),
+    ("440305", "广东省深圳市南山区科技园南区高新南七道18号"),
+    ("110105", "北京市朝阳区建国路88号SOHO现代城2号楼1701"),
+    ("510107", "四川省成都市武侯区天府大道北段1480号拉德方斯大厦东楼6层"),
+    ("320106", "江苏省南京市鼓楼区中山北路105号中环国际广场2208室"),
+)
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CUSTOMS = "2918"  # customs of declaration (matches invtNo 2918YYYYI…)
+_BASE_TIME = datetime(2026, 11, 23, 9, 30, 0)
+
+
+def _rng(*parts: object) -> random.Random:
+    return random.Random("|".join(str(p) for p in parts))
+
+
+def _guid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper()
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def _weight(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.001")))
+
+
+def _id_number(rng: random.Random, district: str) -> str:
+    birth = datetime(1975, 1, 1) + timedelta(days=rng.randrange(0, 9000))
+    body = f"{district}{birth:%Y%m%d}{rng.randrange(100, 1000)}"
+    check = "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_WEIGHTS, strict=True)) % 11]
+    return body + check
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(str(rng.randrange(10)) for _ in range(n))
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    head: dict[str, str]
+    lines: tuple[dict[str, str], ...]
+
+
+def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
+              order_no: str | None = None) -> _Scenario:
+    """All values of one business record (order, waybill, inventory, ...) of a deal."""
+    rng = _rng("scenario", flow, seed, idx, order_no or "")
+    t0 = _BASE_TIME + timedelta(minutes=(seed * 37 + idx * 3) % 600, seconds=rng.randrange(60))
+    day = f"{t0:%Y%m%d}"
+    serial = (seed * 1000 + idx) % 10**9
+    district, address = _ADDRESSES[rng.randrange(len(_ADDRESSES))]
+    buyer = _SURNAMES[rng.randrange(len(_SURNAMES))] + _GIVEN[rng.randrange(len(_GIVEN))]
+    consignee = buyer if rng.random() < 0.7 else _SURNAMES[rng.randrange(len(_SURNAMES))] + "先生"
+    phone = f"13{rng.randrange(0, 10)}{_digits(rng, 8)}"
+    imp = flow == "import"
+    currency = "142" if imp else "502"
+    catalogue = _IMPORT_PRODUCTS if imp else _EXPORT_PRODUCTS
+    letter = "I" if imp else "E"
+
+    lines: list[dict[str, str]] = []
+    goods = Decimal(0)
+    net = Decimal(0)
+    vat_total = Decimal(0)
+    for j in range(n_lines):
+        p = catalogue[(rng.randrange(len(catalogue)) + j) % len(catalogue)]
+        qty = Decimal(rng.randrange(1, 4))
+        total = p.price * qty
+        goods += total
+        qty1 = p.net_kg * qty
+        net += qty1
+        vat = (total * Decimal("0.091")).quantize(Decimal("0.01"))
+        vat_total += vat
+        lines.append({
+            "gnum": str(j + 1),
+            "itemNo": f"SKU{p.gcode[:4]}{j + 1:04d}",
+            "itemName": f"{p.brand}{p.name}",
+            "itemDescribe": f"{p.brand}{p.name}，{p.spec}",
+            "gmodel": f"{p.name}|{p.brand}|{p.spec}",
+            "gname": p.name,
+            "gcode": p.gcode,
+            "barCode": p.barcode,
+            "unit": p.unit,
+            "unit1": "035",
+            "qty": str(qty),
+            "qty1": _weight(qty1),
+            "price": _money(p.price),
+            "totalPrice": _money(total),
+            "currency": currency,
+            "country": p.origin if imp else "502",
+            "tradeCountry": p.origin,
+            "logisticsNo": f"SF{serial % 10**6:06d}{j + 1:06d}",
+            "totalPackageNo": f"PKG{day}{serial % 10**4:04d}{j + 1:03d}",
+            "invtNo": f"{_CUSTOMS}{t0:%Y}{letter}{(serial * 100 + j + 1) % 10**9:09d}",
+            "gseqno": str(j + 1),
+            "taxPrice": _money(total),
+            "customsTax": "0",
+            "valueAddedTax": _money(vat),
+            "consumptionTax": "0",
+        })
+
+    freight = Decimal(rng.choice(("0", "8", "10", "15")))
+    discount = Decimal(rng.choice(("0", "0", "5", "10")))
+    discount = min(discount, goods)
+    tax_total = (goods * Decimal("0.091")).quantize(Decimal("0.01")) if imp else Decimal(0)
+    paid = goods + freight + tax_total - discount
+    gross = net * Decimal("1.15") + Decimal("0.2")
+    order = order_no or f"SO{day}{seed % 10**6:06d}{idx + 1:04d}"
+    logistics_no = f"SF{_digits(rng, 12)}"
+    bill_no = f"784-{_digits(rng, 8)}"
+    invt_no = f"{_CUSTOMS}{t0:%Y}{letter}{serial:09d}"
+    pre_no = f"B{day}{serial:09d}"
+    cop_no = f"COP{day}{serial % 10**6:06d}"
+    head = {
+        "guid": _guid(rng),
+        "appType": "1",
+        "appTime": f"{t0:%Y%m%d%H%M%S}",
+        "appStatus": "2",
+        "orderType": "I" if imp else "E",
+        "orderNo": order,
+        "ebpCode": ids.ebp_code, "ebpName": ids.ebp_name,
+        "ebcCode": ids.ebc_code, "ebcName": ids.ebc_name,
+        "payCode": ids.pay_code, "payName": ids.pay_name,
+        "logisticsCode": ids.logistics_code, "logisticsName": ids.logistics_name,
+        "agentCode": ids.agent_code, "agentName": ids.agent_name,
+        "operatorCode": ids.operator_code, "operatorName": ids.operator_name,
+        "ownerCode": ids.ebc_code, "ownerName": ids.ebc_name,
+        "declAgentCode": ids.agent_code, "declAgentName": ids.agent_name,
+        "assureCode": ids.ebc_code,
+        "goodsValue": _money(goods),
+        "freight": _money(freight),
+        "discount": _money(discount),
+        "taxTotal": _money(tax_total),
+        "acturalPaid": _money(paid),
+        "amountPaid": _money(paid),
+        "charge": _money(goods + freight),
+        "insuredFee": "0",
+        "currency": currency,
+        "fCurrency": currency, "iCurrency": currency, "fFlag": "3", "iFlag": "3",
+        "buyerRegNo": f"u{_digits(rng, 9)}",
+        "buyerName": buyer,
+        "buyerTelephone": phone,
+        "buyerIdType": "1",
+        "buyerIdNumber": _id_number(rng, district),
+        "payTransactionId": f"{t0:%Y%m%d}2200{_digits(rng, 12)}",
+        "batchNumbers": f"LOT{t0:%Y%m}{rng.randrange(100, 999)}",
+        "consignee": consignee,
+        "consigneeTelephone": phone,
+        "consigneeAddress": address,
+        "consigneeDistrict": district,
+        "payTime": f"{t0 - timedelta(minutes=2):%Y%m%d%H%M%S}",
+        "accountingDate": f"{t0 + timedelta(days=1):%Y%m%d%H%M%S}",
+        "payNo": f"PAY{t0:%Y%m%d}{_digits(rng, 10)}",
+        "logisticsNo": logistics_no,
+        "logisticsStatus": "S",
+        "logisticsTime": f"{t0 + timedelta(days=3):%Y%m%d%H%M%S}",
+        "billNo": bill_no,
+        "weight": _weight(gross),
+        "grossWeight": _weight(gross),
+        "netWeight": _weight(net),
+        "packNo": "1",
+        "goodsInfo": "、".join(dict.fromkeys(ln["gname"] for ln in lines))[:60] or "日用品",
+        "copNo": cop_no,
+        "coElNo": cop_no,
+        "preNo": pre_no,
+        "invtNo": invt_no,
+        "ieFlag": "I" if imp else "E",
+        "declTime": day,
+        "ieDate": day,
+        "customsCode": _CUSTOMS,
+        "portCode": _CUSTOMS,
+        "tradeMode": "9610",
+        "trafMode": "5",
+        "trafNo": "CA1048",
+        "trafName": "中国国际航空",
+        "voyageNo": f"CA{1000 + rng.randrange(9000)}",
+        "domesticTrafNo": f"浙A{_digits(rng, 5)}",
+        "loctNo": "2918W00001",
+        "country": "502",  # import: country of departure; export: destination
+        "POD": "LAX",
+        "wrapType": "2",
+        "statisticsFlag": "A",
+        "msgCount": "1",
+        "msgSeqNo": "1",
+        "leaveTime": f"{t0 + timedelta(hours=20):%Y%m%d%H%M%S}",
+        "unloadLocation": "杭州萧山国际机场跨境电商监管中心",
+        "location": "杭州综保区退货理货仓A区",
+        "summaryFlag": "1",
+        "itemNameFlag": "1",
+        "reason": "消费者申请",
+        "ebcTelephone": "0571-88886666",
+        "telephone": phone,
+        "payerIdType": "1",
+        "payerIdNumber": "",  # filled below (= buyer)
+        "payerName": buyer,
+        # customs-issued documents
+        "returnTime": f"{t0 + timedelta(hours=1):%Y%m%d%H%M%S}{rng.randrange(1000):03d}",
+        "taxNo": f"{invt_no}_0",
+        "customsTax": "0",
+        "valueAddedTax": _money(vat_total),
+        "consumptionTax": "0",
+        "status": "1",
+        "entDutyNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "sumNo": f"{_CUSTOMS}{t0:%Y}E{_digits(rng, 9)}",
+        "opDate": f"{t0 + timedelta(days=5):%Y%m%d%H%M%S}000",
+        "declSeqNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "decTmpNo": f"T{t0:%Y}{_digits(rng, 13)}",
+        "decPreNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "entryId": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "decState": "1",
+        "rkdNo": f"RKD{day}{serial % 10**7:07d}",
+    }
+    head["payerIdNumber"] = head["buyerIdNumber"]
+    return _Scenario(head, tuple(lines))
+
+
+# --------------------------------------------------------------------------- element building
+
+
+def _sub(parent: etree._Element, ns: str, tag: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{ns}}}{tag}")
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _fill(parent: etree._Element, ns: str, names: Sequence[str], values: Mapping[str, str]) -> None:
+    for name in names:
+        value = values[name]
+        if name == "oriBizMessage":
+            _sub(parent, ns, name).text = etree.CDATA(value)
+        else:
+            _sub(parent, ns, name, value)
+
+
+def _root(code: str, guid: str, default_ns: bool) -> etree._Element:
+    tag = f"{{{CEB_NS}}}{code}Message"
+    if default_ns:
+        root = etree.Element(tag, nsmap={None: CEB_NS})  # type: ignore[dict-item]  # lxml-stubs lack None
+    else:
+        root = etree.Element(tag, nsmap={"ceb": CEB_NS})
+    root.set("guid", guid)
+    root.set("version", "1.0")
+    return root
+
+
+def _serialize(root: etree._Element) -> bytes:
+    etree.indent(root, space="  ")
+    return XML_DECL + etree.tostring(root, encoding="UTF-8", xml_declaration=False) + b"\n"
+
+
+def _sender(ids: EnterpriseIds, role: str) -> tuple[str, str, str]:
+    return (str(getattr(ids, f"{role}_code")), str(getattr(ids, f"{role}_name")),
+            str(getattr(ids, f"{role}_dxp_id")))
+
+
+def _tail(root: etree._Element, ids: EnterpriseIds, role: str) -> None:
+    code, name, dxp_id = _sender(ids, role)
+    bt = _sub(root, CEB_NS, "BaseTransfer")
+    _fill(bt, CEB_NS, ("copCode", "copName", "dxpMode", "dxpId"),
+          {"copCode": code, "copName": name, "dxpMode": "DXP", "dxpId": dxp_id})
+
+
+def _add_record(root: etree._Element, code: str, layout: _Layout, sc: _Scenario) -> None:
+    values = {**sc.head, **_OVERRIDES.get(code, {})}
+    rec = _sub(root, CEB_NS, layout.record)
+    head = rec if layout.head is None else _sub(rec, CEB_NS, layout.head)
+    _fill(head, CEB_NS, layout.fields, values)
+    if layout.lines is not None:
+        for line in sc.lines:
+            _fill(_sub(rec, CEB_NS, layout.lines), CEB_NS, layout.line_fields, line)
+
+
+def _message_guid(code: str, seed: int, extra: str = "") -> str:
+    return _guid(_rng("root", code, seed, extra))
+
+
+def build(code: str, *, records: int = 1, lines: int = 2, seed: int = 0, ids: EnterpriseIds | None = None,
+          default_ns: bool = False) -> bytes:
+    """Build one unsigned CEB message of type ``code`` (e.g. ``"CEB311"``).
+
+    ``records`` business records (ignored for CEB711 and CEB900, which carry exactly one), each with
+    ``lines`` list lines where the message has a list.  Receipt codes give ``ceb:``-prefixed receipts
+    (use :func:`build_receipt` for the default-namespace form e-port sends).  Counts are not capped at
+    the schema limits, so over-limit messages can be generated for negative tests.
+    """
+    ids = ids or EnterpriseIds()
+    if code in RECEIPT_LAYOUTS:
+        layout = RECEIPT_LAYOUTS[code]
+        n = 1 if layout.max_records == 1 else records
+        keys = [_receipt_defaults(code, seed, i, ids) for i in range(n)]
+        return _receipt(code, keys, status="2", info=None, seed=seed, default_ns=default_ns, ids=ids)
+    found = DECLARATION_LAYOUTS.get(code) or CUSTOMS_LAYOUTS.get(code)
+    if found is None:
+        raise ValueError(f"unknown message code {code!r}")
+    layout = found
+    root = _root(code, _message_guid(code, seed, f"{records}/{lines}"), default_ns)
+    n = 1 if layout.max_records == 1 else records
+    for i in range(n):
+        _add_record(root, code, layout, _scenario(layout.flow, seed, i, lines, ids))
+    if layout.sender is not None:
+        _tail(root, ids, layout.sender)
+    return _serialize(root)
+
+
+def build_order_set(order_no: str, *, lines: int = 2, seed: int = 0,
+                    ids: EnterpriseIds | None = None) -> dict[str, bytes]:
+    """CEB311, CEB411, CEB511 and CEB621 of one import order, consistent with each other (spec §12)."""
+    ids = ids or EnterpriseIds()
+    sc = _scenario("import", seed, 0, lines, ids, order_no=order_no)
+    out: dict[str, bytes] = {}
+    for code in ("CEB311", "CEB411", "CEB511", "CEB621"):
+        layout = DECLARATION_LAYOUTS[code]
+        rec_guid = _guid(_rng("record", code, seed, order_no))
+        doc = _Scenario({**sc.head, "guid": rec_guid}, sc.lines)
+        root = _root(code, _message_guid(code, seed, order_no), False)
+        _add_record(root, code, layout, doc)
+        assert layout.sender is not None
+        _tail(root, ids, layout.sender)
+        out[code] = _serialize(root)
+    return out
+
+
+# --------------------------------------------------------------------------- receipts
+
+
+def _receipt_defaults(code: str, seed: int, idx: int, ids: EnterpriseIds) -> dict[str, str]:
+    flow = RECEIPT_LAYOUTS[code].flow
+    h = _scenario(flow, seed, idx, 1, ids).head
+    keys = {name: h[name] for name in RECEIPT_LAYOUTS[code].fields if name in h}
+    keys.pop("returnTime", None)
+    return keys
+
+
+_BROKEN_311 = ('<ceb:CEB311Message xmlns:ceb="http://www.chinaport.gov.cn/ceb" guid="broken" version="1.0">'
+               "<ceb:Order/></ceb:CEB311Message>")
+
+_DEFAULT_INFO = {
+    "1": "电子口岸已暂存",
+    "3": "发送海关成功",
+    "4": "发送海关失败",
+    "100": "[Code:1301;Desc:海关退单]",
+    "120": "[Code:1800;Desc:逻辑校验通过]",
+    "300": "[Code:1200;Desc:待人工审核]",
+    "399": "海关审结",
+    "500": "[Code:2300;Desc:查验]",
+    "800": "[Code:2600;Desc:放行]",
+    "899": "结关",
+}
+
+
+def _receipt(code: str, key_sets: Sequence[Mapping[str, str]], *, status: str, info: str | None, seed: int,
+             default_ns: bool, ids: EnterpriseIds) -> bytes:
+    layout = RECEIPT_LAYOUTS[code]
+    root = _root(code, _message_guid(code, seed, f"receipt/{len(key_sets)}"), default_ns)
+    for i, keys in enumerate(key_sets):
+        rng = _rng("receipt", code, seed, i)
+        values = _receipt_defaults(code, seed, i, ids)
+        values.update(keys)
+        values["guid"] = keys.get("guid", _guid(rng))
+        values["returnStatus"] = status
+        t = _BASE_TIME + timedelta(minutes=5 + (seed * 37 + i * 3) % 600, seconds=rng.randrange(60))
+        values["returnTime"] = keys.get("returnTime", f"{t:%Y%m%d%H%M%S}{rng.randrange(1000):03d}")
+        if info is not None:
+            values["returnInfo"] = info
+        elif status == "2":
+            values["returnInfo"] = f"新增申报成功[{values['guid']}]"
+        elif status.startswith("-"):
+            values["returnInfo"] = "报文格式校验失败"
+        else:
+            values["returnInfo"] = _DEFAULT_INFO.get(status, "处理完成")
+        if code == "CEB900":
+            values.setdefault("oriCopMsgId", _guid(rng))
+            values.setdefault("oriMessageType", "CEB311Message")
+            values.setdefault("oriBizMessage", _BROKEN_311)
+            if info is None and not status.startswith("-"):
+                values["returnInfo"] = "报文格式校验失败：缺少必填节点OrderHead"
+        rec = _sub(root, CEB_NS, layout.record)
+        _fill(rec, CEB_NS, layout.fields, values)
+    return _serialize(root)
+
+
+def build_receipt(code: str, keys: dict[str, str], *, status: str = "2", info: str | None = None,
+                  seed: int = 0) -> bytes:
+    """A receipt (CEB312, 412, ..., 216, 900) in the default namespace, as e-port sends them.
+
+    ``keys`` fills business keys (and any other field of the receipt record, including ``guid`` and
+    ``returnTime``); the other fields get valid values.  ``info`` is the returnInfo text (default: a
+    text typical for ``status``).  For CEB900 pass ``status`` as a negative code, e.g. ``"-1"``.
+    """
+    if code not in RECEIPT_LAYOUTS:
+        raise ValueError(f"{code!r} is not a receipt code")
+    unknown = set(keys) - set(RECEIPT_LAYOUTS[code].fields)
+    if unknown:
+        raise ValueError(f"{code}: unknown receipt fields {sorted(unknown)}")
+    if code == "CEB900" and status == "2":
+        status = "-1"
+    return _receipt(code, [keys], status=status, info=info, seed=seed, default_ns=True, ids=EnterpriseIds())
+
+
+# --------------------------------------------------------------------------- DXP envelopes
+
+
+def flow_of(code: str) -> str:
+    """``import`` or ``export`` for a CEB message code (spec §2)."""
+    for table in (DECLARATION_LAYOUTS, RECEIPT_LAYOUTS, CUSTOMS_LAYOUTS):
+        if code in table:
+            return table[code].flow
+    raise ValueError(f"unknown message code {code!r}")
+
+
+def _dxp_msg_element(parent: etree._Element | None, payload: bytes, *, msg_type: str, sender_id: str,
+                     receiver_ids: Sequence[str], seed: int) -> etree._Element:
+    rng = _rng("dxp", msg_type, seed)
+    cop_msg_id = _guid(rng)
+    tag = f"{{{DXP_NS}}}DxpMsg"
+    if parent is None:
+        msg = etree.Element(tag, nsmap={"dxp": DXP_NS})
+    else:
+        msg = etree.SubElement(parent, tag)
+    msg.set("ver", "1.0")
+    ti = _sub(msg, DXP_NS, "TransInfo")
+    _sub(ti, DXP_NS, "CopMsgId", cop_msg_id)
+    _sub(ti, DXP_NS, "SenderId", sender_id)
+    rids = _sub(ti, DXP_NS, "ReceiverIds")
+    for rid in receiver_ids:
+        _sub(rids, DXP_NS, "ReceiverId", rid)
+    created = _BASE_TIME + timedelta(minutes=seed % 600, seconds=rng.randrange(60))
+    _sub(ti, DXP_NS, "CreatTime", f"{created:%Y-%m-%dT%H:%M:%S}")
+    _sub(ti, DXP_NS, "MsgType", msg_type)
+    _sub(msg, DXP_NS, "Data", base64.b64encode(payload).decode("ascii"))
+    add = _sub(msg, DXP_NS, "AddInfo")
+    _sub(add, DXP_NS, "FileName", f"{msg_type}_{cop_msg_id}.xml")
+    return msg
+
+
+def build_dxp_msg(payload: bytes, *, msg_type: str, sender_id: str, receiver_ids: Sequence[str] | None = None,
+                  seed: int = 0) -> bytes:
+    """Wrap CEB message bytes into a terminal-node ``dxp:DxpMsg`` (spec §9.1)."""
+    if receiver_ids is None:
+        receiver_ids = [CUSTOMS_IMPORT_DXP if flow_of(msg_type[:6]) == "import" else CUSTOMS_EXPORT_DXP]
+    root = _dxp_msg_element(None, payload, msg_type=msg_type, sender_id=sender_id,
+                            receiver_ids=receiver_ids, seed=seed)
+    return _serialize(root)
+
+
+def build_dxp_msg_sv(payload: bytes, *, msg_type: str, sender_id: str, receiver_ids: Sequence[str],
+                     seed: int = 0, sta_node: str = "00000002", end_node: str = "33000001") -> bytes:
+    """Wrap CEB message bytes into ``DxpMsgSv`` → ``DxpMsg`` (transport node, spec §9.2)."""
+    root = etree.Element(f"{{{DXP_NS}}}DxpMsgSv", nsmap={"dxp": DXP_NS})
+    root.set("ver", "1.0")
+    sv = _sub(root, DXP_NS, "SvNo")
+    sv.set("Ver", "1.0")
+    sent = _BASE_TIME + timedelta(minutes=seed % 600, seconds=30)
+    _sub(sv, DXP_NS, "MsgId", f"{sta_node}{sent:%Y%m%d%H%M%S}{seed % 10**10:010d}")
+    _sub(sv, DXP_NS, "SubMsgId", "1")
+    _sub(sv, DXP_NS, "SendTime", f"{sent:%Y-%m-%dT%H:%M:%S}")
+    _sub(sv, DXP_NS, "EndNode", end_node)
+    _sub(sv, DXP_NS, "StaNode", sta_node)
+    _dxp_msg_element(root, payload, msg_type=msg_type, sender_id=sender_id, receiver_ids=receiver_ids,
+                     seed=seed)
+    return _serialize(root)
+
+
+def build_dxp_rep(*, receiver_id: str, code: str = "0000", info: str = "成功",
+                  msg_type: str = "CEB311Message", seed: int = 0) -> bytes:
+    """A DXP platform response ``DxpRep`` (spec §9.1; note the official spelling ``RecevierId``)."""
+    rng = _rng("dxprep", seed)
+    root = etree.Element(f"{{{DXP_NS}}}DxpRep", nsmap={"dxp": DXP_NS})
+    root.set("ver", "1.0")
+    _sub(root, DXP_NS, "RecevierId", receiver_id)
+    resp = _sub(root, DXP_NS, "Response")
+    _sub(resp, DXP_NS, "ResponseCode", code)
+    _sub(resp, DXP_NS, "ResponseInfo", info)
+    _sub(resp, DXP_NS, "NoticeTime", f"{_BASE_TIME:%Y-%m-%d}")
+    ori = _sub(resp, DXP_NS, "OriHead")
+    _sub(ori, DXP_NS, "CopMsgId", _guid(rng))
+    _sub(ori, DXP_NS, "SenderId", receiver_id)
+    rids = _sub(ori, DXP_NS, "ReceiverIds")
+    _sub(rids, DXP_NS, "ReceiverId", CUSTOMS_IMPORT_DXP)
+    _sub(ori, DXP_NS, "CreatTime", f"{_BASE_TIME:%Y-%m-%dT%H:%M:%S}")
+    _sub(ori, DXP_NS, "MsgType", msg_type)
+    return _serialize(root)

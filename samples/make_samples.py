@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Write the sample messages under samples/valid/ and samples/unsigned/ with gateway.samplegen.
+
+Usage: .venv/bin/python samples/make_samples.py
+
+Deterministic: running it twice gives identical files.  Signature-required types (CEB621, 623, 625,
+711) go to samples/unsigned/; they are signed into samples/valid/ by the signing tooling.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway import samplegen as sg  # noqa: E402
+
+VALID = ROOT / "samples" / "valid"
+UNSIGNED = ROOT / "samples" / "unsigned"
+ORDER_NO = "SO20261123000458001"
+SEED = 1
+
+
+def _text(xml: bytes, tag: str) -> str:
+    """Value of the first <ceb:tag> in generated (trusted) XML; avoids re-parsing."""
+    start = xml.index(f":{tag}>".encode()) + len(tag) + 2
+    return xml[start:xml.index(b"<", start)].decode("utf-8")
+
+
+def main() -> int:
+    VALID.mkdir(parents=True, exist_ok=True)
+    UNSIGNED.mkdir(parents=True, exist_ok=True)
+    files: dict[Path, bytes] = {}
+
+    order_set = sg.build_order_set(ORDER_NO, lines=2, seed=SEED)
+    for code in sg.DECLARATIONS:
+        data = order_set.get(code) or sg.build(code, records=1, lines=2, seed=SEED)
+        target = UNSIGNED if code in sg.SIGNATURE_REQUIRED else VALID
+        files[target / f"{code}.xml"] = data
+    for code in sg.CUSTOMS_ISSUED:
+        files[VALID / f"{code}.xml"] = sg.build(code, records=1, lines=2, seed=SEED)
+
+    order, payment, waybill, inventory = (order_set[c] for c in ("CEB311", "CEB411", "CEB511", "CEB621"))
+    linked: dict[str, dict[str, str]] = {
+        "CEB312": {k: _text(order, k) for k in ("ebpCode", "ebcCode", "orderNo")},
+        "CEB412": {k: _text(payment, k) for k in ("payCode", "payTransactionId")},
+        "CEB512": {k: _text(waybill, k) for k in ("logisticsCode", "logisticsNo")},
+        "CEB622": {k: _text(inventory, k) for k in ("ebpCode", "ebcCode", "agentCode", "copNo")},
+    }
+    for code in sg.RECEIPTS:
+        status = "-1" if code == "CEB900" else "2"
+        files[VALID / f"{code}.xml"] = sg.build_receipt(code, linked.get(code, {}), status=status, seed=SEED)
+
+    # Variants.
+    files[VALID / "CEB311-default-ns.xml"] = sg.build("CEB311", seed=SEED, default_ns=True)
+    plain = sg.build("CEB311", seed=SEED + 1)
+    assert plain.startswith(sg.XML_DECL)
+    decl = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    files[VALID / "CEB311-bom-standalone.xml"] = b"\xef\xbb\xbf" + decl + plain[len(sg.XML_DECL):]
+    files[VALID / "CEB622-status100.xml"] = sg.build_receipt(
+        "CEB622", linked["CEB622"], status="100", info="[Code:13035;Desc:支付企业不一致]", seed=SEED
+    )
+
+    # DXP envelopes.
+    ebc_dxp = sg.EnterpriseIds().ebc_dxp_id
+    files[VALID / "DxpMsg.xml"] = sg.build_dxp_msg(order, msg_type="CEB311Message", sender_id=ebc_dxp,
+                                                   seed=SEED)
+    receipt = files[VALID / "CEB312.xml"]
+    files[VALID / "DxpMsgSv.xml"] = sg.build_dxp_msg_sv(
+        receipt, msg_type="CEB312Message", sender_id=sg.CUSTOMS_IMPORT_DXP, receiver_ids=[ebc_dxp], seed=SEED
+    )
+    files[VALID / "DxpRep.xml"] = sg.build_dxp_rep(receiver_id=ebc_dxp, seed=SEED)
+
+    for path, data in sorted(files.items()):
+        path.write_bytes(data)
+        print(path.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
