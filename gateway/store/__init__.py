@@ -1,0 +1,346 @@
+"""The durable store: declarations, their receipts, the customs outbox and the mailboxes.
+
+:class:`Store` is the interface every backend implements; the records it takes and
+returns are frozen dataclasses defined here.  :func:`open_store` builds a backend from
+a URL.  SQL lives in this package and nowhere else.
+
+Promises every backend keeps:
+
+* A write returns only once it is durable (committed and synced).
+* Declarations are append-only: a change is a new message; state lives apart.
+* The same tenant submitting the same bytes again gets the first result back with
+  ``duplicate=True`` and nothing is queued twice; the same tenant reusing a ``guid``
+  for different bytes gets :class:`~gateway.errors.ConflictError`.
+* A tenant never sees another tenant's messages or mail (``None``/empty, not an error).
+* Nothing is dropped: a receipt that matches no declaration becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from ..errors import ConfigError, register
+from ..state import State
+
+SubscribeStatus = Literal["ALL", "DATA", "RET"]
+Clock = Callable[[], float]
+"""Seconds since the epoch (``time.time``); injectable so tests control leases."""
+
+register("CEBGW-STORE-SCHEMA", 503, 2, "-3999", "store schema is newer than this gateway",
+         "存储结构版本高于本网关版本")
+register("CEBGW-STORE-CLOSED", 503, 2, "-3999", "store is closed", "存储已关闭")
+register("CEBGW-CONFIG-STORE-URL", 500, 2, "-3999", "store URL not supported", "不支持的存储地址")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A ``BaseSubscribe`` entry (spec §4.2)."""
+
+    dxp_address: str
+    status: SubscribeStatus
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A validated declaration to store and queue for customs.
+
+    ``guid`` must be the root ``guid`` attribute of ``data`` (so equal bytes carry equal
+    guids); ``business_keys`` has one dict per business record, in document order.
+    """
+
+    tenant: str
+    sender_code: str
+    message_type: str
+    guid: str
+    data: bytes
+    business_keys: Sequence[dict[str, str]]
+    envelope: bytes
+    cop_msg_id: str
+    subscribers: Sequence[Subscriber] = ()
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the exact submitted bytes (computed, so it cannot disagree)."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """Where a declaration was stored; ``duplicate`` when these bytes were stored before."""
+
+    message_id: int
+    duplicate: bool
+    received_at: datetime
+    chain_hash: str
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One receipt record linked to a declaration."""
+
+    receipt_id: int
+    message_type: str
+    status: str
+    return_time: str
+    info: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A stored declaration with its current state and receipts in ``returnTime`` order."""
+
+    id: int
+    tenant: str
+    message_type: str
+    guid: str
+    sender_code: str
+    business_keys: tuple[dict[str, str], ...]
+    subscribers: tuple[Subscriber, ...]
+    state: State
+    received_at: datetime
+    data: bytes
+    timeline: tuple[TimelineEntry, ...]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An envelope leased to the customs intranet; ``attempts`` counts leases including this one."""
+
+    id: int
+    message_id: int
+    envelope: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeclarationRef:
+    """A declaration found by business keys; ``record_no`` is the matching record (0-based)."""
+
+    message_id: int
+    tenant: str
+    message_type: str
+    guid: str
+    sender_code: str
+    record_no: int
+    state: State
+    received_at: datetime
+    subscribers: tuple[Subscriber, ...]
+
+
+@dataclass(frozen=True)
+class NewReceipt:
+    """One receipt record (a ``…Return`` element) and the exact bytes of the message carrying it.
+
+    ``declaration_id`` is the correlated declaration, or ``None`` to file it as a dead
+    letter (with ``reason``).  ``mailboxes`` are the tenants to deliver to besides the
+    declaration's own tenant, which always receives it.
+    """
+
+    message_type: str
+    guid: str
+    data: bytes
+    record_no: int
+    status: str
+    return_time: str
+    info: str
+    business_keys: dict[str, str]
+    declaration_id: int | None
+    mailboxes: Sequence[str] = ()
+    reason: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReceiptResult:
+    """What storing a receipt did: the state change and who got it.
+
+    ``duplicate`` when this record of these bytes was stored before (nothing redelivered).
+    """
+
+    receipt_id: int
+    declaration_id: int | None
+    dead_letter: bool
+    duplicate: bool
+    state_before: State | None
+    state_after: State | None
+    outcome: str
+    delivered_to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MailItem:
+    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order."""
+
+    cursor: int
+    receipt_id: int
+    message_id: int
+    declaration_type: str
+    declaration_guid: str
+    message_type: str
+    status: str
+    return_time: str
+    info: str
+    business_keys: dict[str, str]
+    data: bytes
+    delivered_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A receipt that matched no declaration, waiting for an operator."""
+
+    receipt_id: int
+    message_type: str
+    guid: str
+    status: str
+    return_time: str
+    info: str
+    business_keys: dict[str, str]
+    reason: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first broken link of one sender's hash chain."""
+
+    tenant: str
+    sender_code: str
+    message_id: int
+    problem: Literal["data", "link", "hash"]
+    expected: str
+    found: str
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Result of recomputing hash chains; ``ok`` when no chain is broken.
+
+    ``heads`` maps ``(tenant, sender_code)`` to the last chain hash, which can be
+    anchored elsewhere so that rewriting a whole chain is detectable too.
+    """
+
+    messages_checked: int
+    chains: int
+    breaks: tuple[ChainBreak, ...]
+    heads: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    """Figures for ``/metrics``."""
+
+    declarations: dict[tuple[str, str], int]   # (message_type, state) -> count
+    receipts: dict[tuple[str, str], int]       # (message_type, returnStatus) -> count
+    outbox_depth: int
+    mailbox_unacked: int
+    dead_letters: int
+    write_batches: int
+    write_jobs: int
+
+
+class Store(Protocol):
+    """The store interface; every method is a coroutine safe to call concurrently."""
+
+    async def put_message(self, m: NewMessage) -> PutResult:
+        """Store, index, chain and queue a declaration in one durable transaction.
+
+        Raises ConflictError (``CEBGW-CONFLICT-GUID``) when the tenant used ``m.guid``
+        for different bytes, StoreError when the store cannot commit.
+        """
+        ...
+
+    async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
+        """The declaration with its timeline, or ``None`` if absent or another tenant's."""
+        ...
+
+    async def lease_outbox(self, limit: int, visibility_timeout_s: float) -> list[OutboxItem]:
+        """Up to ``limit`` envelopes in submission order, keeping each sender's order."""
+        ...
+
+    async def ack_outbox(self, ids: Sequence[int]) -> int:
+        """Mark envelopes delivered; returns how many were newly acknowledged."""
+        ...
+
+    async def outbox_depth(self) -> int:
+        """Envelopes not yet acknowledged (leased or not)."""
+        ...
+
+    async def find_declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
+        """Declarations of that type with a record holding all ``keys``; most recent first."""
+        ...
+
+    async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
+        """Store a receipt record, advance the declaration and deliver it, durably and at once.
+
+        Raises NotFoundError when ``r.declaration_id`` names no declaration.
+        """
+        ...
+
+    async def mailbox(self, tenant: str, after: int | None, limit: int) -> list[MailItem]:
+        """The tenant's mail after ``after`` (``None``: after the last acknowledged cursor)."""
+        ...
+
+    async def mailbox_wait(self, tenant: str, after: int | None, limit: int, wait_s: float) -> list[MailItem]:
+        """Like :meth:`mailbox`, but waits up to ``wait_s`` for mail to arrive when there is none."""
+        ...
+
+    async def ack_mailbox(self, tenant: str, cursor: int) -> None:
+        """Mark the tenant's mail up to ``cursor`` read (clamped to what the tenant has)."""
+        ...
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """Unresolved dead letters, oldest first."""
+        ...
+
+    async def reroute_dead_letter(self, receipt_id: int, message_id: int,
+                                  mailboxes: Sequence[str] = ()) -> ReceiptResult:
+        """Attach a dead letter to a declaration, advance it and deliver the receipt.
+
+        Raises NotFoundError when either does not exist or the letter was already rerouted.
+        """
+        ...
+
+    async def audit_verify(self, tenant: str | None = None) -> AuditReport:
+        """Recompute every sender's hash chain (of ``tenant`` or all) from the stored bytes."""
+        ...
+
+    async def metrics(self) -> StoreMetrics:
+        """Counts for monitoring."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release the database; later calls raise StoreError."""
+        ...
+
+
+def open_store(url: str, *, clock: Clock | None = None) -> Store:
+    """Open (creating and migrating if needed) the store named by ``url``.
+
+    ``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs/path`` also works) or
+    ``sqlite://:memory:`` for a private in-memory store.  Raises ConfigError for any
+    other URL; ``postgres://`` is recognised but not built yet.
+    """
+    from .sqlite import SqliteStore  # deferred: keeps the interface importable alone
+
+    if url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("the PostgreSQL store backend is not built yet; use a sqlite:/// URL",
+                          code="CEBGW-CONFIG-STORE-URL")
+    if url == "sqlite://:memory:":
+        return SqliteStore(":memory:", clock=clock)
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return SqliteStore(url[len("sqlite:///"):], clock=clock)
+    raise ConfigError(f"unsupported store URL {url.split('://', 1)[0]!r}://…; expected sqlite:///path",
+                      code="CEBGW-CONFIG-STORE-URL")

@@ -1,0 +1,189 @@
+"""The SQLite schema as ordered migrations, recorded in ``schema_version``.
+
+:func:`migrate` applies, in order and each in its own transaction, every migration
+newer than the database; reopening an up-to-date database changes nothing.  A
+migration, once released, is never edited: a change is a new migration.
+
+Tables (all but the state tables are append-only):
+
+``message``            declarations, exact bytes, hash chain (UPDATE/DELETE refused by triggers)
+``message_key``        business key fields per record (operators and correlation search these)
+``subscriber``         ``BaseSubscribe`` entries
+``declaration_state``  current state of each declaration (mutable)
+``outbox``             envelopes for the customs intranet, with lease and ack columns (mutable)
+``receipt_blob``       exact bytes of each receipt message, once per content
+``receipt``            one row per receipt record; ``receipt_key`` its business keys
+``receipt_link``       receipt → declaration (by correlation or by an operator's reroute)
+``dead_letter``        receipts that matched nothing (``resolved_at`` set on reroute)
+``mailbox``            deliveries per tenant, cursor = row id; ``mailbox_ack`` read marks
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import StoreError
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: its version, what it does, and its statements (run in order)."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1 = (
+    """CREATE TABLE message (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        sender_code TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        guid TEXT NOT NULL,
+        cop_msg_id TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        data BLOB NOT NULL,
+        received_us INTEGER NOT NULL,
+        prev_chain TEXT NOT NULL,
+        chain_hash TEXT NOT NULL,
+        UNIQUE (tenant, guid)
+    )""",
+    "CREATE INDEX message_chain ON message (tenant, sender_code, id)",
+    """CREATE TRIGGER message_no_update BEFORE UPDATE ON message
+       BEGIN SELECT RAISE(ABORT, 'message rows are append-only'); END""",
+    """CREATE TRIGGER message_no_delete BEFORE DELETE ON message
+       BEGIN SELECT RAISE(ABORT, 'message rows are append-only'); END""",
+    """CREATE TABLE message_key (
+        message_id INTEGER NOT NULL REFERENCES message (id),
+        record_no INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (message_id, record_no, name)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX message_key_value ON message_key (name, value)",
+    """CREATE TABLE subscriber (
+        message_id INTEGER NOT NULL REFERENCES message (id),
+        position INTEGER NOT NULL,
+        dxp_address TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ALL', 'DATA', 'RET')),
+        PRIMARY KEY (message_id, position)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE declaration_state (
+        message_id INTEGER PRIMARY KEY REFERENCES message (id),
+        message_type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_us INTEGER NOT NULL
+    )""",
+    "CREATE INDEX declaration_state_count ON declaration_state (message_type, state)",
+    """CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL UNIQUE REFERENCES message (id),
+        sender TEXT NOT NULL,
+        envelope BLOB NOT NULL,
+        enqueued_us INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until_us INTEGER,
+        acked_us INTEGER
+    )""",
+    "CREATE INDEX outbox_pending ON outbox (id) WHERE acked_us IS NULL",
+    "CREATE INDEX outbox_sender_pending ON outbox (sender, lease_until_us) WHERE acked_us IS NULL",
+    """CREATE TABLE receipt_blob (
+        sha256 TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE receipt (
+        id INTEGER PRIMARY KEY,
+        blob_sha256 TEXT NOT NULL REFERENCES receipt_blob (sha256),
+        record_no INTEGER NOT NULL,
+        message_type TEXT NOT NULL,
+        guid TEXT NOT NULL,
+        status TEXT NOT NULL,
+        return_time TEXT NOT NULL,
+        info TEXT NOT NULL,
+        received_us INTEGER NOT NULL,
+        UNIQUE (blob_sha256, record_no)
+    )""",
+    "CREATE INDEX receipt_count ON receipt (message_type, status)",
+    """CREATE TABLE receipt_key (
+        receipt_id INTEGER NOT NULL REFERENCES receipt (id),
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (receipt_id, name)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX receipt_key_value ON receipt_key (name, value)",
+    """CREATE TABLE receipt_link (
+        receipt_id INTEGER PRIMARY KEY REFERENCES receipt (id),
+        declaration_id INTEGER NOT NULL REFERENCES message (id),
+        via TEXT NOT NULL CHECK (via IN ('correlated', 'rerouted')),
+        outcome TEXT NOT NULL,
+        linked_us INTEGER NOT NULL
+    )""",
+    "CREATE INDEX receipt_link_declaration ON receipt_link (declaration_id)",
+    """CREATE TABLE dead_letter (
+        receipt_id INTEGER PRIMARY KEY REFERENCES receipt (id),
+        reason TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        resolved_us INTEGER
+    )""",
+    "CREATE INDEX dead_letter_open ON dead_letter (receipt_id) WHERE resolved_us IS NULL",
+    """CREATE TABLE mailbox (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        receipt_id INTEGER NOT NULL REFERENCES receipt (id),
+        declaration_id INTEGER NOT NULL REFERENCES message (id),
+        delivered_us INTEGER NOT NULL,
+        UNIQUE (tenant, receipt_id)
+    )""",
+    "CREATE INDEX mailbox_tenant ON mailbox (tenant, cursor)",
+    """CREATE TABLE mailbox_ack (
+        tenant TEXT PRIMARY KEY,
+        cursor INTEGER NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
+)
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The newest applied version, 0 for a fresh database."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the migrations the database lacks; returns the versions applied now.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).  Raises StoreError
+    (``CEBGW-STORE-SCHEMA``) if the database is newer than ``migrations`` and
+    ValueError if ``migrations`` are not in strictly increasing order.
+    """
+    versions = [m.version for m in migrations]
+    if not versions or versions != sorted(set(versions)) or versions[0] < 1:
+        raise ValueError(f"migration versions must be positive and strictly increasing: {versions}")
+    newest = versions[-1]
+    applied: list[int] = []
+    for m in migrations:
+        conn.execute("BEGIN IMMEDIATE")  # re-read under the write lock: another process may migrate
+        try:
+            have = current_version(conn)
+            if have > newest:
+                raise StoreError(f"database schema version {have} is newer than this gateway ({newest})",
+                                 code="CEBGW-STORE-SCHEMA")
+            if m.version > have:
+                for statement in m.statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?, datetime('now'))",
+                             (m.version, m.description))
+                applied.append(m.version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied

@@ -1,0 +1,294 @@
+"""The SQLite store: WAL with ``synchronous=FULL``, one group-commit writer thread, pooled readers.
+
+Writes go through :class:`~gateway.store.writer.GroupCommitWriter`, so many concurrent
+requests share one sync and each returns only once its transaction is durable.
+Reads run on separate read-only connections in a small thread pool (WAL lets them
+proceed while the writer commits).  An in-memory store (``":memory:"``) has a single
+connection, so its reads go through the writer too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import TypeVar
+
+from ..errors import StoreError
+from . import (
+    AuditReport,
+    Clock,
+    DeadLetter,
+    DeclarationRef,
+    MailItem,
+    MessageRecord,
+    NewMessage,
+    NewReceipt,
+    OutboxItem,
+    PutResult,
+    ReceiptResult,
+    StoreMetrics,
+    sqlops,
+)
+from .migrations import MIGRATIONS, Migration, migrate
+from .writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+def _connect(path: str, *, read_only: bool) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        if path != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if read_only:
+            conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store {path}: {exc}") from exc
+    return conn
+
+
+class _Checkpointer:
+    """Copies the WAL into the database from its own thread, so commits never pay for it.
+
+    The writer connection has automatic checkpoints off.  Every ``interval_s`` this
+    thread runs a PASSIVE checkpoint (never blocks the writer); when the WAL holds more
+    than ``restart_frames`` frames it runs a RESTART checkpoint, which waits for the
+    current commit and lets the writer start the WAL file over instead of growing it.
+    """
+
+    def __init__(self, path: str, interval_s: float = 0.25, restart_frames: int = 20_000) -> None:
+        self._conn = _connect(path, read_only=False)
+        self._interval = interval_s
+        self._restart_frames = restart_frames
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames > self._restart_frames:
+                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error:
+                continue  # busy or I/O trouble: the next round tries again; the WAL keeps the data
+
+    def close(self) -> None:
+        """Stop the thread, checkpoint what is left and close its connection (blocking)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            pass  # the WAL stays and is replayed on the next open; nothing is lost
+        self._conn.close()
+
+
+class SqliteStore:
+    """A :class:`~gateway.store.Store` on one SQLite file (or in memory).
+
+    Opening creates the file if needed and applies pending migrations; it blocks
+    briefly, so do it at start-up.  ``clock`` (seconds since the epoch) stamps
+    receipt times and leases.  Raises StoreError if the file cannot be opened or its
+    schema is newer than this code.
+    """
+
+    def __init__(self, path: str, *, clock: Clock | None = None, readers: int = 4,
+                 max_batch: int = 1024, migrations: Sequence[Migration] = MIGRATIONS,
+                 checkpoint_thread: bool = True) -> None:
+        self._clock: Clock = clock or time.time
+        self._memory = path == ":memory:"
+        conn = _connect(path, read_only=False)
+        try:
+            migrate(conn, migrations)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot migrate store {path}: {exc}") from exc
+        self._checkpointer: _Checkpointer | None = None
+        if not self._memory and checkpoint_thread:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(path)
+        self._writer = GroupCommitWriter(conn, max_batch=max_batch)
+        self._writer.start()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._pool: ThreadPoolExecutor | None = None
+        if not self._memory:
+            self._reader_conns = [_connect(path, read_only=True) for _ in range(readers)]
+            for rc in self._reader_conns:
+                self._readers.put(rc)
+            self._pool = ThreadPoolExecutor(readers, thread_name_prefix="store-read")
+        self._mail_events: dict[str, asyncio.Event] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------ plumbing
+
+    def _now_us(self) -> int:
+        return round(self._clock() * 1_000_000)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("store is closed", code="CEBGW-STORE-CLOSED")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        if self._pool is None:
+            return await self._writer.submit(fn)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run_read, fn)
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._readers.get()
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
+        finally:
+            self._readers.put(conn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T],
+                     after_commit: Callable[[T], None] | None = None) -> T:
+        self._check_open()
+        return await self._writer.submit(fn, after_commit)
+
+    def _mail_event(self, tenant: str) -> asyncio.Event:
+        event = self._mail_events.get(tenant)
+        if event is None:
+            event = self._mail_events[tenant] = asyncio.Event()
+        return event
+
+    def _notify(self, result: ReceiptResult) -> None:
+        for tenant in result.delivered_to:
+            event = self._mail_events.pop(tenant, None)
+            if event is not None:
+                event.set()
+
+    # ------------------------------------------------------------ declarations and outbox
+
+    async def put_message(self, m: NewMessage) -> PutResult:
+        """See :meth:`gateway.store.Store.put_message`."""
+        now = self._now_us()
+        return await self._write(lambda c: sqlops.put_message(c, m, now))
+
+    async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
+        """See :meth:`gateway.store.Store.get_message`."""
+        return await self._read(lambda c: sqlops.get_message(c, message_id, tenant))
+
+    async def lease_outbox(self, limit: int, visibility_timeout_s: float) -> list[OutboxItem]:
+        """See :meth:`gateway.store.Store.lease_outbox`; the lease is durable like any write."""
+        now, lease = self._now_us(), round(visibility_timeout_s * 1_000_000)
+        return await self._write(lambda c: sqlops.lease_outbox(c, limit, now, lease))
+
+    async def ack_outbox(self, ids: Sequence[int]) -> int:
+        """See :meth:`gateway.store.Store.ack_outbox`; acknowledged declarations become ``sent``."""
+        now, ids = self._now_us(), tuple(ids)
+        return await self._write(lambda c: sqlops.ack_outbox(c, ids, now))
+
+    async def outbox_depth(self) -> int:
+        """See :meth:`gateway.store.Store.outbox_depth`."""
+        return await self._read(sqlops.outbox_depth)
+
+    # ------------------------------------------------------------ receipts
+
+    async def find_declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
+        """See :meth:`gateway.store.Store.find_declarations`; ValueError when ``keys`` is empty."""
+        keys = dict(keys)
+        return await self._read(lambda c: sqlops.find_declarations(c, message_type, keys))
+
+    async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
+        """See :meth:`gateway.store.Store.put_receipt`; wakes mailbox waiters once committed."""
+        now = self._now_us()
+        return await self._write(lambda c: sqlops.put_receipt(c, r, now), self._notify)
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """See :meth:`gateway.store.Store.dead_letters`."""
+        return await self._read(lambda c: sqlops.dead_letters(c, limit))
+
+    async def reroute_dead_letter(self, receipt_id: int, message_id: int,
+                                  mailboxes: Sequence[str] = ()) -> ReceiptResult:
+        """See :meth:`gateway.store.Store.reroute_dead_letter`."""
+        now, boxes = self._now_us(), tuple(mailboxes)
+        return await self._write(lambda c: sqlops.reroute_dead_letter(c, receipt_id, message_id, boxes, now),
+                                 self._notify)
+
+    # ------------------------------------------------------------ mailboxes
+
+    async def mailbox(self, tenant: str, after: int | None, limit: int) -> list[MailItem]:
+        """See :meth:`gateway.store.Store.mailbox`."""
+        return await self._read(lambda c: sqlops.mailbox(c, tenant, after, limit))
+
+    async def mailbox_wait(self, tenant: str, after: int | None, limit: int, wait_s: float) -> list[MailItem]:
+        """See :meth:`gateway.store.Store.mailbox_wait`; returns ``[]`` when ``wait_s`` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            event = self._mail_event(tenant)  # taken before reading, so no delivery slips between
+            items = await self.mailbox(tenant, after, limit)
+            remaining = deadline - loop.time()
+            if items or remaining <= 0:
+                return items
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return []
+
+    async def ack_mailbox(self, tenant: str, cursor: int) -> None:
+        """See :meth:`gateway.store.Store.ack_mailbox`."""
+        await self._write(lambda c: sqlops.ack_mailbox(c, tenant, cursor))
+
+    # ------------------------------------------------------------ audit and metrics
+
+    async def audit_verify(self, tenant: str | None = None) -> AuditReport:
+        """See :meth:`gateway.store.Store.audit_verify`."""
+        checked, breaks, heads = await self._read(lambda c: sqlops.audit(c, tenant))
+        return AuditReport(checked, len(heads), tuple(breaks), heads)
+
+    async def metrics(self) -> StoreMetrics:
+        """See :meth:`gateway.store.Store.metrics`."""
+        def q(c: sqlite3.Connection) -> StoreMetrics:
+            decl = {(t, s): n for t, s, n in c.execute(
+                "SELECT message_type, state, COUNT(*) FROM declaration_state GROUP BY 1, 2")}
+            rec = {(t, s): n for t, s, n in c.execute(
+                "SELECT message_type, status, COUNT(*) FROM receipt GROUP BY 1, 2")}
+            (unacked,) = c.execute(
+                "SELECT COUNT(*) FROM mailbox mb LEFT JOIN mailbox_ack a ON a.tenant = mb.tenant"
+                " WHERE mb.cursor > COALESCE(a.cursor, 0)").fetchone()
+            (dead,) = c.execute("SELECT COUNT(*) FROM dead_letter WHERE resolved_us IS NULL").fetchone()
+            stats = self._writer.stats
+            return StoreMetrics(decl, rec, sqlops.outbox_depth(c), unacked, dead, stats.batches, stats.jobs)
+        return await self._read(q)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Commit what is queued, then close every connection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._writer.close)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for rc in self._reader_conns:
+            rc.close()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.close)
+
+    async def __aenter__(self) -> SqliteStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

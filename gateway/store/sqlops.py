@@ -1,0 +1,311 @@
+"""The SQLite statements behind :class:`~gateway.store.sqlite.SqliteStore`, as plain functions.
+
+Each write function runs inside a transaction its caller opened (the group-commit
+writer's savepoint) and raises GatewayError subclasses for the caller's mistakes.
+Each read function runs on a read connection inside one read transaction, so it sees
+one consistent snapshot.  Times are integer microseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from .. import state as st
+from ..errors import ConflictError, NotFoundError
+from . import (
+    ChainBreak,
+    DeadLetter,
+    DeclarationRef,
+    MailItem,
+    MessageRecord,
+    NewMessage,
+    NewReceipt,
+    OutboxItem,
+    PutResult,
+    ReceiptResult,
+    Subscriber,
+    TimelineEntry,
+)
+
+GENESIS = "0" * 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_dt(us: int) -> datetime:
+    """Microseconds since the epoch as an aware UTC datetime (exact)."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def chain_hash(prev_chain: str, data_sha256: str, tenant: str, sender_code: str, message_type: str,
+               guid: str, cop_msg_id: str, received_us: int) -> str:
+    """sha256(prev_chain + sha256(data) + metadata), the link of one message in its sender's chain."""
+    meta = "\x1f".join((tenant, sender_code, message_type, guid, cop_msg_id, str(received_us)))
+    return hashlib.sha256(f"{prev_chain}{data_sha256}\x1e{meta}".encode()).hexdigest()
+
+
+def _sender(tenant: str, sender_code: str) -> str:
+    return f"{tenant}\x1f{sender_code}"
+
+
+# ---------------------------------------------------------------- writes
+
+def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int) -> PutResult:
+    """Store, index, chain and enqueue ``m``; the first result again if these bytes are stored."""
+    sha = m.sha256
+    # The guid is the root guid of ``data``, so equal bytes share a guid: one unique index
+    # (tenant, guid) serves both the duplicate check and the conflict check.
+    row = conn.execute("SELECT id, sha256, received_us, chain_hash FROM message"
+                       " WHERE tenant = ? AND guid = ?", (m.tenant, m.guid)).fetchone()
+    if row is not None:
+        if row[1] == sha:
+            return PutResult(row[0], True, to_dt(row[2]), row[3])
+        raise ConflictError(f"guid {m.guid} was already used by message {row[0]} with different content",
+                            field="guid")
+    head = conn.execute("SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ?"
+                        " ORDER BY id DESC LIMIT 1", (m.tenant, m.sender_code)).fetchone()
+    prev = head[0] if head is not None else GENESIS
+    link = chain_hash(prev, sha, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, now_us)
+    cur = conn.execute(
+        "INSERT INTO message (tenant, sender_code, message_type, guid, cop_msg_id, sha256, data,"
+        " received_us, prev_chain, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, sha, m.data, now_us, prev, link))
+    mid = cur.lastrowid
+    assert mid is not None
+    conn.executemany("INSERT INTO message_key VALUES (?, ?, ?, ?)",
+                     [(mid, n, k, v) for n, rec in enumerate(m.business_keys) for k, v in rec.items()])
+    conn.executemany("INSERT INTO subscriber VALUES (?, ?, ?, ?)",
+                     [(mid, n, s.dxp_address, s.status) for n, s in enumerate(m.subscribers)])
+    conn.execute("INSERT INTO declaration_state VALUES (?, ?, ?, ?)",
+                 (mid, m.message_type, st.State.DECLARED.value, now_us))
+    conn.execute("INSERT INTO outbox (message_id, sender, envelope, enqueued_us) VALUES (?, ?, ?, ?)",
+                 (mid, _sender(m.tenant, m.sender_code), m.envelope, now_us))
+    return PutResult(mid, False, to_dt(now_us), link)
+
+
+def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int) -> list[OutboxItem]:
+    """Lease the oldest available envelopes of senders with nothing currently leased."""
+    rows = conn.execute(
+        "SELECT o.id, o.message_id, o.envelope, o.attempts FROM outbox o"
+        " WHERE o.acked_us IS NULL AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.sender = o.sender"
+        "   AND b.acked_us IS NULL AND b.lease_until_us > ?)"
+        " ORDER BY o.id LIMIT ?", (now_us, limit)).fetchall()
+    conn.executemany("UPDATE outbox SET attempts = attempts + 1, lease_until_us = ? WHERE id = ?",
+                     [(now_us + lease_us, r[0]) for r in rows])
+    return [OutboxItem(r[0], r[1], r[2], r[3] + 1) for r in rows]
+
+
+def ack_outbox(conn: sqlite3.Connection, ids: Sequence[int], now_us: int) -> int:
+    """Acknowledge envelopes and move their declarations to ``sent``; returns how many were new."""
+    done = 0
+    for oid in ids:
+        row = conn.execute("UPDATE outbox SET acked_us = ?, lease_until_us = NULL"
+                           " WHERE id = ? AND acked_us IS NULL RETURNING message_id",
+                           (now_us, oid)).fetchone()
+        if row is None:
+            continue
+        done += 1
+        _set_state(conn, row[0], st.State.SENT, now_us)
+    return done
+
+
+def _set_state(conn: sqlite3.Connection, message_id: int, target: st.State, now_us: int) -> None:
+    (current,) = conn.execute("SELECT state FROM declaration_state WHERE message_id = ?",
+                              (message_id,)).fetchone()
+    tr = st.advance_to(st.State(current), target)
+    if tr.changed:
+        conn.execute("UPDATE declaration_state SET state = ?, updated_us = ? WHERE message_id = ?",
+                     (tr.after.value, now_us, message_id))
+
+
+def put_receipt(conn: sqlite3.Connection, r: NewReceipt, now_us: int) -> ReceiptResult:
+    """Store a receipt record; link and deliver it, or file it as a dead letter."""
+    sha = r.sha256
+    conn.execute("INSERT OR IGNORE INTO receipt_blob VALUES (?, ?)", (sha, r.data))
+    row = conn.execute("SELECT id FROM receipt WHERE blob_sha256 = ? AND record_no = ?",
+                       (sha, r.record_no)).fetchone()
+    if row is not None:
+        return _existing_receipt(conn, row[0])
+    cur = conn.execute(
+        "INSERT INTO receipt (blob_sha256, record_no, message_type, guid, status, return_time, info,"
+        " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (sha, r.record_no, r.message_type, r.guid, r.status.strip(), r.return_time, r.info, now_us))
+    rid = cur.lastrowid
+    assert rid is not None
+    conn.executemany("INSERT INTO receipt_key VALUES (?, ?, ?)",
+                     [(rid, k, v) for k, v in r.business_keys.items()])
+    if r.declaration_id is None:
+        conn.execute("INSERT INTO dead_letter VALUES (?, ?, ?, NULL)", (rid, r.reason, now_us))
+        return ReceiptResult(rid, None, True, False, None, None, "dead_letter", ())
+    return _link_and_deliver(conn, rid, r.status, r.declaration_id, r.mailboxes, "correlated", now_us)
+
+
+def reroute_dead_letter(conn: sqlite3.Connection, receipt_id: int, message_id: int,
+                        mailboxes: Sequence[str], now_us: int) -> ReceiptResult:
+    """Resolve an open dead letter by linking it to ``message_id`` and delivering it."""
+    row = conn.execute("SELECT r.status FROM dead_letter d JOIN receipt r ON r.id = d.receipt_id"
+                       " WHERE d.receipt_id = ? AND d.resolved_us IS NULL", (receipt_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no open dead letter {receipt_id}")
+    conn.execute("UPDATE dead_letter SET resolved_us = ? WHERE receipt_id = ?", (now_us, receipt_id))
+    return _link_and_deliver(conn, receipt_id, row[0], message_id, mailboxes, "rerouted", now_us)
+
+
+def _link_and_deliver(conn: sqlite3.Connection, receipt_id: int, status: str, declaration_id: int,
+                      mailboxes: Sequence[str], via: str, now_us: int) -> ReceiptResult:
+    row = conn.execute("SELECT m.tenant, s.state FROM message m JOIN declaration_state s"
+                       " ON s.message_id = m.id WHERE m.id = ?", (declaration_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"declaration {declaration_id} does not exist")
+    tr = st.advance(st.State(row[1]), status)
+    if tr.changed:
+        conn.execute("UPDATE declaration_state SET state = ?, updated_us = ? WHERE message_id = ?",
+                     (tr.after.value, now_us, declaration_id))
+    conn.execute("INSERT INTO receipt_link VALUES (?, ?, ?, ?, ?)",
+                 (receipt_id, declaration_id, via, tr.outcome, now_us))
+    tenants = tuple(dict.fromkeys([row[0], *mailboxes]))
+    conn.executemany("INSERT OR IGNORE INTO mailbox (tenant, receipt_id, declaration_id, delivered_us)"
+                     " VALUES (?, ?, ?, ?)", [(t, receipt_id, declaration_id, now_us) for t in tenants])
+    return ReceiptResult(receipt_id, declaration_id, False, False, tr.before, tr.after, tr.outcome, tenants)
+
+
+def _existing_receipt(conn: sqlite3.Connection, receipt_id: int) -> ReceiptResult:
+    link = conn.execute("SELECT l.declaration_id, s.state FROM receipt_link l JOIN declaration_state s"
+                        " ON s.message_id = l.declaration_id WHERE l.receipt_id = ?",
+                        (receipt_id,)).fetchone()
+    if link is None:
+        return ReceiptResult(receipt_id, None, True, True, None, None, "duplicate", ())
+    tenants = tuple(t for (t,) in conn.execute(
+        "SELECT tenant FROM mailbox WHERE receipt_id = ? ORDER BY cursor", (receipt_id,)))
+    current = st.State(link[1])
+    return ReceiptResult(receipt_id, link[0], False, True, current, current, "duplicate", tenants)
+
+
+def ack_mailbox(conn: sqlite3.Connection, tenant: str, cursor: int) -> None:
+    """Move the tenant's read mark forward to ``cursor``, clamped to the tenant's newest item."""
+    (top,) = conn.execute("SELECT COALESCE(MAX(cursor), 0) FROM mailbox WHERE tenant = ?",
+                          (tenant,)).fetchone()
+    mark = max(0, min(cursor, top))
+    conn.execute("INSERT INTO mailbox_ack VALUES (?, ?)"
+                 " ON CONFLICT (tenant) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)", (tenant, mark))
+
+
+# ---------------------------------------------------------------- reads
+
+def _subscribers(conn: sqlite3.Connection, message_id: int) -> tuple[Subscriber, ...]:
+    return tuple(Subscriber(a, s) for a, s in conn.execute(
+        "SELECT dxp_address, status FROM subscriber WHERE message_id = ? ORDER BY position", (message_id,)))
+
+
+def _message_keys(conn: sqlite3.Connection, message_id: int) -> tuple[dict[str, str], ...]:
+    records: dict[int, dict[str, str]] = {}
+    for n, k, v in conn.execute("SELECT record_no, name, value FROM message_key WHERE message_id = ?",
+                                (message_id,)):
+        records.setdefault(n, {})[k] = v
+    return tuple(records.get(n, {}) for n in range(max(records, default=-1) + 1))
+
+
+def _receipt_keys(conn: sqlite3.Connection, receipt_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    out: dict[int, dict[str, str]] = {}
+    for rid in receipt_ids:
+        rows = conn.execute("SELECT name, value FROM receipt_key WHERE receipt_id = ?", (rid,)).fetchall()
+        out[rid] = {k: v for k, v in rows}
+    return out
+
+
+def get_message(conn: sqlite3.Connection, message_id: int, tenant: str) -> MessageRecord | None:
+    """The tenant's declaration with keys, subscribers and timeline, or ``None``."""
+    row = conn.execute(
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us, m.data"
+        " FROM message m JOIN declaration_state s ON s.message_id = m.id WHERE m.id = ? AND m.tenant = ?",
+        (message_id, tenant)).fetchone()
+    if row is None:
+        return None
+    timeline = tuple(TimelineEntry(r[0], r[1], r[2], r[3], r[4], to_dt(r[5])) for r in conn.execute(
+        "SELECT r.id, r.message_type, r.status, r.return_time, r.info, r.received_us FROM receipt_link l"
+        " JOIN receipt r ON r.id = l.receipt_id WHERE l.declaration_id = ? ORDER BY r.return_time, r.id",
+        (message_id,)))
+    return MessageRecord(row[0], row[1], row[2], row[3], row[4], _message_keys(conn, message_id),
+                         _subscribers(conn, message_id), st.State(row[5]), to_dt(row[6]), row[7], timeline)
+
+
+def find_declarations(conn: sqlite3.Connection, message_type: str,
+                      keys: dict[str, str]) -> list[DeclarationRef]:
+    """Declarations of ``message_type`` with one record holding every pair of ``keys``; newest first."""
+    pairs = sorted(keys.items())
+    if not pairs:
+        raise ValueError("find_declarations needs at least one key")
+    joins = "".join(
+        f" JOIN message_key k{i} ON k{i}.message_id = k0.message_id AND k{i}.record_no = k0.record_no"
+        f" AND k{i}.name = ? AND k{i}.value = ?" for i in range(1, len(pairs)))
+    params: list[str] = [p for pair in pairs[1:] for p in pair]
+    rows = conn.execute(
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, k0.record_no, s.state, m.received_us"
+        f" FROM message_key k0{joins} JOIN message m ON m.id = k0.message_id"
+        " JOIN declaration_state s ON s.message_id = m.id"
+        " WHERE k0.name = ? AND k0.value = ? AND m.message_type = ? ORDER BY m.id DESC, k0.record_no",
+        (*params, pairs[0][0], pairs[0][1], message_type)).fetchall()
+    return [DeclarationRef(r[0], r[1], r[2], r[3], r[4], r[5], st.State(r[6]), to_dt(r[7]),
+                           _subscribers(conn, r[0])) for r in rows]
+
+
+def mailbox(conn: sqlite3.Connection, tenant: str, after: int | None, limit: int) -> list[MailItem]:
+    """The tenant's deliveries after ``after`` (``None``: after its read mark), oldest first."""
+    if after is None:
+        row = conn.execute("SELECT cursor FROM mailbox_ack WHERE tenant = ?", (tenant,)).fetchone()
+        after = row[0] if row is not None else 0
+    rows = conn.execute(
+        "SELECT mb.cursor, mb.receipt_id, mb.declaration_id, m.message_type, m.guid, r.message_type,"
+        " r.status, r.return_time, r.info, b.data, mb.delivered_us FROM mailbox mb"
+        " JOIN receipt r ON r.id = mb.receipt_id JOIN receipt_blob b ON b.sha256 = r.blob_sha256"
+        " JOIN message m ON m.id = mb.declaration_id"
+        " WHERE mb.tenant = ? AND mb.cursor > ? ORDER BY mb.cursor LIMIT ?",
+        (tenant, after, limit)).fetchall()
+    keys = _receipt_keys(conn, (r[1] for r in rows))
+    return [MailItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], keys[r[1]], r[9], to_dt(r[10]))
+            for r in rows]
+
+
+def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+    """Open dead letters, oldest first."""
+    rows = conn.execute(
+        "SELECT d.receipt_id, r.message_type, r.guid, r.status, r.return_time, r.info, d.reason,"
+        " r.received_us FROM dead_letter d JOIN receipt r ON r.id = d.receipt_id WHERE d.resolved_us IS NULL"
+        " ORDER BY d.receipt_id LIMIT ?", (limit,)).fetchall()
+    keys = _receipt_keys(conn, (r[0] for r in rows))
+    return [DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], keys[r[0]], r[6], to_dt(r[7])) for r in rows]
+
+
+def outbox_depth(conn: sqlite3.Connection) -> int:
+    """Envelopes not yet acknowledged."""
+    return int(conn.execute("SELECT COUNT(*) FROM outbox WHERE acked_us IS NULL").fetchone()[0])
+
+
+def audit(conn: sqlite3.Connection,
+          tenant: str | None) -> tuple[int, list[ChainBreak], dict[tuple[str, str], str]]:
+    """Recompute chains from the stored bytes: (messages checked, first break per chain, chain heads)."""
+    where, params = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+    cur = conn.execute(
+        "SELECT id, tenant, sender_code, message_type, guid, cop_msg_id, sha256, data, received_us,"
+        f" prev_chain, chain_hash FROM message {where} ORDER BY tenant, sender_code, id", params)
+    checked = 0
+    breaks: dict[tuple[str, str], ChainBreak] = {}
+    heads: dict[tuple[str, str], str] = {}
+    for mid, ten, sender, mtype, guid, cop, sha, data, rec_us, prev, link in cur:
+        checked += 1
+        chain = (ten, sender)
+        expected_prev = heads.get(chain, GENESIS)
+        heads[chain] = link
+        if chain in breaks:
+            continue
+        actual_sha = hashlib.sha256(data).hexdigest()
+        recomputed = chain_hash(expected_prev, actual_sha, ten, sender, mtype, guid, cop, rec_us)
+        if actual_sha != sha:
+            breaks[chain] = ChainBreak(ten, sender, mid, "data", actual_sha, sha)
+        elif prev != expected_prev:
+            breaks[chain] = ChainBreak(ten, sender, mid, "link", expected_prev, prev)
+        elif recomputed != link:
+            breaks[chain] = ChainBreak(ten, sender, mid, "hash", recomputed, link)
+    return checked, list(breaks.values()), heads
