@@ -16,8 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway import samplegen as sg  # noqa: E402
+from gateway.catalog import load as load_catalog  # noqa: E402
+from gateway.dsig.keys import load_key  # noqa: E402
+from gateway.dsig.sign import sign  # noqa: E402
+from gateway.xmlio import parse  # noqa: E402
 
 VALID = ROOT / "samples" / "valid"
+CERTS = ROOT / "certs" / "sandbox"
+# Declarations signed in samples/valid: the XSD requires a signature (621/623/625/711), or the
+# rules do (607 with appStatus 2).  RSA-SHA1, the official profile: deterministic output.
+SIGNED = sorted(set(sg.SIGNATURE_REQUIRED) | {"CEB607"})
 UNSIGNED = ROOT / "samples" / "unsigned"
 ORDER_NO = "SO20261123000458001"
 SEED = 1
@@ -73,10 +81,34 @@ def main() -> int:
     )
     files[VALID / "DxpRep.xml"] = sg.build_dxp_rep(receiver_id=ebc_dxp, seed=SEED)
 
+    _sign_required(files)
+
     for path, data in sorted(files.items()):
         path.write_bytes(data)
         print(path.relative_to(ROOT))
     return 0
+
+
+def _sender_key_stem(data: bytes) -> str:
+    """The sandbox enterprise whose code is the message's BaseTransfer/copCode."""
+    root = parse(data).root
+    cop = root.findtext("{http://www.chinaport.gov.cn/ceb}BaseTransfer/{http://www.chinaport.gov.cn/ceb}copCode")
+    ids = sg.EnterpriseIds()
+    by_code = {ids.ebp_code: "platform", ids.ebc_code: "ecommerce", ids.pay_code: "payment",
+               ids.logistics_code: "logistics", ids.agent_code: "agent", ids.operator_code: "site_operator"}
+    return by_code[cop or ""]
+
+
+def _sign_required(files: dict[Path, bytes]) -> None:
+    """Sign the declarations that must carry a signature with their sender's sandbox RSA key."""
+    catalog = load_catalog()
+    for code in SIGNED:
+        source = UNSIGNED / f"{code}.xml" if code in sg.SIGNATURE_REQUIRED else VALID / f"{code}.xml"
+        data = files[source]
+        stem = _sender_key_stem(data)
+        key = load_key(CERTS / f"{stem}-rsa.key.pem", CERTS / f"{stem}-rsa.cert.pem")
+        signed = sign(data, key, alg="rsa-sha1", message_type=catalog[code])
+        files[VALID / f"{code}.xml"] = signed
 
 
 if __name__ == "__main__":
