@@ -27,7 +27,7 @@ run: $(STAMP)
 	$(VENV)/bin/cebgw serve --sandbox --port $(PORT) --data $(DATA)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff check gateway tests bench samples xsd/src
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

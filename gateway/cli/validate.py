@@ -44,7 +44,8 @@ def _run(job: _Job) -> _Outcome:
                 data = fh.read(job.max_bytes + 1)
     except OSError as exc:
         return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
-    report = validate_bytes(data, source=job.path, schema_only=job.schema_only, max_bytes=job.max_bytes)
+    report = validate_bytes(data, source=job.path, schema_only=job.schema_only, max_bytes=job.max_bytes,
+                            with_keys=False)
     return _Outcome(report)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog import Catalog, Identified, MessageType
+from ..catalog import DXP_NS, Catalog, Identified, MessageType
 from ..catalog import load as load_catalog
 from ..envelope import unwrap
 from ..errors import EnvelopeError, Finding, GatewayError, InputError, ValidationFailed
-from ..xmlio import DEFAULT_MAX_BYTES, parse
+from ..xmlio import DEFAULT_MAX_BYTES, element_path, parse
 from . import rules as rules_mod
 from . import xsd
 
@@ -75,14 +75,23 @@ def check(ident: Identified, *, schema_only: bool = False) -> Identified:
     return ident
 
 
-def _prefix(findings: list[Finding], prefix: str) -> list[Finding]:
-    return [Finding(f.code, f.message, f.severity, f.line, (prefix + (f.path or "")), f.field, f.message_zh)
-            for f in findings]
+def _inside(findings: list[Finding], prefix: str, data_line: int | None) -> list[Finding]:
+    """Findings of the message inside an envelope, placed at the envelope's ``Data`` element."""
+    out = []
+    for f in findings:
+        where = f" (line {f.line} of the message in Data)" if f.line else ""
+        out.append(Finding(f.code, f.message + where, f.severity, data_line, prefix + (f.path or ""),
+                           f.field, f.message_zh))
+    return out
 
 
 def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
-                   max_bytes: int = DEFAULT_MAX_BYTES, catalog: Catalog | None = None) -> Report:
-    """Parse, identify and validate; every problem becomes a finding in the report."""
+                   max_bytes: int = DEFAULT_MAX_BYTES, catalog: Catalog | None = None,
+                   with_keys: bool = True) -> Report:
+    """Parse, identify and validate; every problem becomes a finding in the report.
+
+    ``with_keys`` adds each record's business keys to the report (the CLI does without).
+    """
     catalog = catalog or load_catalog()
     mtype: MessageType | None = None
     try:
@@ -90,17 +99,21 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
         mtype = ident.type
         found = findings_of(ident, schema_only=schema_only)
         inner_type: str | None = None
-        keys: tuple[dict[str, str], ...] = tuple(mtype.business_keys(ident.root))
+        keys: tuple[dict[str, str], ...] = tuple(mtype.business_keys(ident.root)) if with_keys else ()
         depth = 0
         while ident.type.is_envelope and ident.type.code in ("DxpMsg", "DxpMsgSv") and not found:
             depth += 1
             if depth > MAX_ENVELOPE_NESTING:
                 raise EnvelopeError(f"{source}: envelope nested too deeply", code="CEBGW-ENV-NESTED")
             inner = unwrap(ident.parsed, max_bytes=max_bytes)
+            data_el = next(ident.root.iter(f"{{{DXP_NS}}}Data"), None)
+            prefix = element_path(data_el) if data_el is not None else "/DxpMsg/Data"
+            data_line = data_el.sourceline if data_el is not None else None
             ident = catalog.identify(inner.inner)
             inner_type = ident.type.code
-            keys = tuple(ident.type.business_keys(ident.root))
-            found += _prefix(findings_of(ident, schema_only=schema_only), "/DxpMsg/Data")
+            keys = tuple(ident.type.business_keys(ident.root)) if with_keys else ()
+            found += _inside(findings_of(ident, schema_only=schema_only), prefix,
+                             data_line if isinstance(data_line, int) else None)
         return Report(source, mtype.code, tuple(found), inner_type, keys)
     except InputError as exc:
         return Report(source, mtype.code if mtype else None, exc.findings)

@@ -398,6 +398,8 @@ def _signature_when(rule: Rule, t: MessageType) -> RecordCheck:
         if (view.head_text(when) or "").strip() != value:
             return
         root = view.rec.getparent()
+        if any(f.code == rule.code for f in out):  # one finding per message, not per record
+            return
         if root is not None and next(root.iterchildren(sig), None) is None:
             out.append(_fail(rule, root, "ds:Signature is missing", field="Signature",
                              path=f"{element_path(root)}/Signature"))
@@ -411,6 +413,17 @@ _COMPILERS: dict[str, Any] = {
     "le": _le, "signature_when": _signature_when,
 }
 _FIELD_KINDS = ("codelist", "format")
+
+
+def _merge(checks: list[FieldCheck]) -> FieldCheck:
+    if len(checks) == 1:
+        return checks[0]
+
+    def run_all(el: etree._Element, out: list[Finding]) -> None:
+        for check in checks:
+            check(el, out)
+
+    return run_all
 
 
 class CompiledRules:
@@ -432,6 +445,7 @@ class CompiledRules:
             else:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
         self.tags = tuple(self.field_checks)
+        self.merged_checks: dict[str, FieldCheck] = {t: _merge(c) for t, c in self.field_checks.items()}
         self.record_tag = mtype.q(mtype.record) if mtype.record else None
 
     def run(self, root: etree._Element) -> list[Finding]:
@@ -442,10 +456,9 @@ class CompiledRules:
             if v is not None and not ok(v):
                 out.append(_fail(rule, root, f"got {v!r}", field=attr, path=f"{element_path(root)}/@{attr}"))
         if self.tags:
-            checks = self.field_checks
+            checks = self.merged_checks
             for el in root.iter(*self.tags):
-                for check in checks[el.tag]:
-                    check(el, out)
+                checks[el.tag](el, out)
         if self.record_checks and self.record_tag:
             t = self.type
             for rec in root.iterchildren(self.record_tag):

@@ -51,6 +51,7 @@ _CODE_BY_TYPE = {
 }
 
 _ELEMENT = re.compile(r"^Element '(?P<tag>[^']+)'(?:, attribute '(?P<attr>[^']+)')?: (?P<rest>.*)$", re.S)
+_ATTR_REQUIRED = re.compile(r"The attribute '([^']+)' is required")
 _EXPECTED = re.compile(r"Expected is (?:one of )?\( ([^)]*) \)")
 
 
@@ -87,6 +88,48 @@ def preload(directory: Path | None = None) -> None:
         _compile(str((directory or xsd_dir()) / name))
 
 
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+@cache
+def _min_occurs(path: str) -> dict[tuple[str, str], int]:
+    """(parent, child) local names → the smallest minOccurs of that child under that parent.
+
+    Read from the schema file (and the files it includes), so a content error can tell a
+    missing required element from an unexpected one.
+    """
+    tree = parse_trusted_file(path)
+    named = {ct.get("name"): ct for ct in tree.iter(_XS + "complexType") if ct.get("name")}
+    found: dict[tuple[str, str], int] = {}
+    for el in tree.iter(_XS + "element"):
+        name = el.get("name")
+        if not name:
+            continue
+        content = el.find(_XS + "complexType")
+        if content is None and el.get("type"):
+            content = named.get(str(el.get("type")).rpartition(":")[2])
+        if content is None:
+            continue
+        for child in content.iter(_XS + "element"):
+            # only the particles of this content model, not those of nested element declarations
+            holder = child.getparent()
+            while holder is not None and holder.tag != _XS + "element" and holder is not content:
+                holder = holder.getparent()
+            if holder is not content:
+                continue
+            cname = (child.get("name") or child.get("ref") or "").rpartition(":")[2]
+            occurs = int(child.get("minOccurs", "1"))
+            key = (name, cname)
+            found[key] = min(found.get(key, occurs), occurs)
+    return found
+
+
+def _required(schema_path: str | None, parent: str, child: str) -> bool:
+    if schema_path is None:
+        return True
+    return _min_occurs(schema_path).get((parent, child), 1) > 0
+
+
 def _locate(root: etree._Element, tag: str, line: int) -> etree._Element | None:
     for el in root.iter(tag):
         found: Any = el.sourceline
@@ -99,7 +142,7 @@ def _names(expected: str) -> list[str]:
     return [local_name(n.strip()) for n in expected.split(",") if n.strip()]
 
 
-def _finding(root: etree._Element, entry: Any) -> Finding:
+def _finding(root: etree._Element, entry: Any, schema_path: str | None = None) -> Finding:
     code = _CODE_BY_TYPE.get(entry.type_name, "CEBGW-XSD-INVALID")
     line: int | None = entry.line or None
     msg = entry.message
@@ -110,27 +153,31 @@ def _finding(root: etree._Element, entry: Any) -> Finding:
     el = _locate(root, tag, line) if line else None
     path = element_path(el) if el is not None else None
     field = local_name(tag)
+    if not attr:
+        m_attr = _ATTR_REQUIRED.search(rest)
+        attr = m_attr.group(1) if m_attr else None
     if attr:
         return Finding("CEBGW-XSD-ATTRIBUTE", f"attribute {attr}: {rest}", line=line,
                        path=f"{path}/@{attr}" if path else None, field=attr)
     if entry.type_name == "SCHEMAV_ELEMENT_CONTENT":
         expected = _EXPECTED.search(rest)
         names = _names(expected.group(1)) if expected else []
-        # libxml2 lists every element that could come next: the optional ones first, then the
-        # first required one, so the last name listed is the one that is missing.
+        # libxml2 lists every element that could come next; the schema says which are required.
         if rest.startswith("Missing child"):
-            missing = names[-1] if names else field
+            required = [n for n in names if _required(schema_path, field, n)]
+            missing = (required or names or [field])[0]
             return Finding("CEBGW-XSD-MISSING", f"required element {missing} is missing in {field}",
                            line=line, path=f"{path}/{missing}" if path else None, field=missing)
         parent = el.getparent() if el is not None else None
         if el is not None and parent is not None:
+            pname = local_name(parent.tag)
             present = {local_name(c.tag) for c in parent if isinstance(c.tag, str)}
-            absent = [n for n in names if n not in present]
+            absent = [n for n in names if n not in present and _required(schema_path, pname, n)]
             prev = el.getprevious()
             while prev is not None and not isinstance(prev.tag, str):
                 prev = prev.getprevious()
-            if len(names) >= 1 and absent and len(absent) == len(names):
-                missing = absent[-1]
+            if absent:
+                missing = absent[0]
                 ppath = element_path(parent)
                 return Finding("CEBGW-XSD-MISSING",
                                f"required element {missing} is missing before {field}",
@@ -150,11 +197,13 @@ def validate(root: etree._Element, mtype: MessageType, directory: Path | None = 
     schema = schema_for(mtype, directory)
     if schema.validate(root):
         return []
+    schema_key = mtype.code if mtype.is_envelope else mtype.flow
+    schema_path = str((directory or xsd_dir()) / SCHEMA_FILES[schema_key])
     seen: set[tuple[int, str | None]] = set()
     out: list[Finding] = []
     log: Any = schema.error_log
     for entry in log:
-        f = _finding(root, entry)
+        f = _finding(root, entry, schema_path)
         key = (f.line or 0, f.path or f.message)
         if key in seen:  # libxml2 reports a facet failure and then the type failure: keep the first
             continue

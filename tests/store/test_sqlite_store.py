@@ -361,12 +361,15 @@ async def test_migrations_apply_once_and_new_versions_apply_on_open(db: str) -> 
     async with SqliteStore(db):
         pass
     with raw(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
-    extra = (*MIGRATIONS, Migration(2, "test column", ("CREATE TABLE extra_test (x INTEGER)",)))
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(m.version,) for m in MIGRATIONS]
+    nxt = MIGRATIONS[-1].version + 1
+    extra = (*MIGRATIONS, Migration(nxt, "test column", ("CREATE TABLE extra_test (x INTEGER)",)))
     async with SqliteStore(db, migrations=extra) as store:
         await store.put_message(message(1))
     with raw(db) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2]
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
+            *(m.version for m in MIGRATIONS), nxt]
     with pytest.raises(StoreError) as info:
         SqliteStore(db)                                   # this code is older than the database
     assert info.value.code == "CEBGW-STORE-SCHEMA"

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Benchmark `cebgw validate` against a shell loop of `xmllint --noout --schema`.
+
+Writes COUNT signed CEB621 files for each item count (2, 10, 99), runs `cebgw validate
+--jobs J` over each folder (full validation: XSD + rules) and a shell loop of xmllint
+over a sample of the same files, and prints messages/s side by side with the ratio.
+Prints figures only; asserts nothing.
+
+    .venv/bin/python bench/validate.py [--count 10000] [--xmllint-sample 300] [--jobs 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway import samplegen  # noqa: E402
+from gateway.dsig.keys import load_key  # noqa: E402
+from gateway.dsig.sign import sign  # noqa: E402
+
+CERTS = ROOT / "certs" / "sandbox"
+CEBGW = [sys.executable, "-m", "gateway.cli.main"]
+
+
+def make_files(folder: Path, items: int, count: int) -> list[Path]:
+    """COUNT CEB621 files with ITEMS lines each, signed once and varied by order number."""
+    key = load_key(CERTS / "ecommerce-rsa.key.pem", CERTS / "ecommerce-rsa.cert.pem")
+    signed = sign(samplegen.build("CEB621", lines=items, seed=items), key, alg="rsa-sha1")
+    marker = b"<ceb:orderNo>"
+    start = signed.index(marker) + len(marker)
+    end = signed.index(b"<", start)
+    order_no = signed[start:end]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        # Validation does not verify signatures: varying the order number keeps files distinct.
+        new_no = order_no[: max(1, len(order_no) - 8)] + b"%08d" % i
+        path = folder / f"CEB621-{items}-{i:06d}.xml"
+        path.write_bytes(signed[:start] + new_no + signed[end:])
+        paths.append(path)
+    return paths
+
+
+def run_cebgw(folder: Path, jobs: int) -> tuple[float, dict[str, int]]:
+    started = time.perf_counter()
+    proc = subprocess.run([*CEBGW, "validate", "--format", "json", "--jobs", str(jobs), str(folder)],
+                          capture_output=True, check=False, cwd=ROOT)
+    elapsed = time.perf_counter() - started
+    summary: dict[str, int] = json.loads(proc.stdout)["summary"]
+    return elapsed, summary
+
+
+def run_xmllint(paths: list[Path]) -> float:
+    schema = str(ROOT / "xsd" / "ceb-import.xsd")
+    script = 'for f in "$@"; do xmllint --noout --nonet --schema "$0" "$f" 2>/dev/null || true; done'
+    started = time.perf_counter()
+    subprocess.run(["sh", "-c", script, schema, *map(str, paths)], check=False)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--xmllint-sample", type=int, default=300)
+    parser.add_argument("--items", type=int, nargs="+", default=[2, 10, 99])
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    have_xmllint = shutil.which("xmllint") is not None
+    if not have_xmllint:
+        print("xmllint not found (Debian package libxml2-utils): the comparison column is left out")
+    print(f"{'items':>5} {'jobs':>4} {'files':>6} {'cebgw msg/s':>12} {'per core':>9} "
+          f"{'xmllint msg/s':>14} {'ratio':>7}")
+    with tempfile.TemporaryDirectory(prefix="cebgw-bench-") as tmp:
+        for items in args.items:
+            folder = Path(tmp) / f"items-{items}"
+            paths = make_files(folder, items, args.count)
+            lint_rate = None
+            if have_xmllint:
+                sample = paths[: args.xmllint_sample]
+                lint_rate = len(sample) / run_xmllint(sample)
+            for jobs in args.jobs:
+                elapsed, summary = run_cebgw(folder, jobs)
+                if summary["valid"] != args.count:
+                    print(f"  warning: {summary['invalid']} of {args.count} files were invalid")
+                rate = args.count / elapsed
+                lint = f"{lint_rate:14.0f}" if lint_rate else f"{'-':>14}"
+                ratio = f"{rate / lint_rate:6.1f}x" if lint_rate else f"{'-':>7}"
+                print(f"{items:>5} {jobs:>4} {args.count:>6} {rate:12.0f} {rate / jobs:9.0f} {lint} {ratio}")
+            shutil.rmtree(folder)
+    print("cebgw: whole command incl. start-up, schema compile, file reads; full validation (XSD + rules).")
+    print(f"xmllint: one process per file, a shell loop over the first {args.xmllint_sample} files.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
