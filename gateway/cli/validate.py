@@ -41,7 +41,9 @@ def _run(job: _Job) -> _Outcome:
             data = sys.stdin.buffer.read()
         else:
             with open(job.path, "rb") as fh:
-                data = fh.read(job.max_bytes + 1)
+                # read(n) would allocate n bytes up front: size the read by the file instead
+                size = os.fstat(fh.fileno()).st_size
+                data = fh.read(min(size, job.max_bytes) + 1)
     except OSError as exc:
         return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
     report = validate_bytes(data, source=job.path, schema_only=job.schema_only, max_bytes=job.max_bytes,
@@ -129,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
                         "unreadable": len(io_errors)},
             "io_errors": io_errors,
         }
-        json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
+        # Indented for people at a terminal; compact otherwise (json's C encoder skips indent).
+        indent = 2 if sys.stdout.isatty() else None
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=indent))
         sys.stdout.write("\n")
     else:
         for err in io_errors:
