@@ -282,6 +282,11 @@ class Store(Protocol):
         """Declarations of that type with a record holding all ``keys``; most recent first."""
         ...
 
+    async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
+        """The declaration sent to customs in the envelope with this CopMsgId (CEB900's
+        ``oriCopMsgId``); the newest if several, ``None`` if none."""
+        ...
+
     async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
         """Store a receipt record, advance the declaration and deliver it, durably and at once.
 

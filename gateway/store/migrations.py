@@ -146,6 +146,9 @@ _V1 = (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
+    # CEB900 receipts name the declaration only by the CopMsgId of the envelope sent to customs.
+    Migration(2, "find declarations by envelope CopMsgId",
+              ("CREATE INDEX message_cop_msg_id ON message (cop_msg_id)",)),
 )
 
 

@@ -208,6 +208,10 @@ class SqliteStore:
         keys = dict(keys)
         return await self._read(lambda c: sqlops.find_declarations(c, message_type, keys))
 
+    async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
+        """See :meth:`gateway.store.Store.find_by_cop_msg_id`."""
+        return await self._read(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))
+
     async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
         """See :meth:`gateway.store.Store.put_receipt`; wakes mailbox waiters once committed."""
         now = self._now_us()

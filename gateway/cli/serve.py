@@ -1,0 +1,92 @@
+"""``cebgw serve``: run the gateway service.
+
+``--sandbox`` creates (first time) or reuses a data directory with a SQLite store,
+accounts with fresh tokens and sandbox keys, then prints the URL, the tokens and a
+``curl`` line.  ``--config FILE`` runs a real deployment; ``--workers N`` starts N
+processes sharing the port (SO_REUSEPORT), each with its own app on the same store
+(SQLite serialises their write transactions with its busy timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Settings
+from ..config import load as load_settings
+from ..errors import EXIT_OK, UsageError
+from ..sandbox import datadir
+from ..service.app import build_app, ssl_context
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "valid" / "CEB311.xml"
+
+
+def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+    web.run_app(build_app(settings), host=host, port=port, ssl_context=ssl_context(settings),
+                reuse_port=reuse_port, print=None, access_log=None)
+
+
+def _print_sandbox(info: dict[str, Any]) -> None:
+    url = info["url"]
+    print(f"ceb-gateway sandbox listening on {url}")
+    print(f"  sandbox details (tokens, keys): {info.get('_path', '')}")
+    for acc in info["accounts"]:
+        print(f"  {acc['name']:<14} codes={','.join(acc['codes'])} token={acc['token']}")
+    print(f"  {'customs':<14} token={info['customs']['token']}")
+    ecommerce = next((a for a in info["accounts"] if a["name"] == "ecommerce"), info["accounts"][0])
+    print("\nSubmit a sample order:")
+    print(f"  curl -sS -X POST {url}/v1/messages -H 'Authorization: Bearer {ecommerce['token']}' "
+          f"-H 'Content-Type: application/xml' --data-binary @{SAMPLE}")
+    print(f"Then poll receipts:\n  curl -sS '{url}/v1/receipts?wait=20' "
+          f"-H 'Authorization: Bearer {ecommerce['token']}'", flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.sandbox and args.config:
+        raise UsageError("--sandbox and --config exclude each other")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.sandbox:
+        data = Path(args.data)
+        scheme = "http"
+        info = datadir.ensure(data, url=f"{scheme}://{args.host}:{args.port}")
+        info["_path"] = str((data / datadir.INFO_FILE).resolve())
+        settings = datadir.settings_for(data)
+        _print_sandbox(info)
+    elif args.config:
+        settings = load_settings(args.config)
+        print(f"ceb-gateway listening on {args.host}:{args.port} with {args.workers} worker(s)", flush=True)
+    else:
+        raise UsageError("give --sandbox or --config FILE")
+    if args.workers == 1:
+        _serve(settings, args.host, args.port, reuse_port=False)
+        return EXIT_OK
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_serve, args=(settings, args.host, args.port, True), daemon=False)
+             for _ in range(args.workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+            p.join()
+    return EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve``."""
+    p = subparsers.add_parser("serve", help="run the gateway service")
+    p.add_argument("--sandbox", action="store_true", help="sandbox accounts, keys and store in --data")
+    p.add_argument("--data", default="var/sandbox", help="sandbox data directory (default var/sandbox)")
+    p.add_argument("--config", help="settings TOML for a real deployment")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8631)
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    p.set_defaults(func=_run)

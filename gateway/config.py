@@ -1,0 +1,124 @@
+"""One frozen settings object, built and validated at start, then passed down.
+
+:func:`load` reads a TOML file (``cebgw serve --config FILE``); :func:`sandbox` builds
+the settings of a sandbox data directory.  Nothing reads settings from globals.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
+from .errors import ConfigError
+from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to start; :meth:`check` raises ConfigError when inconsistent."""
+
+    store_url: str
+    registry_path: Path
+    accounts_path: Path
+    max_body_bytes: int = DEFAULT_MAX_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+    allowed_algorithms: frozenset[str] = field(default_factory=lambda: DEFAULT_ALLOWED)
+    min_rsa_bits: int = DEFAULT_MIN_RSA_BITS
+    require_customs_signature: bool = True
+    sign_envelopes: bool = False              # spec §9.1: envelope signatures are unusual
+    gateway_key: Path | None = None
+    gateway_cert: Path | None = None
+    lease_timeout_s: float = 60.0
+    long_poll_max_s: float = 30.0
+    outbox_max_batch: int = 100
+    mailbox_max_batch: int = 500
+    accounts_check_interval_s: float = 1.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The signature verification policy these settings describe."""
+        return Policy(allowed=self.allowed_algorithms, min_rsa_bits=self.min_rsa_bits)
+
+    def check(self) -> Settings:
+        """Return ``self`` if consistent; raise :class:`ConfigError` naming the first problem."""
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024", field="max_body_bytes")
+        if not 8 <= self.max_depth <= 256:
+            raise ConfigError("max_depth must be between 8 and 256", field="max_depth")
+        unknown = set(self.allowed_algorithms) - set(SUITES)
+        if unknown or not self.allowed_algorithms:
+            raise ConfigError(f"allowed_algorithms: unknown or empty {sorted(unknown)}",
+                              field="allowed_algorithms")
+        if self.min_rsa_bits < 1024:
+            raise ConfigError("min_rsa_bits below 1024 is never acceptable", field="min_rsa_bits")
+        if self.sign_envelopes and (self.gateway_key is None or self.gateway_cert is None):
+            raise ConfigError("sign_envelopes needs gateway_key and gateway_cert", field="gateway_key")
+        if self.lease_timeout_s <= 0 or self.long_poll_max_s < 0:
+            raise ConfigError("lease_timeout_s must be > 0 and long_poll_max_s >= 0", field="lease_timeout_s")
+        if min(self.outbox_max_batch, self.mailbox_max_batch) < 1:
+            raise ConfigError("batch limits must be positive", field="outbox_max_batch")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together", field="tls_cert")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("tls_client_ca needs tls_cert and tls_key", field="tls_client_ca")
+        for name in ("registry_path", "accounts_path"):
+            if not Path(getattr(self, name)).is_file():
+                raise ConfigError(f"{name}: {getattr(self, name)} does not exist", field=name)
+        return self
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked (tests use it for short timeouts)."""
+        return replace(self, **changes).check()
+
+
+_PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_cert", "tls_key",
+          "tls_client_ca")
+_FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s")
+_INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch")
+_BOOLS = ("require_customs_signature", "sign_envelopes")
+
+
+def from_mapping(data: dict[str, Any], base: Path) -> Settings:
+    """Settings from a parsed TOML table; relative paths are taken from ``base``. Raises ConfigError."""
+    known = {"store_url", "allowed_algorithms", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
+    extra = set(data) - known
+    if extra:
+        raise ConfigError(f"unknown settings: {sorted(extra)}", field=sorted(extra)[0])
+    kw: dict[str, Any] = {}
+    try:
+        for name in _PATHS:
+            if name in data:
+                p = Path(str(data[name]))
+                kw[name] = p if p.is_absolute() else base / p
+        kw.update({n: float(data[n]) for n in _FLOATS if n in data})
+        kw.update({n: int(data[n]) for n in _INTS if n in data})
+        for n in _BOOLS:
+            if n in data:
+                if not isinstance(data[n], bool):
+                    raise ConfigError(f"{n} must be true or false", field=n)
+                kw[n] = data[n]
+        if "allowed_algorithms" in data:
+            kw["allowed_algorithms"] = frozenset(str(a) for a in data["allowed_algorithms"])
+        kw["store_url"] = str(data["store_url"])
+        for required in ("registry_path", "accounts_path"):
+            if required not in kw:
+                raise ConfigError(f"{required} is required", field=required)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"bad settings: {exc}") from None
+    return Settings(**kw).check()
+
+
+def load(path: str | Path) -> Settings:
+    """Read and check a TOML settings file. Raises ConfigError."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    return from_mapping(data, p.resolve().parent)

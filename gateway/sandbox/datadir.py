@@ -1,0 +1,79 @@
+"""A sandbox data directory: store, accounts with fresh tokens, keys and certificates, ``sandbox.json``.
+
+:func:`ensure` creates it on first use and reuses it afterwards (tokens and keys stay
+the same across restarts).  ``sandbox.json`` tells a person or a test everything
+needed to call the sandbox: URL, each account's token, key and certificate paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..accounts import Account, new_token, render_accounts
+from ..config import Settings
+from ..dsig.certgen import init_sandbox, sandbox_enterprises
+from ..errors import ConfigError
+
+INFO_FILE = "sandbox.json"
+API_ROLES = frozenset({"platform", "ecommerce", "payment", "logistics", "agent", "site_operator", "customs"})
+
+
+def settings_for(directory: Path) -> Settings:
+    """Settings of a sandbox data directory (customs receipts must be signed, as the sandbox does)."""
+    d = directory.resolve()
+    return Settings(store_url=f"sqlite:///{d / 'gateway.db'}", registry_path=d / "certs" / "registry.toml",
+                    accounts_path=d / "accounts.toml", require_customs_signature=True,
+                    gateway_key=d / "certs" / "gateway-rsa.key.pem",
+                    gateway_cert=d / "certs" / "gateway-rsa.cert.pem").check()
+
+
+def _create(d: Path) -> dict[str, Any]:
+    certs = d / "certs"
+    init_sandbox(certs)
+    accounts: list[Account] = []
+    listed: list[dict[str, Any]] = []
+    customs: dict[str, Any] = {}
+    for ent in sandbox_enterprises():
+        roles = [r for r in ent["roles"] if r in API_ROLES]
+        if not roles:
+            continue  # the gateway itself is not an API account
+        token, digest = new_token()
+        name = str(ent["name"])
+        accounts.append(Account(name, frozenset(roles), frozenset({ent["code"]}), ent["dxp_id"],
+                                (f"{name}-rsa", f"{name}-sm2"), (digest,)))
+        row = {"name": name, "roles": roles, "codes": [ent["code"]], "dxp_id": ent["dxp_id"], "token": token,
+               "key": str(certs / f"{name}-rsa.key.pem"), "cert": str(certs / f"{name}-rsa.cert.pem"),
+               "sm2_key": str(certs / f"{name}-sm2.key.pem"), "sm2_cert": str(certs / f"{name}-sm2.cert.pem")}
+        if "customs" in roles:
+            customs = {k: row[k] for k in ("token", "key", "cert", "dxp_id")}
+        else:
+            listed.append(row)
+    (d / "accounts.toml").write_text(render_accounts(accounts), encoding="utf-8")
+    return {"url": "", "accounts": listed, "customs": customs}
+
+
+def ensure(directory: str | os.PathLike[str], *, url: str) -> dict[str, Any]:
+    """Create the sandbox in ``directory`` if needed; returns the ``sandbox.json`` contents
+    (with ``url`` updated). Raises ConfigError if an existing directory is unusable."""
+    d = Path(directory).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    info_path = d / INFO_FILE
+    if info_path.exists():
+        try:
+            info: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{info_path}: {exc}") from None
+    else:
+        if (d / "certs" / "registry.toml").exists():
+            raise ConfigError(f"{d} holds certificates but no {INFO_FILE}; remove it to start over")
+        info = _create(d)
+    info["url"] = url
+    tmp = info_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds tokens
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(info, fh, ensure_ascii=False, indent=2)
+    os.replace(tmp, info_path)
+    return info

@@ -1,0 +1,83 @@
+"""The aiohttp application: the route table in one place, state under typed keys.
+
+:func:`build_app` takes checked :class:`~gateway.config.Settings`; the store,
+registry, accounts and keys are opened on start-up and closed on clean-up.  Tests
+may pass their own ``store`` (it is then not closed by the app).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..accounts import AccountFile
+from ..catalog import load as load_catalog
+from ..config import Settings
+from ..dsig import load_key, load_registry
+from ..store import Store, open_store
+from . import handlers as h
+from .keys import ACCOUNTS, CATALOG, GATEWAY_KEY, METRICS, OUTBOX_SIGNAL, REGISTRY, SETTINGS, STORE, Signal
+from .metrics import Metrics
+from .middleware import MIDDLEWARES
+from .openapi import document
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# method, path, handler: the whole API surface (``/openapi.json`` documents exactly these).
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("POST", "/v1/messages", h.post_message),
+    ("GET", "/v1/messages/{id}", h.get_message),
+    ("GET", "/v1/receipts", h.get_receipts),
+    ("POST", "/v1/receipts/ack", h.ack_receipts),
+    ("GET", "/v1/customs/outbox", h.get_outbox),
+    ("POST", "/v1/customs/outbox/ack", h.ack_outbox),
+    ("POST", "/v1/customs/receipts", h.post_receipts),
+    ("GET", "/v1/dead-letters", h.get_dead_letters),
+    ("POST", "/v1/dead-letters/{id}/reroute", h.reroute_dead_letter),
+    ("GET", "/healthz", h.healthz),
+    ("GET", "/metrics", h.metrics),
+)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    return web.json_response(document())
+
+
+def build_app(settings: Settings, *, store: Store | None = None) -> web.Application:
+    """The application for ``settings`` (already checked). Raises ConfigError for unusable files."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes + 1)
+    app[SETTINGS] = settings
+    app[CATALOG] = load_catalog()
+    app[REGISTRY] = load_registry(settings.registry_path)
+    app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
+    app[METRICS] = Metrics()
+    if settings.sign_envelopes and settings.gateway_key is not None:
+        app[GATEWAY_KEY] = load_key(settings.gateway_key, settings.gateway_cert)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    app.router.add_get("/openapi.json", openapi_json)
+    app[OUTBOX_SIGNAL] = Signal()
+    app[STORE] = store if store is not None else open_store(settings.store_url)
+    if store is None:
+        app.on_cleanup.append(_close_store)
+    return app
+
+
+async def _close_store(app: web.Application) -> None:
+    await app[STORE].close()
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for the listener when configured; with ``tls_client_ca`` client certificates are
+    requested (optional: bearer tokens keep working) and mapped to accounts by fingerprint."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    if settings.tls_client_ca is not None:
+        ctx.load_verify_locations(cafile=str(settings.tls_client_ca))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx

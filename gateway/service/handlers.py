@@ -1,0 +1,306 @@
+"""Request handlers: read the request, call the pipeline or the store, shape the answer.
+
+They stay short; the stages live in :mod:`gateway.pipeline`, errors are rendered by
+the middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .. import pipeline
+from ..accounts import Account
+from ..errors import (
+    ForbiddenError,
+    GatewayError,
+    MediaTypeError,
+    NotFoundError,
+    ParseError,
+    UsageError,
+)
+from ..store import MailItem, MessageRecord
+from ..xmlio import local_name, parse
+from .keys import (
+    ACCOUNT,
+    ACCOUNTS,
+    CATALOG,
+    GATEWAY_KEY,
+    METRICS,
+    OUTBOX_SIGNAL,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+)
+
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _limits(request: web.Request) -> pipeline.Limits:
+    s = request.app[SETTINGS]
+    return pipeline.Limits(s.max_body_bytes, s.max_depth)
+
+
+async def read_xml(request: web.Request) -> bytes:
+    """The XML body, refusing other media types (415) and oversize bodies (413) before reading them."""
+    ctype = request.content_type
+    if ctype == "application/json":
+        raise MediaTypeError("JSON mapping is not enabled on this gateway; send the CEB XML "
+                             "(Content-Type: application/xml)")
+    if ctype not in XML_TYPES:
+        raise MediaTypeError(f"Content-Type {ctype!r} is not accepted; use application/xml or text/xml")
+    limit = request.app[SETTINGS].max_body_bytes
+    too_large = ParseError(f"body exceeds the limit of {limit} bytes", code="CEBGW-PARSE-TOO-LARGE")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise UsageError("the body must be a JSON object")
+    return body
+
+
+def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be an integer", field=name) from None
+    return max(lo, min(value, hi))
+
+
+def _message_view(rec: MessageRecord) -> dict[str, object]:
+    return {"id": rec.id, "guid": rec.guid, "message_type": rec.message_type, "status": rec.state.value,
+            "business_keys": list(rec.business_keys), "received_at": rec.received_at.isoformat(),
+            "timeline": [{"receipt_id": t.receipt_id, "message_type": t.message_type, "status": t.status,
+                          "return_time": t.return_time, "info": t.info,
+                          "received_at": t.received_at.isoformat()} for t in rec.timeline]}
+
+
+# ---------------------------------------------------------------- enterprises
+
+async def post_message(request: web.Request) -> web.Response:
+    """Submit one declaration: 202 once durable, 200 for the same bytes again."""
+    app, account = request.app, request[ACCOUNT]
+    data = await read_xml(request)
+    deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], app[SETTINGS].policy, app[STORE],
+                               _limits(request), app.get(GATEWAY_KEY))
+    metrics = app[METRICS]
+    try:
+        accepted = await pipeline.submit(data, account, deps)
+    except GatewayError as exc:
+        outcome = {403: "forbidden", 409: "conflict"}.get(exc.http_status, "rejected")
+        metrics.message(_root_name(data), outcome)
+        raise
+    metrics.message(accepted.message_type, "duplicate" if accepted.duplicate else "accepted")
+    status = "declared"
+    if accepted.duplicate:
+        first = await app[STORE].get_message(accepted.message_id, account.name)
+        status = first.state.value if first is not None else status
+    else:
+        app[OUTBOX_SIGNAL].notify()
+    return _json({"id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
+                  "status": status, "business_keys": list(accepted.business_keys)},
+                 status=200 if accepted.duplicate else 202)
+
+
+def _root_name(data: bytes) -> str:
+    """A bounded label for metrics: the catalogue code, or ``unknown``."""
+    start = data.find(b"CEB", 0, 512)
+    code = data[start:start + 6].decode("ascii", "replace") if start >= 0 else ""
+    return code if len(code) == 6 and code[3:].isdigit() else "unknown"
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """One of the account's declarations with its state and receipt timeline (404 otherwise)."""
+    try:
+        mid = int(request.match_info["id"])
+    except ValueError:
+        raise NotFoundError("no such message") from None
+    rec = await request.app[STORE].get_message(mid, request[ACCOUNT].name)
+    if rec is None:
+        raise NotFoundError("no such message")
+    return _json(_message_view(rec))
+
+
+def _record_json(item: MailItem) -> dict[str, object] | None:
+    """The receipt record this mail item is about, as a flat dict of its fields."""
+    root = parse(item.data, source="mailbox").root
+    for rec in root:
+        fields: dict[str, object] = {local_name(el.tag): (el.text or "").strip() for el in rec.iter()
+                                     if len(el) == 0 and isinstance(el.tag, str)}
+        if fields.get("returnStatus", item.status) == item.status and all(
+                fields.get(k) == v for k, v in item.business_keys.items()):
+            return fields
+    return None
+
+
+def _mail_view(item: MailItem, as_json: bool) -> dict[str, object]:
+    view: dict[str, object] = {
+        "cursor": item.cursor, "receipt_id": item.receipt_id, "message_id": item.message_id,
+        "declaration_type": item.declaration_type, "declaration_guid": item.declaration_guid,
+        "message_type": item.message_type, "status": item.status, "return_time": item.return_time,
+        "info": item.info, "business_keys": item.business_keys, "delivered_at": item.delivered_at.isoformat(),
+        "xml": item.data.decode("utf-8", "replace")}
+    if as_json:
+        view["record"] = _record_json(item)
+    return view
+
+
+async def get_receipts(request: web.Request) -> web.Response:
+    """The account's mailbox after ``after`` (default: after its acknowledged cursor), long-polling."""
+    s, store, account = request.app[SETTINGS], request.app[STORE], request[ACCOUNT]
+    after = _int_param(request, "after", None, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, s.mailbox_max_batch) or 100
+    wait = _int_param(request, "wait", 0, 0, int(s.long_poll_max_s)) or 0
+    fmt = request.query.get("format", "xml")
+    if fmt not in ("xml", "json"):
+        raise UsageError("format must be xml or json", field="format")
+    if wait > 0:
+        items = await store.mailbox_wait(account.name, after, limit, float(wait))
+    else:
+        items = await store.mailbox(account.name, after, limit)
+    cursor = items[-1].cursor if items else after
+    return _json({"items": [_mail_view(i, fmt == "json") for i in items], "cursor": cursor})
+
+
+async def ack_receipts(request: web.Request) -> web.Response:
+    """Mark the account's mail read up to ``cursor``."""
+    body = await _json_body(request)
+    cursor = body.get("cursor")
+    if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
+        raise UsageError("cursor must be a non-negative integer", field="cursor")
+    await request.app[STORE].ack_mailbox(request[ACCOUNT].name, cursor)
+    return _json({"acked": cursor})
+
+
+# ---------------------------------------------------------------- customs
+
+def _require_customs(account: Account) -> None:
+    if not account.is_customs:
+        raise ForbiddenError("only the customs account may do this")
+
+
+async def get_outbox(request: web.Request) -> web.Response:
+    """Lease a batch of DXP envelopes for the customs intranet, waiting up to ``wait`` seconds."""
+    _require_customs(request[ACCOUNT])
+    s, store = request.app[SETTINGS], request.app[STORE]
+    limit = _int_param(request, "limit", 10, 1, s.outbox_max_batch) or 10
+    wait = _int_param(request, "wait", 0, 0, int(s.long_poll_max_s)) or 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        items = await store.lease_outbox(limit, s.lease_timeout_s)
+        remaining = deadline - loop.time()
+        if items or remaining <= 0:
+            break
+        # Wakes at once for submissions in this process; other workers are seen within a second.
+        await request.app[OUTBOX_SIGNAL].wait(min(remaining, 1.0))
+    return _json({"items": [{"id": i.id, "message_id": i.message_id, "attempts": i.attempts,
+                             "envelope": i.envelope.decode("utf-8")} for i in items]})
+
+
+async def ack_outbox(request: web.Request) -> web.Response:
+    """Acknowledge delivered envelopes (their declarations become ``sent``)."""
+    _require_customs(request[ACCOUNT])
+    ids = (await _json_body(request)).get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise UsageError("ids must be a list of integers", field="ids")
+    return _json({"acked": await request.app[STORE].ack_outbox(ids)})
+
+
+async def post_receipts(request: web.Request) -> web.Response:
+    """Take a receipt message from customs and deliver each record (or dead-letter it)."""
+    _require_customs(request[ACCOUNT])
+    app, s = request.app, request.app[SETTINGS]
+    data = await read_xml(request)
+    deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
+                                app[ACCOUNTS].current(), _limits(request), s.require_customs_signature)
+    mtype, delivered = await pipeline.receive(data, deps)
+    out = []
+    for d in delivered:
+        r = d.result
+        outcome = "duplicate" if r.duplicate else "dead_letter" if r.dead_letter else "delivered"
+        app[METRICS].receipt(mtype, outcome)
+        out.append({"record": d.record.record_no, "status": d.record.status, "outcome": outcome,
+                    "receipt_id": r.receipt_id, "message_id": r.declaration_id,
+                    "delivered_to": list(r.delivered_to),
+                    "state": r.state_after.value if r.state_after is not None else None})
+    return _json({"message_type": mtype, "records": out})
+
+
+# ---------------------------------------------------------------- operators
+
+def _require_operator(account: Account) -> None:
+    if not account.is_operator:
+        raise ForbiddenError("only customs or operator accounts may handle dead letters")
+
+
+async def get_dead_letters(request: web.Request) -> web.Response:
+    """Receipts that matched no declaration, oldest first."""
+    _require_operator(request[ACCOUNT])
+    limit = _int_param(request, "limit", 100, 1, 1000) or 100
+    items = await request.app[STORE].dead_letters(limit)
+    return _json({"items": [{"id": d.receipt_id, "message_type": d.message_type, "guid": d.guid,
+                             "status": d.status, "return_time": d.return_time, "info": d.info,
+                             "business_keys": d.business_keys, "reason": d.reason,
+                             "received_at": d.received_at.isoformat()} for d in items]})
+
+
+async def reroute_dead_letter(request: web.Request) -> web.Response:
+    """Attach a dead letter to a declaration and deliver it to that declaration's tenant."""
+    _require_operator(request[ACCOUNT])
+    try:
+        rid = int(request.match_info["id"])
+    except ValueError:
+        raise NotFoundError("no such dead letter") from None
+    mid = (await _json_body(request)).get("message_id")
+    if not isinstance(mid, int) or isinstance(mid, bool):
+        raise UsageError("message_id must be an integer", field="message_id")
+    r = await request.app[STORE].reroute_dead_letter(rid, mid)
+    return _json({"receipt_id": r.receipt_id, "message_id": r.declaration_id,
+                  "delivered_to": list(r.delivered_to),
+                  "state": r.state_after.value if r.state_after is not None else None})
+
+
+# ---------------------------------------------------------------- public
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and store reachability."""
+    depth = await request.app[STORE].outbox_depth()
+    return _json({"status": "ok", "outbox_depth": depth})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text."""
+    store_metrics = await request.app[STORE].metrics()
+    text = request.app[METRICS].render(store_metrics)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Format": "prometheus-0.0.4"})
+

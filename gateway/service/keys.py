@@ -1,0 +1,46 @@
+"""Typed keys for the state the app and each request carry (no module globals)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..accounts import Account, AccountFile
+from ..catalog import Catalog
+from ..config import Settings
+from ..dsig import KeyProvider, Registry
+from ..store import Store
+from .metrics import Metrics
+
+
+class Signal:
+    """Wakes long-polls in this process when something new is queued (other processes poll)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when notified or after ``timeout`` seconds, whichever is first."""
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+ACCOUNTS = web.AppKey("accounts", AccountFile)
+REGISTRY = web.AppKey("registry", Registry)
+CATALOG = web.AppKey("catalog", Catalog)
+GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelopes are signed
+METRICS = web.AppKey("metrics", Metrics)
+OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
+
+ACCOUNT = web.RequestKey("account", Account)
+REQUEST_ID = web.RequestKey("request_id", str)
