@@ -42,6 +42,8 @@ __all__ = [
     "build_dxp_msg_sv",
     "build_dxp_rep",
     "flow_of",
+    "placeholder_signature",
+    "extend_message",
 ]
 
 CEB_NS = "http://www.chinaport.gov.cn/ceb"
@@ -858,3 +860,42 @@ def build_dxp_rep(*, receiver_id: str, code: str = "0000", info: str = "成功",
     _sub(ori, DXP_NS, "CreatTime", f"{_BASE_TIME:%Y-%m-%dT%H:%M:%S}")
     _sub(ori, DXP_NS, "MsgType", msg_type)
     return _serialize(root)
+
+
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def placeholder_signature() -> etree._Element:
+    """A structurally complete ``ds:Signature`` whose values verify nothing.
+
+    For schema and rule tests only: validation checks the signature's shape, never its
+    values (that is :mod:`gateway.dsig`'s job).
+    """
+    ds = f"{{{DS_NS}}}"
+    sig = etree.Element(ds + "Signature", nsmap={"ds": DS_NS})
+    si = etree.SubElement(sig, ds + "SignedInfo")
+    etree.SubElement(si, ds + "CanonicalizationMethod",
+                     Algorithm="http://www.w3.org/TR/2001/REC-xml-c14n-20010315")
+    etree.SubElement(si, ds + "SignatureMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm2-sm3")
+    ref = etree.SubElement(si, ds + "Reference", URI="")
+    transforms = etree.SubElement(ref, ds + "Transforms")
+    etree.SubElement(transforms, ds + "Transform",
+                     Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature")
+    etree.SubElement(ref, ds + "DigestMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm3")
+    etree.SubElement(ref, ds + "DigestValue").text = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="
+    etree.SubElement(sig, ds + "SignatureValue").text = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    key_info = etree.SubElement(sig, ds + "KeyInfo")
+    etree.SubElement(key_info, ds + "KeyName").text = "03000000000cde6f"
+    x509 = etree.SubElement(key_info, ds + "X509Data")
+    etree.SubElement(x509, ds + "X509Certificate").text = "MIIBszCCAVmgAwIBAgIUAA=="
+    return sig
+
+
+def extend_message() -> etree._Element:
+    """An ``ExtendMessage`` with a free payload (spec §4.3), for tail-order tests."""
+    c = f"{{{CEB_NS}}}"
+    ext = etree.Element(c + "ExtendMessage")
+    etree.SubElement(ext, c + "name").text = "sandbox"
+    etree.SubElement(ext, c + "version").text = "1.0"
+    etree.SubElement(etree.SubElement(ext, c + "Message"), "{urn:x-sandbox}payload").text = "free"
+    return ext

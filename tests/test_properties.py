@@ -37,45 +37,17 @@ NEEDS_SIGNATURE = frozenset(c for c in CODES if CATALOG[c].signature in ("requir
 # --------------------------------------------------------------------------- building
 
 
-def dummy_signature() -> etree._Element:
-    sig = etree.Element(DS + "Signature", nsmap={"ds": DS_NS})
-    si = etree.SubElement(sig, DS + "SignedInfo")
-    etree.SubElement(si, DS + "CanonicalizationMethod",
-                     Algorithm="http://www.w3.org/TR/2001/REC-xml-c14n-20010315")
-    etree.SubElement(si, DS + "SignatureMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm2-sm3")
-    ref = etree.SubElement(si, DS + "Reference", URI="")
-    transforms = etree.SubElement(ref, DS + "Transforms")
-    etree.SubElement(transforms, DS + "Transform",
-                     Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature")
-    etree.SubElement(ref, DS + "DigestMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm3")
-    etree.SubElement(ref, DS + "DigestValue").text = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="
-    etree.SubElement(sig, DS + "SignatureValue").text = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-    key_info = etree.SubElement(sig, DS + "KeyInfo")
-    etree.SubElement(key_info, DS + "KeyName").text = "03000000000cde6f"
-    x509 = etree.SubElement(key_info, DS + "X509Data")
-    etree.SubElement(x509, DS + "X509Certificate").text = "MIIBszCCAVmgAwIBAgIUAA=="
-    return sig
-
-
-def extend_message() -> etree._Element:
-    ext = etree.Element(C + "ExtendMessage")
-    etree.SubElement(ext, C + "name").text = "sandbox"
-    etree.SubElement(ext, C + "version").text = "1.0"
-    etree.SubElement(etree.SubElement(ext, C + "Message"), "{urn:x-sandbox}payload").text = "free"
-    return ext
-
-
 def complete_tail(root: etree._Element, code: str, *, extend: bool) -> None:
     """Add ds:Signature (where required) and ExtendMessage in XSD order: import ExtendMessage then
     Signature (Signature last), export Signature then ExtendMessage."""
     if extend:
-        root.append(extend_message())
+        root.append(sg.extend_message())
     if code in NEEDS_SIGNATURE:
         ext = root.find(C + "ExtendMessage")
         if sg.flow_of(code) == "export" and ext is not None:
-            ext.addprevious(dummy_signature())
+            ext.addprevious(sg.placeholder_signature())
         else:
-            root.append(dummy_signature())
+            root.append(sg.placeholder_signature())
 
 
 def message(code: str, *, seed: int, records: int, lines: int, default_ns: bool = False,

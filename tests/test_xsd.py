@@ -64,34 +64,6 @@ def assert_valid(data: bytes, name: str) -> None:
     assert not errs, errs[:5]
 
 
-def dummy_signature() -> etree._Element:
-    sig = etree.Element(DS + "Signature", nsmap={"ds": DS_NS})
-    si = etree.SubElement(sig, DS + "SignedInfo")
-    etree.SubElement(si, DS + "CanonicalizationMethod",
-                     Algorithm="http://www.w3.org/TR/2001/REC-xml-c14n-20010315")
-    etree.SubElement(si, DS + "SignatureMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm2-sm3")
-    ref = etree.SubElement(si, DS + "Reference", URI="")
-    tr = etree.SubElement(ref, DS + "Transforms")
-    etree.SubElement(tr, DS + "Transform", Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature")
-    etree.SubElement(ref, DS + "DigestMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm3")
-    etree.SubElement(ref, DS + "DigestValue").text = "q83vEjRWeJq83vEjRWeJq83vEjQ="
-    etree.SubElement(sig, DS + "SignatureValue").text = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-    ki = etree.SubElement(sig, DS + "KeyInfo")
-    etree.SubElement(ki, DS + "KeyName").text = "03000000000cde6f"
-    x509 = etree.SubElement(ki, DS + "X509Data")
-    etree.SubElement(x509, DS + "X509Certificate").text = "MIIBszCCAVmgAwIBAgIUAA=="
-    return sig
-
-
-def extend_message() -> etree._Element:
-    ext = etree.Element(CEB + "ExtendMessage")
-    etree.SubElement(ext, CEB + "name").text = "sandbox"
-    etree.SubElement(ext, CEB + "version").text = "1.0"
-    msg = etree.SubElement(ext, CEB + "Message")
-    etree.SubElement(msg, "{urn:x-sandbox}anything").text = "free payload"
-    return ext
-
-
 # --------------------------------------------------------------------------- schemas
 
 
@@ -202,7 +174,7 @@ def test_unsigned_sample_needs_signature(path: Path) -> None:
     root = parse(path.read_bytes())
     errs = errors(root, path.name)
     assert errs and all("Signature" in e for e in errs), errs
-    root.append(dummy_signature())  # import tail: ds:Signature is the last child
+    root.append(sg.placeholder_signature())  # import tail: ds:Signature is the last child
     assert not errors(root, path.name)
 
 
@@ -220,7 +192,7 @@ def test_samplegen_validates(code: str) -> None:
             data = sg.build(code, records=records, lines=lines, seed=records * 7 + lines)
             root = parse(data)
             if code in sg.SIGNATURE_REQUIRED:
-                root.append(dummy_signature())
+                root.append(sg.placeholder_signature())
             errs = errors(root, code)
             assert not errs, (code, records, lines, errs[:3])
 
@@ -271,7 +243,7 @@ def test_samplegen_money_rules(code: str) -> None:
 
 def test_order_set_consistent() -> None:
     docs = {c: parse(b) for c, b in sg.build_order_set("SO-TEST-0001", lines=3, seed=2).items()}
-    docs["CEB621"].append(dummy_signature())
+    docs["CEB621"].append(sg.placeholder_signature())
     for c, root in docs.items():
         assert not errors(root, c), c
 
@@ -317,7 +289,7 @@ def test_101_records_rejected() -> None:
 def test_import_line_limit() -> None:
     assert errors(parse(sg.build("CEB311", lines=100)), "CEB311")
     root = parse(sg.build("CEB621", lines=100))
-    root.append(dummy_signature())
+    root.append(sg.placeholder_signature())
     assert errors(root, "CEB621")
     assert not errors(parse(sg.build("CEB303", lines=100)), "CEB303")
     assert errors(parse(sg.build("CEB303", lines=101)), "CEB303")
@@ -375,23 +347,23 @@ def test_optional_field_may_be_omitted() -> None:
 
 def test_export_tail_order() -> None:
     root = parse(sg.build("CEB303", seed=2))
-    root.append(dummy_signature())
-    root.append(extend_message())
+    root.append(sg.placeholder_signature())
+    root.append(sg.extend_message())
     assert not errors(root, "CEB303")
     root = parse(sg.build("CEB303", seed=2))
-    root.append(extend_message())
-    root.append(dummy_signature())  # import order: rejected for export
+    root.append(sg.extend_message())
+    root.append(sg.placeholder_signature())  # import order: rejected for export
     assert errors(root, "CEB303")
 
 
 def test_import_tail_order() -> None:
     root = parse(sg.build("CEB311", seed=2))
-    root.append(extend_message())
-    root.append(dummy_signature())
+    root.append(sg.extend_message())
+    root.append(sg.placeholder_signature())
     assert not errors(root, "CEB311")
     root = parse(sg.build("CEB311", seed=2))
-    root.append(dummy_signature())
-    root.append(extend_message())
+    root.append(sg.placeholder_signature())
+    root.append(sg.extend_message())
     assert errors(root, "CEB311")
 
 
@@ -437,5 +409,5 @@ def test_dxp_negatives() -> None:
         etree.SubElement(rids, dxp + "ReceiverId").text = f"DXPENT000000000{k}"
     assert errors(root, "DxpMsg")  # 6 receivers
     root = parse((VALID / "DxpMsg.xml").read_bytes())
-    root.append(dummy_signature())
+    root.append(sg.placeholder_signature())
     assert not errors(root, "DxpMsg")

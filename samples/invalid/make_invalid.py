@@ -78,43 +78,11 @@ def insert_after(anchor: etree._Element, e: etree._Element) -> None:
     anchor.addnext(e)
 
 
-def dummy_signature() -> etree._Element:
-    """A structurally complete ds:Signature (validation does not verify signatures)."""
-    sig = etree.Element(DS + "Signature", nsmap={"ds": DS_NS})
-    si = etree.SubElement(sig, DS + "SignedInfo")
-    etree.SubElement(si, DS + "CanonicalizationMethod",
-                     Algorithm="http://www.w3.org/TR/2001/REC-xml-c14n-20010315")
-    etree.SubElement(si, DS + "SignatureMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm2-sm3")
-    ref = etree.SubElement(si, DS + "Reference", URI="")
-    tr = etree.SubElement(ref, DS + "Transforms")
-    etree.SubElement(tr, DS + "Transform", Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature")
-    etree.SubElement(ref, DS + "DigestMethod", Algorithm="http://www.chinaport.gov.cn/2022/04/xmldsig#sm3")
-    etree.SubElement(ref, DS + "DigestValue").text = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="
-    etree.SubElement(sig, DS + "SignatureValue").text = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-    ki = etree.SubElement(sig, DS + "KeyInfo")
-    etree.SubElement(ki, DS + "KeyName").text = "03000000000cde6f"
-    x509 = etree.SubElement(ki, DS + "X509Data")
-    etree.SubElement(x509, DS + "X509Certificate").text = "MIIBszCCAVmgAwIBAgIUAA=="
-    return sig
-
-
-def extend_message() -> etree._Element:
-    ext = new("ExtendMessage")
-    ext.append(new("name", "sandbox"))
-    ext.append(new("version", "1.0"))
-    msg = new("Message")
-    msg.append(new("orderRemark", "gift wrap", ns="{urn:x-sandbox}"))
-    ext.append(msg)
-    return ext
-
-
 def place_tail(root: etree._Element, code: str, *, signature: bool, extend: bool = False) -> None:
     """Append ds:Signature / ExtendMessage where the XSD puts them (spec §0: import vs export order)."""
-    items = []
-    if sg.flow_of(code) == "import":
-        items = ([extend_message()] if extend else []) + ([dummy_signature()] if signature else [])
-    else:
-        items = ([dummy_signature()] if signature else []) + ([extend_message()] if extend else [])
+    ext = [sg.extend_message()] if extend else []
+    sig = [sg.placeholder_signature()] if signature else []
+    items = ext + sig if sg.flow_of(code) == "import" else sig + ext
     for item in items:
         root.append(item)
 
