@@ -19,8 +19,9 @@ CEB900 receipt the e-port would have sent.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from lxml import etree
@@ -39,6 +40,7 @@ from .errors import (
     GatewayError,
     IdentifyError,
     InputError,
+    NotFoundError,
     SignatureError,
     ValidationFailed,
 )
@@ -167,6 +169,23 @@ def require_kind(opened: Opened, kind: str) -> Opened:
 def validate(opened: Opened) -> Validated:
     """Stage 5: XSD and rules; raises one ValidationFailed with every finding."""
     found = findings_of(opened.ident)
+    _raise_errors(found)
+    return Validated(opened, tuple(found))
+
+
+def validate_receipt(opened: Opened) -> Validated:
+    """Stage 5 for receipts: receipt schemas have no place for ``ds:Signature``, yet customs may
+    sign a bare receipt (enveloped, spec §10).  The signature covers the document without it,
+    so that is what is checked against the XSD and rules; :func:`verify_customs` then checks
+    the signature itself, its position included."""
+    root = opened.ident.root
+    if not _signed(root) or opened.type.signature != "none":
+        return validate(opened)
+    bare = copy.deepcopy(root)
+    for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
+        bare.remove(el)
+    unsigned = Identified(replace(opened.ident.parsed, root=bare), opened.type)
+    found = findings_of(unsigned)
     _raise_errors(found)
     return Validated(opened, tuple(found))
 
@@ -300,10 +319,17 @@ class CheckedReceipt:
     signer: str | None
 
 
-def verify_customs(validated: Validated, registry: Registry, policy: Policy, accounts: Accounts, *,
-                   required: bool) -> CheckedReceipt:
+def customs_identities(account: Account) -> tuple[str, ...]:
+    """The identities a customs account's certificates are registered for: its codes and DXP id."""
+    return (*sorted(account.codes), *([account.dxp_id] if account.dxp_id else []))
+
+
+def verify_customs(validated: Validated, registry: Registry, policy: Policy, accounts: Accounts,
+                   customs: Account, *, required: bool) -> CheckedReceipt:
     """The receipt (or the DxpMsg it came in) must be signed by a customs account's certificate
-    when ``required``; any signature present must verify. Raises SignatureError."""
+    when ``required``; any signature present must verify.  A bare receipt names no sender, so
+    its certificate must be registered for one of ``customs``' codes or its DXP id (the
+    posting account). Raises SignatureError."""
     opened = validated.opened
     signer: str | None = None
     env = opened.envelope_parsed
@@ -315,7 +341,11 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
                                  code="CEBGW-SIG-CERT-UNREGISTERED", field="SenderId")
         signer = v.entry.name
     if _signed(opened.ident.root):
-        signer = dsig_verify(opened.ident, registry, policy=policy).entry.name
+        if not customs.is_customs:
+            raise SignatureError(f"account {customs.name!r} is not a customs account",
+                                 code="CEBGW-SIG-CERT-UNREGISTERED", field="Signature")
+        signer = dsig_verify(opened.ident, registry, policy=policy,
+                             expected_signers=customs_identities(customs)).entry.name
     if required and signer is None:
         raise SignatureError("receipts must be signed by customs", code="CEBGW-SIG-MISSING",
                              field="Signature")
@@ -348,21 +378,36 @@ class ReceiptDeps:
     require_signature: bool
 
 
-async def receive(data: bytes, deps: ReceiptDeps) -> tuple[str, list[Delivered]]:
-    """Run a receipt message through every stage; returns its type and each record's fate.
-    Raises InputError/SignatureError for a message that cannot be taken at all."""
+async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str, list[Delivered]]:
+    """Run a receipt message posted by the ``customs`` account through every stage; returns its
+    type and each record's fate. Raises InputError/SignatureError for a message that cannot be
+    taken at all."""
     opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
-    checked = verify_customs(validate(require_kind(opened, "receipt")), deps.registry, deps.policy,
-                             deps.accounts, required=deps.require_signature)
+    checked = verify_customs(validate_receipt(require_kind(opened, "receipt")), deps.registry, deps.policy,
+                             deps.accounts, customs, required=deps.require_signature)
     ident = checked.validated.opened.ident
     records = routing.records_of(ident)
     receiver = opened.envelope.trans.receiver_ids if opened.envelope is not None else ()
+    answers = ident.type.answers
+    declaration = deps.catalog.types.get(answers) if answers else None
     out: list[Delivered] = []
     for rec in records:
-        routed = await routing.correlate(rec, ident.type, deps.lookup, deps.accounts, receiver)
+        routed = await routing.correlate(rec, ident.type, deps.lookup, deps.accounts, receiver, declaration)
         result = await deps.store.put_receipt(NewReceipt(
             message_type=ident.type.code, guid=rec.guid, data=ident.parsed.data, record_no=rec.record_no,
             status=rec.status, return_time=rec.return_time, info=rec.info, business_keys=rec.keys,
-            declaration_id=routed.declaration_id, mailboxes=routed.mailboxes, reason=routed.reason))
+            declaration_id=routed.declaration_id, mailboxes=routed.mailboxes, reason=routed.reason,
+            declaration_record=routed.record_no, assigned_keys=routed.assigned))
         out.append(Delivered(rec, result))
     return ident.type.code, out
+
+
+async def reroute(receipt_id: int, message_id: int, store: Store, accounts: Accounts) -> ReceiptResult:
+    """An operator attaches dead letter ``receipt_id`` to declaration ``message_id``: it is
+    delivered like a correlated receipt, to the declaration's tenant and its ALL/RET
+    subscribers. Raises NotFoundError when either does not exist or the letter was rerouted."""
+    ref = await store.declaration(message_id)
+    if ref is None:
+        raise NotFoundError(f"declaration {message_id} does not exist")
+    boxes = routing.subscriber_mailboxes(ref, accounts)
+    return await store.reroute_dead_letter(receipt_id, message_id, boxes)

@@ -11,7 +11,7 @@ nothing is filed as a dead letter, never dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from lxml import etree
@@ -47,12 +47,16 @@ class ReceiptRecord:
 
 @dataclass(frozen=True)
 class Routed:
-    """Where a record goes: ``declaration_id`` ``None`` means dead letter (with ``reason``)."""
+    """Where a record goes: ``declaration_id`` ``None`` means dead letter (with ``reason``);
+    ``record_no`` is the declaration's matching record, ``assigned`` the numbers this receipt
+    record gives it (the declaration type's ``alt_keys`` it carries, e.g. preNo and invtNo)."""
 
     declaration_id: int | None
     tenant: str | None
     mailboxes: tuple[str, ...]
     reason: str = ""
+    record_no: int = 0
+    assigned: dict[str, str] = field(default_factory=dict)
 
 
 def _field(rec: etree._Element, mtype: MessageType, name: str) -> str:
@@ -93,15 +97,31 @@ async def _find(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLooku
     return next((f for f in found if f.tenant in wanted), found[0])
 
 
+def subscriber_mailboxes(ref: DeclarationRef, accounts: Accounts) -> tuple[str, ...]:
+    """Tenants besides the declaration's own that receive its receipts: ``ALL``/``RET``
+    subscribers whose DXP address is a known account."""
+    boxes: list[str] = []
+    for sub in ref.subscribers:
+        acc = accounts.by_dxp_id(sub.dxp_address)
+        if sub.status in ("ALL", "RET") and acc is not None and acc.name != ref.tenant:
+            boxes.append(acc.name)
+    return tuple(dict.fromkeys(boxes))
+
+
+def assigned_keys(rec: ReceiptRecord, mtype: MessageType, declaration: MessageType | None) -> dict[str, str]:
+    """The numbers a receipt record gives its declaration: the declaration type's ``alt_keys``
+    the record carries beyond the keys it was matched by (customs assigns preNo, invtNo, sumNo)."""
+    if declaration is None:
+        return {}
+    return {k: rec.keys[k] for k in declaration.alt_keys if rec.keys.get(k) and k not in mtype.keys}
+
+
 async def correlate(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLookup, accounts: Accounts,
-                    receivers: Sequence[str] = ()) -> Routed:
-    """Find the declaration a receipt record answers and its extra mailboxes."""
+                    receivers: Sequence[str] = (), declaration: MessageType | None = None) -> Routed:
+    """Find the declaration a receipt record answers, its extra mailboxes, and the numbers the
+    record assigns it (``declaration`` is the catalogue type ``mtype`` answers, if any)."""
     found = await _find(rec, mtype, lookup, accounts, receivers)
     if isinstance(found, str):
         return Routed(None, None, (), found)
-    boxes: list[str] = []
-    for sub in found.subscribers:
-        acc = accounts.by_dxp_id(sub.dxp_address)
-        if sub.status in ("ALL", "RET") and acc is not None and acc.name != found.tenant:
-            boxes.append(acc.name)
-    return Routed(found.message_id, found.tenant, tuple(dict.fromkeys(boxes)))
+    return Routed(found.message_id, found.tenant, subscriber_mailboxes(found, accounts), "",
+                  found.record_no, assigned_keys(rec, mtype, declaration))

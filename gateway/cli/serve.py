@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import signal
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +71,36 @@ def _run(args: argparse.Namespace) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_serve, args=(settings, args.host, args.port, True), daemon=False)
              for _ in range(args.workers)]
-    for p in procs:
-        p.start()
+    _supervise(procs)
+    return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _supervise(procs: Sequence[BaseProcess], grace_s: float = 30.0) -> None:
+    """Start the workers and wait for them; SIGTERM or Ctrl-C to this process stops them all
+    (a service manager may signal only the parent, and orphaned workers would keep serving)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        for p in procs:
+            p.start()
         for p in procs:
             p.join()
     except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
         for p in procs:
-            p.terminate()
-            p.join()
-    return EXIT_OK
+            if p.is_alive():
+                p.terminate()  # SIGTERM: aiohttp finishes in-flight requests and closes the store
+        for p in procs:
+            if p.pid is not None:
+                p.join(grace_s)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 def register(subparsers: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -200,6 +201,25 @@ def _sender(root: etree._Element, mtype: MessageType) -> str:
     return (root.findtext(path) or "").strip()
 
 
+def _signer(root: etree._Element, mtype: MessageType, entry: Entry, sender_code: str | None,
+            expected: Collection[str]) -> str:
+    """Whom the message is signed for: its own sender field, or for a receipt (which has
+    none) the caller's expected identity the certificate is registered for."""
+    own = "" if mtype.kind == "receipt" else _sender(root, mtype)
+    if mtype.kind == "receipt" and not expected and sender_code is None:
+        raise CertificateError(
+            "a receipt names no sender: verify it against the customs identity (sender_code=…)",
+            field="Signature")
+    if expected:
+        matched = next((c for c in expected if entry.may_sign_for(c)), None)
+        if matched is None:
+            raise CertificateError(
+                f"certificate {entry.name} ({entry.key_name}) is not registered for any of "
+                f"{sorted(expected)}", field="Signature")
+        return own or matched
+    return own or (sender_code or "")
+
+
 def _signing_time(root: etree._Element, at: datetime | None) -> datetime:
     app = next(root.iter(f"{{{CEB_NS}}}appTime"), None)
     text = (app.text or "").strip() if app is not None else ""
@@ -254,12 +274,19 @@ def verify(
     *,
     policy: Policy = DEFAULT_POLICY,
     sender_code: str | None = None,
+    expected_signers: Collection[str] = (),
     at: datetime | None = None,
 ) -> Verified:
     """Verify the message's signature against the registry and the policy.
 
     ``sender_code``, when given (e.g. the authenticated account), must also be registered
-    for the certificate.  ``at`` is "now" for messages without ``appTime``.  Promises: on
+    for the certificate.  A receipt (catalogue kind ``receipt``) names no sender of its
+    own, so its signer is taken from the caller: ``sender_code`` and/or
+    ``expected_signers`` (e.g. the customs account's codes and DXP id), of which the
+    certificate must be registered for ``sender_code`` if given and for at least one of
+    ``expected_signers`` if given; a receipt verified with neither is refused.  Other
+    messages must also meet ``expected_signers`` when it is given.  ``at`` is "now" for
+    messages without ``appTime``.  Promises: on
     return, the root and everything in it except the signature is exactly what the
     registered signer signed.  Raises :class:`~gateway.errors.SignatureError` or
     :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code, or
@@ -287,7 +314,7 @@ def verify(
             f"KeyName {key_name!r} is not the certificate serial {entry.key_name}",
             "KeyName",
         )
-    signer = _sender(root, mtype)
+    signer = _signer(root, mtype, entry, sender_code, expected_signers)
     for identity in (signer, sender_code):
         if identity is not None and not entry.may_sign_for(identity):
             raise CertificateError(

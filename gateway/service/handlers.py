@@ -242,7 +242,7 @@ async def post_receipts(request: web.Request) -> web.Response:
     data = await read_xml(request)
     deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
                                 app[ACCOUNTS].current(), _limits(request), s.require_customs_signature)
-    mtype, delivered = await pipeline.receive(data, deps)
+    mtype, delivered = await pipeline.receive(data, deps, request[ACCOUNT])
     out = []
     for d in delivered:
         r = d.result
@@ -274,7 +274,8 @@ async def get_dead_letters(request: web.Request) -> web.Response:
 
 
 async def reroute_dead_letter(request: web.Request) -> web.Response:
-    """Attach a dead letter to a declaration and deliver it to that declaration's tenant."""
+    """Attach a dead letter to a declaration and deliver it to that declaration's tenant and
+    its ALL/RET subscribers."""
     _require_operator(request[ACCOUNT])
     try:
         rid = int(request.match_info["id"])
@@ -283,7 +284,7 @@ async def reroute_dead_letter(request: web.Request) -> web.Response:
     mid = (await _json_body(request)).get("message_id")
     if not isinstance(mid, int) or isinstance(mid, bool):
         raise UsageError("message_id must be an integer", field="message_id")
-    r = await request.app[STORE].reroute_dead_letter(rid, mid)
+    r = await pipeline.reroute(rid, mid, request.app[STORE], request.app[ACCOUNTS].current())
     return _json({"receipt_id": r.receipt_id, "message_id": r.declaration_id,
                   "delivered_to": list(r.delivered_to),
                   "state": r.state_after.value if r.state_after is not None else None})

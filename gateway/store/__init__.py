@@ -18,7 +18,7 @@ Promises every backend keeps:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -138,7 +138,9 @@ class NewReceipt:
 
     ``declaration_id`` is the correlated declaration, or ``None`` to file it as a dead
     letter (with ``reason``).  ``mailboxes`` are the tenants to deliver to besides the
-    declaration's own tenant, which always receives it.
+    declaration's own tenant, which always receives it.  ``assigned_keys`` are numbers
+    customs assigned to record ``declaration_record`` of that declaration (preNo, invtNo,
+    sumNo…); they become extra business keys :meth:`Store.find_declarations` matches.
     """
 
     message_type: str
@@ -152,6 +154,8 @@ class NewReceipt:
     declaration_id: int | None
     mailboxes: Sequence[str] = ()
     reason: str = ""
+    declaration_record: int = 0
+    assigned_keys: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -279,7 +283,12 @@ class Store(Protocol):
         ...
 
     async def find_declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
-        """Declarations of that type with a record holding all ``keys``; most recent first."""
+        """Declarations of that type with a record holding all ``keys`` (declared, or assigned by
+        an earlier receipt's ``assigned_keys``); most recent first."""
+        ...
+
+    async def declaration(self, message_id: int) -> DeclarationRef | None:
+        """The declaration ``message_id`` whatever its tenant (for operators), ``None`` if absent."""
         ...
 
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
@@ -288,7 +297,8 @@ class Store(Protocol):
         ...
 
     async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
-        """Store a receipt record, advance the declaration and deliver it, durably and at once.
+        """Store a receipt record, advance the declaration, record ``r.assigned_keys`` and deliver
+        it, durably and at once (all or nothing).
 
         Raises NotFoundError when ``r.declaration_id`` names no declaration.
         """

@@ -11,6 +11,8 @@ Tables (all but the state tables are append-only):
 ``subscriber``         ``BaseSubscribe`` entries
 ``declaration_state``  current state of each declaration (mutable)
 ``outbox``             envelopes for the customs intranet, with lease and ack columns (mutable)
+``assigned_key``       numbers customs assigned to a declaration record later (preNo, invtNo,
+                       sumNo…), with the receipt that carried them (append-only)
 ``receipt_blob``       exact bytes of each receipt message, once per content
 ``receipt``            one row per receipt record; ``receipt_key`` its business keys
 ``receipt_link``       receipt → declaration (by correlation or by an operator's reroute)
@@ -144,11 +146,31 @@ _V1 = (
     )""",
 )
 
+_V3 = (
+    """CREATE TABLE assigned_key (
+        message_id INTEGER NOT NULL REFERENCES message (id),
+        record_no INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        receipt_id INTEGER NOT NULL REFERENCES receipt (id),
+        assigned_us INTEGER NOT NULL,
+        PRIMARY KEY (message_id, record_no, name, value)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX assigned_key_value ON assigned_key (name, value)",
+    """CREATE TRIGGER assigned_key_no_update BEFORE UPDATE ON assigned_key
+       BEGIN SELECT RAISE(ABORT, 'assigned_key rows are append-only'); END""",
+    """CREATE TRIGGER assigned_key_no_delete BEFORE DELETE ON assigned_key
+       BEGIN SELECT RAISE(ABORT, 'assigned_key rows are append-only'); END""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
     # CEB900 receipts name the declaration only by the CopMsgId of the envelope sent to customs.
     Migration(2, "find declarations by envelope CopMsgId",
               ("CREATE INDEX message_cop_msg_id ON message (cop_msg_id)",)),
+    # CEB816/818 (invtNo) and CEB792 (sumNo) name declarations by numbers customs assigned in an
+    # earlier receipt; declarations stay append-only, so those numbers live beside them.
+    Migration(3, "business keys assigned by customs receipts", _V3),
 )
 
 

@@ -208,6 +208,10 @@ class SqliteStore:
         keys = dict(keys)
         return await self._read(lambda c: sqlops.find_declarations(c, message_type, keys))
 
+    async def declaration(self, message_id: int) -> DeclarationRef | None:
+        """See :meth:`gateway.store.Store.declaration`."""
+        return await self._read(lambda c: sqlops.declaration(c, message_id))
+
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.find_by_cop_msg_id`."""
         return await self._read(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))
@@ -235,7 +239,8 @@ class SqliteStore:
         return await self._read(lambda c: sqlops.mailbox(c, tenant, after, limit))
 
     async def mailbox_wait(self, tenant: str, after: int | None, limit: int, wait_s: float) -> list[MailItem]:
-        """See :meth:`gateway.store.Store.mailbox_wait`; returns ``[]`` when ``wait_s`` passes."""
+        """See :meth:`gateway.store.Store.mailbox_wait`; returns ``[]`` when ``wait_s`` passes.
+        Deliveries by this store wake it at once, by another process within a second."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
@@ -245,9 +250,11 @@ class SqliteStore:
             if items or remaining <= 0:
                 return items
             try:
-                await asyncio.wait_for(event.wait(), remaining)
+                # Deliveries by other processes on the same file raise no event here: look again
+                # at least once a second (as the outbox long poll does).
+                await asyncio.wait_for(event.wait(), min(remaining, 1.0))
             except TimeoutError:
-                return []
+                continue
 
     async def ack_mailbox(self, tenant: str, cursor: int) -> None:
         """See :meth:`gateway.store.Store.ack_mailbox`."""

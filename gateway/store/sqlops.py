@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from .. import state as st
@@ -139,7 +139,20 @@ def put_receipt(conn: sqlite3.Connection, r: NewReceipt, now_us: int) -> Receipt
     if r.declaration_id is None:
         conn.execute("INSERT INTO dead_letter VALUES (?, ?, ?, NULL)", (rid, r.reason, now_us))
         return ReceiptResult(rid, None, True, False, None, None, "dead_letter", ())
-    return _link_and_deliver(conn, rid, r.status, r.declaration_id, r.mailboxes, "correlated", now_us)
+    result = _link_and_deliver(conn, rid, r.status, r.declaration_id, r.mailboxes, "correlated", now_us)
+    _assign_keys(conn, r.declaration_id, r.declaration_record, r.assigned_keys, rid, now_us)
+    return result
+
+
+def _assign_keys(conn: sqlite3.Connection, message_id: int, record_no: int, keys: Mapping[str, str],
+                 receipt_id: int, now_us: int) -> None:
+    """Record numbers customs assigned to a declaration record (preNo, invtNo, sumNo…) so later
+    receipts keyed by them correlate; a field the declaration itself carries is never overridden."""
+    declared = {n for (n,) in conn.execute(
+        "SELECT name FROM message_key WHERE message_id = ? AND record_no = ?", (message_id, record_no))}
+    conn.executemany("INSERT OR IGNORE INTO assigned_key VALUES (?, ?, ?, ?, ?, ?)",
+                     [(message_id, record_no, k, v, receipt_id, now_us) for k, v in keys.items()
+                      if v and k not in declared])
 
 
 def reroute_dead_letter(conn: sqlite3.Connection, receipt_id: int, message_id: int,
@@ -231,24 +244,40 @@ def get_message(conn: sqlite3.Connection, message_id: int, tenant: str) -> Messa
                          _subscribers(conn, message_id), st.State(row[5]), to_dt(row[6]), row[7], timeline)
 
 
+_KEY_MATCH = ("(SELECT message_id, record_no FROM message_key WHERE name = ? AND value = ?"
+              " UNION SELECT message_id, record_no FROM assigned_key WHERE name = ? AND value = ?)")
+
+
 def find_declarations(conn: sqlite3.Connection, message_type: str,
                       keys: dict[str, str]) -> list[DeclarationRef]:
-    """Declarations of ``message_type`` with one record holding every pair of ``keys``; newest first."""
+    """Declarations of ``message_type`` with one record holding every pair of ``keys``, declared
+    or assigned later by customs (``assigned_key``); newest first."""
     pairs = sorted(keys.items())
     if not pairs:
         raise ValueError("find_declarations needs at least one key")
-    joins = "".join(
-        f" JOIN message_key k{i} ON k{i}.message_id = k0.message_id AND k{i}.record_no = k0.record_no"
-        f" AND k{i}.name = ? AND k{i}.value = ?" for i in range(1, len(pairs)))
-    params: list[str] = [p for pair in pairs[1:] for p in pair]
+    joins = "".join(f" JOIN {_KEY_MATCH} k{i} ON k{i}.message_id = k0.message_id"
+                    f" AND k{i}.record_no = k0.record_no" for i in range(1, len(pairs)))
+    params: list[str] = [p for name, value in pairs for p in (name, value, name, value)]
     rows = conn.execute(
         "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, k0.record_no, s.state, m.received_us"
-        f" FROM message_key k0{joins} JOIN message m ON m.id = k0.message_id"
+        f" FROM {_KEY_MATCH} k0{joins} JOIN message m ON m.id = k0.message_id"
         " JOIN declaration_state s ON s.message_id = m.id"
-        " WHERE k0.name = ? AND k0.value = ? AND m.message_type = ? ORDER BY m.id DESC, k0.record_no",
-        (*params, pairs[0][0], pairs[0][1], message_type)).fetchall()
+        " WHERE m.message_type = ? ORDER BY m.id DESC, k0.record_no",
+        (*params, message_type)).fetchall()
     return [DeclarationRef(r[0], r[1], r[2], r[3], r[4], r[5], st.State(r[6]), to_dt(r[7]),
                            _subscribers(conn, r[0])) for r in rows]
+
+
+def declaration(conn: sqlite3.Connection, message_id: int) -> DeclarationRef | None:
+    """The declaration ``message_id`` of any tenant (record 0), or ``None``."""
+    r = conn.execute(
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us"
+        " FROM message m JOIN declaration_state s ON s.message_id = m.id WHERE m.id = ?",
+        (message_id,)).fetchone()
+    if r is None:
+        return None
+    return DeclarationRef(r[0], r[1], r[2], r[3], r[4], 0, st.State(r[5]), to_dt(r[6]),
+                          _subscribers(conn, r[0]))
 
 
 def find_by_cop_msg_id(conn: sqlite3.Connection, cop_msg_id: str) -> DeclarationRef | None:

@@ -1,0 +1,52 @@
+"""Numbers customs assigns in a receipt become business keys of the declaration record."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+from storekit import FakeClock, aio, message, receipt
+
+from gateway.store.sqlite import SqliteStore
+
+
+@aio
+async def test_assigned_keys_are_found_with_declared_ones_and_never_override_them(db: str,
+                                                                                  clock: FakeClock) -> None:
+    m = message(1, keys=[{"copNo": "C1"}, {"copNo": "C2", "invtNo": "DECLARED"}])
+    async with SqliteStore(db, clock=clock) as store:
+        put = await store.put_message(m)
+        assert await store.find_declarations("CEB621", {"invtNo": "I1"}) == []
+        r = dataclasses.replace(receipt("120", put.message_id, keys={"copNo": "C1"}),
+                                declaration_record=0, assigned_keys={"preNo": "P1", "invtNo": "I1"})
+        await store.put_receipt(r)
+        r2 = dataclasses.replace(receipt("120", put.message_id, n=2, keys={"copNo": "C2"}),
+                                 declaration_record=1, assigned_keys={"invtNo": "OTHER", "preNo": "P2"})
+        await store.put_receipt(r2)
+        (ref,) = await store.find_declarations("CEB621", {"invtNo": "I1"})
+        assert (ref.message_id, ref.record_no) == (put.message_id, 0)
+        (ref,) = await store.find_declarations("CEB621", {"copNo": "C1", "preNo": "P1", "invtNo": "I1"})
+        assert ref.record_no == 0
+        assert await store.find_declarations("CEB621", {"copNo": "C2", "invtNo": "I1"}) == []
+        # the declared invtNo of record 1 stands; the receipt's other value is not recorded
+        assert await store.find_declarations("CEB621", {"invtNo": "OTHER"}) == []
+        assert [r.record_no for r in await store.find_declarations("CEB621", {"invtNo": "DECLARED"})] == [1]
+        assert [r.record_no for r in await store.find_declarations("CEB621", {"preNo": "P2"})] == [1]
+        assert await store.find_declarations("CEB311", {"invtNo": "I1"}) == []
+        # the declaration itself is unchanged
+        got = await store.get_message(put.message_id, "acme")
+        assert got is not None
+        assert got.business_keys == ({"copNo": "C1"}, {"copNo": "C2", "invtNo": "DECLARED"})
+    with sqlite3.connect(db) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE assigned_key SET value = 'X'")
+
+
+@aio
+async def test_dead_letters_assign_nothing(db: str, clock: FakeClock) -> None:
+    async with SqliteStore(db, clock=clock) as store:
+        await store.put_message(message(1))
+        r = dataclasses.replace(receipt("120", None, keys={"copNo": "NOPE"}, reason="no match"),
+                                assigned_keys={"invtNo": "I9"})
+        assert (await store.put_receipt(r)).dead_letter
+        assert await store.find_declarations("CEB621", {"invtNo": "I9"}) == []
