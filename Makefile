@@ -40,6 +40,7 @@ test: $(STAMP) sysdeps lint typecheck unit
 bench: $(STAMP) sysdeps
 	$(PY) bench/validate.py
 	$(PY) bench/sign.py
+	$(PY) bench/gateway.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

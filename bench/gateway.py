@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""End-to-end submission benchmark: ``cebgw serve`` on SQLite driven by wrk.
+
+Pre-generates distinct signed 10-item CEB621 declarations (guid, orderNo and copNo vary, so
+none is an idempotent duplicate), then runs, each against a real server process:
+
+1. accepted/s flat out (wrk, ``--connections`` connections; only 202s count), p50/p99;
+2. p50/p99 at a fixed offered rate (``--rate``, paced in bench/gateway_submit.lua);
+3. accepted/s with DXP envelope signing on (``sign_envelopes = true`` through ``--config``);
+4. memory over a longer run (``--count``, default 100,000; ``--quick`` 10,000), RSS at intervals;
+
+and, for comparison, the in-process pipeline (``pipeline.submit`` on the same messages with
+a SqliteStore, no HTTP).  Prints figures with the machine and the targets; asserts nothing.
+
+    .venv/bin/python bench/gateway.py [--quick] [--count N] [--workers 2] [--dir /real/disk]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway import pipeline, samplegen  # noqa: E402
+from gateway.accounts import AccountFile  # noqa: E402
+from gateway.catalog import load as load_catalog  # noqa: E402
+from gateway.dsig import load_key, load_registry, sign  # noqa: E402
+from gateway.dsig.keys import KeyProvider  # noqa: E402
+from gateway.sandbox import datadir  # noqa: E402
+from gateway.store import open_store  # noqa: E402
+
+CEBGW = [sys.executable, "-m", "gateway.cli.main"]
+LUA = ROOT / "bench" / "gateway_submit.lua"
+COP_NO = re.compile(rb"(<ceb:copNo>COP\d{8})\d{6}(</ceb:copNo>)")
+TARGET_RATE, TARGET_P99_MS = 3000, 50
+
+
+# ---------------------------------------------------------------- messages
+
+_KEY: KeyProvider | None = None
+
+
+def _init_worker(key: str, cert: str) -> None:
+    global _KEY  # one parsed key per generator process (a PEM parse costs ~40 ms)
+    _KEY = load_key(key, cert)
+
+
+def _write_one(job: tuple[int, str]) -> None:
+    seed, path = job
+    assert _KEY is not None
+    data = samplegen.build("CEB621", lines=10, seed=seed)
+    # samplegen's copNo repeats every 1000 seeds; make it unique (orderNo and guid already are).
+    data, n = COP_NO.subn(rb"\g<1>%06d\g<2>" % (seed % 10**6), data)
+    assert n == 1, "CEB621 layout changed: no copNo"
+    Path(path).write_bytes(sign(data, _KEY, alg="rsa-sha1"))
+
+
+def generate(folder: Path, count: int, key: str, cert: str) -> list[Path]:
+    """COUNT signed CEB621 files (seeds 1..COUNT), made on every CPU."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:06d}.xml" for i in range(count)]
+    jobs = [(i + 1, str(p)) for i, p in enumerate(paths)]
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count(), _init_worker, (key, cert)) as pool:
+        for _ in pool.imap_unordered(_write_one, jobs, chunksize=200):
+            pass
+    return paths
+
+
+# ---------------------------------------------------------------- server
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        answer: dict[str, object] = json.loads(r.read())
+        return answer
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (workers, multiprocessing helpers)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            out.extend(_tree(int(kid)))
+    return out
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _is_server(pid: int) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"resource_tracker" not in cmd
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    workers: int
+
+    def pids(self) -> list[int]:
+        """The serving processes: the parent and its workers (not multiprocessing's tracker)."""
+        return [p for p in _tree(self.proc.pid) if _is_server(p)]
+
+    def rss_mb(self, field: str = "VmRSS") -> list[float]:
+        return [_status_kb(p, field) / 1024 for p in self.pids()]
+
+    def accepted(self) -> int:
+        """Declarations stored so far: nobody drains the outbox during a run."""
+        return int(str(_get_json(self.url + "/healthz")["outbox_depth"]))
+
+
+@contextmanager
+def serve(args: list[str], log: Path, workers: int) -> Iterator[Server]:
+    """``cebgw serve ARGS --workers N`` in its own process group; stopped (group-wide) on exit."""
+    port = _free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([*CEBGW, "serve", *args, "--port", str(port), "--workers", str(workers)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    server = Server(proc, f"http://127.0.0.1:{port}", workers)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
+            try:
+                server.accepted()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not healthy after 60 s; see {log}") from None
+                time.sleep(0.05)
+        # with workers, each must be up before load starts: wait until they are all listening
+        while workers > 1 and len(server.pids()) < workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield server
+    finally:
+        # `serve --workers N` leaves its workers running when the parent alone is signalled,
+        # so the whole process group (ours: start_new_session) is stopped.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def config_file(data: Path, path: Path, db: Path, *, sign_envelopes: bool) -> Path:
+    """A ``--config`` TOML with the sandbox's accounts and certificates and its own database."""
+    s = datadir.settings_for(data)
+    path.write_text(
+        f'store_url = "sqlite:///{db}"\n'
+        f'registry_path = "{s.registry_path}"\naccounts_path = "{s.accounts_path}"\n'
+        f'gateway_key = "{s.gateway_key}"\ngateway_cert = "{s.gateway_cert}"\n'
+        f"require_customs_signature = true\nsign_envelopes = {'true' if sign_envelopes else 'false'}\n",
+        encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- load
+
+@dataclass
+class LoadResult:
+    accepted: int          # server side: new rows in the outbox (the rate counts these)
+    wrk_accepted: int      # client side: 202 answers
+    other: int             # answers neither 202 nor the final health check
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    rss: list[tuple[int, list[float]]]
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+
+def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connections: int, rate: int = 0,
+          samples: int = 0) -> LoadResult:
+    """Post every body once with wrk; returns when the server has stored them all (or stalls)."""
+    listfile = tmp / f"list-{time.monotonic_ns()}.txt"
+    listfile.write_text("".join(f"{p}\n" for p in bodies), encoding="utf-8")
+    base = server.accepted()
+    target = base + len(bodies)
+    marks = [base + len(bodies) * k // samples for k in range(1, samples + 1)] if samples else []
+    rss: list[tuple[int, list[float]]] = [(0, server.rss_mb())] if samples else []
+    cmd = ["wrk", "-t1", f"-c{connections}", "-d3600s", "--timeout", "30s", "-s", str(LUA), server.url,
+           "--", str(listfile), token, str(rate), "1"]
+    start = time.monotonic()
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    done, last_change, seen = base, start, base
+    while done < target and wrk.poll() is None and time.monotonic() - last_change < 10:
+        time.sleep(0.1)
+        done = server.accepted()
+        if done != seen:
+            seen, last_change = done, time.monotonic()
+        while marks and done >= marks[0]:
+            rss.append((marks.pop(0) - base, server.rss_mb()))
+    elapsed = last_change - start  # the last new row seen (polled every 0.1 s)
+    if wrk.poll() is None:
+        wrk.send_signal(signal.SIGINT)  # wrk prints its summary (and our done()) on SIGINT
+    out = wrk.communicate(timeout=60)[0].decode(errors="replace")
+    m = re.search(r"WRK_RESULT (.*)", out)
+    if m is None:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+    f = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    return LoadResult(done - base, f["accepted"], f["other"], f["errors"], elapsed,
+                      f["p50_us"] / 1000, f["p99_us"] / 1000, rss)
+
+
+# ---------------------------------------------------------------- in-process
+
+async def _in_process(data: Path, db: Path, bodies: list[bytes], concurrency: int) -> float:
+    s = datadir.settings_for(data)
+    account = AccountFile(s.accounts_path).current().by_name("ecommerce")
+    assert account is not None
+    store = open_store(f"sqlite:///{db}")
+    try:
+        deps = pipeline.SubmitDeps(load_catalog(), load_registry(s.registry_path), s.policy, store,
+                                   pipeline.Limits(s.max_body_bytes, s.max_depth))
+        todo = iter(bodies)
+
+        async def submitter() -> None:
+            for body in todo:
+                accepted = await pipeline.submit(body, account, deps)
+                assert not accepted.duplicate
+
+        start = time.perf_counter()
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        return len(bodies) / (time.perf_counter() - start)
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------- report
+
+def _machine() -> str:
+    cpu = "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+    return (f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs ({cpu}), "
+            f"Linux {platform.release()}, Python {platform.python_version()}, "
+            f"SQLite {sqlite3.sqlite_version}, {wrk}")
+
+
+def _line(name: str, r: LoadResult, target: str) -> str:
+    extra = "" if r.accepted == r.wrk_accepted and not r.other and not r.errors else (
+        f"  [wrk counted {r.wrk_accepted} 202s, {r.other} other answers, {r.errors} socket errors]")
+    return (f"{name:<34} {r.accepted:>7} in {r.seconds:6.1f} s  {r.rate:7.0f} accepted/s  "
+            f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:7.1f} ms   {target}{extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=100_000, help="messages in the memory run")
+    parser.add_argument("--quick", action="store_true", help="a 10,000-message memory run, shorter others")
+    parser.add_argument("--workers", type=int, default=2, help="server processes (falls back to 1)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=int, default=2000, help="offered messages/s of the paced run")
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument("--throughput-count", type=int, default=20_000, help="messages in the flat-out runs")
+    parser.add_argument("--dir", default=None, help="directory for data and databases (default: a temp dir)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: `make sysdeps` (or apt-get install -y wrk)")
+    if args.quick:
+        args.count, args.throughput_count, args.rate_seconds = 10_000, 10_000, 5.0
+    n_tput = args.throughput_count
+    n_rate = int(args.rate * args.rate_seconds)
+    print(_machine())
+    print("store: SQLite WAL, synchronous=FULL (a 202 is sent after the commit is synced)")
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="cebgw-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        data = tmp / "sandbox"
+        info = datadir.ensure(data, url="http://127.0.0.1:0")
+        acc = next(a for a in info["accounts"] if a["name"] == "ecommerce")
+        token = str(acc["token"])
+        pool_size = max(args.count, n_tput + n_rate)
+        started = time.perf_counter()
+        paths = generate(tmp / "messages", pool_size, acc["key"], acc["cert"])
+        size = sum(p.stat().st_size for p in paths[:100]) / 100
+        print(f"generated {pool_size} signed 10-item CEB621 (~{size / 1024:.1f} KiB each) "
+              f"in {time.perf_counter() - started:.0f} s; database directory {tmp}")
+        print(f"load: wrk, 1 thread, {args.connections} connections, each message posted once")
+        print()
+
+        log = tmp / "server.log"
+        workers = args.workers
+        print(f"{'run':<34} {'msgs':>7}    {'time':>6}    {'rate':>7}             {'':>5}"
+              f"{'latency':>20}   target")
+        # 1 + 2: the sandbox server (its own gateway.db), flat out, then paced.
+        try:
+            ctx = serve(["--sandbox", "--data", str(data)], log, workers)
+            server = ctx.__enter__()
+        except RuntimeError as exc:
+            if workers == 1:
+                raise
+            print(f"NOTE: --workers {workers} failed ({exc}); falling back to 1 worker")
+            workers = 1
+            ctx = serve(["--sandbox", "--data", str(data)], log, workers)
+            server = ctx.__enter__()
+        try:
+            label = f"{workers} worker(s)"
+            r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+            print(_line(f"flat out, {label}", r, f">= {TARGET_RATE} accepted/s"))
+            r = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
+                      connections=max(args.connections, 64), rate=args.rate)
+            print(_line(f"offered {args.rate}/s, {label}", r, f"p99 < {TARGET_P99_MS} ms at {args.rate}/s"))
+            peak = server.rss_mb("VmHWM")
+            print(f"{'':<34} server peak RSS (VmHWM) per process: "
+                  f"{', '.join(f'{m:.0f}' for m in peak)} MB; total {sum(peak):.0f} MB")
+        finally:
+            ctx.__exit__(None, None, None)
+
+        # 3: the same messages with envelope signing on (a fresh database).
+        cfg = config_file(data, tmp / "signed.toml", tmp / "signed.db", sign_envelopes=True)
+        with serve(["--config", str(cfg)], log, workers) as server:
+            r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+            print(_line(f"flat out, signed envelopes, {label}", r, f">= {TARGET_RATE} accepted/s"))
+
+        if workers > 1:  # SQLite serialises writers across processes: show what one process does
+            cfg = config_file(data, tmp / "one.toml", tmp / "one.db", sign_envelopes=False)
+            with serve(["--config", str(cfg)], log, 1) as server:
+                r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+                print(_line("flat out, 1 worker (comparison)", r, f">= {TARGET_RATE} accepted/s"))
+
+        # in-process pipeline, no HTTP, on the same messages (a fresh database, one process).
+        bodies = [p.read_bytes() for p in paths[:n_tput]]
+        rate = asyncio.run(_in_process(data, tmp / "inproc.db", bodies, args.connections))
+        print(f"{'in-process pipeline.submit':<34} {len(bodies):>7} messages {rate:9.0f} accepted/s "
+              f"(one process, {args.connections} concurrent submitters, no HTTP)")
+        del bodies
+
+        # 4: memory over the longer run (a fresh database).
+        print()
+        cfg = config_file(data, tmp / "memory.toml", tmp / "memory.db", sign_envelopes=False)
+        with serve(["--config", str(cfg)], log, workers) as server:
+            r = drive(server, paths[:args.count], tmp, token, connections=args.connections, samples=10)
+            print(_line(f"memory run, {label}", r, "flat memory"))
+            print(f"  RSS (MB) per server process over {args.count} messages:")
+            for n, mb in r.rss:
+                print(f"  {n:>8} msgs  {'  '.join(f'{m:7.1f}' for m in mb)}   total {sum(mb):7.1f}")
+            if len(r.rss) > 2:
+                early, last = sum(r.rss[2][1]), sum(r.rss[-1][1])
+                print(f"  growth from {r.rss[2][0]} messages to the end: {last - early:+.1f} MB "
+                      f"({(last - early) / max(early, 1) * 100:+.1f} %); target: flat")
+            peak = server.rss_mb("VmHWM")
+            print(f"  peak RSS (VmHWM) per process: {', '.join(f'{m:.0f}' for m in peak)} MB")
+
+
+if __name__ == "__main__":
+    main()

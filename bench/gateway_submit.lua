@@ -1,0 +1,115 @@
+-- wrk script for bench/gateway.py: POST each pre-generated declaration once.
+--
+--   wrk -t T -c C -d 3600s -s bench/gateway_submit.lua URL -- LISTFILE TOKEN RATE T
+--
+-- LISTFILE names one body file per line; thread i (of T) takes lines i, i+T, i+2T...
+-- and stops itself once every one is answered (bench/gateway.py then interrupts wrk).
+-- RATE > 0 paces the requests to RATE per second in all (each thread keeps its own
+-- schedule and delay() waits for the next slot); 0 sends as fast as answers come.
+-- Only 202 answers are counted as accepted; done() prints one WRK_RESULT line.
+
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec")
+
+local function now_ms()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+local bodies = {}
+local index = 0
+local answered = 0
+local verify_call = false
+local headers = {}
+local interval_ms = 0
+local next_due = nil
+accepted = 0
+other = 0
+
+function init(args)
+  local listfile, token, rate, nthreads = args[1], args[2], tonumber(args[3]), tonumber(args[4])
+  local n = 0
+  for path in io.lines(listfile) do
+    if n % nthreads == id then
+      local f = assert(io.open(path, "rb"))
+      table.insert(bodies, f:read("*a"))
+      f:close()
+    end
+    n = n + 1
+  end
+  -- wrk calls request() once on thread 0 right after init to check it; that call must
+  -- not use up a body.
+  verify_call = (id == 0)
+  headers["Authorization"] = "Bearer " .. token
+  headers["Content-Type"] = "application/xml"
+  if rate > 0 then
+    interval_ms = 1000 * nthreads / rate
+  end
+end
+
+function delay()
+  if index >= #bodies then
+    return 600000 -- used up: idle until the last answers arrive and the thread stops
+  end
+  if interval_ms == 0 then
+    return 0
+  end
+  local now = now_ms()
+  if next_due == nil then
+    next_due = now
+  end
+  next_due = next_due + interval_ms
+  local wait = next_due - now
+  if wait < 0 then
+    return 0
+  end
+  return math.floor(wait)
+end
+
+function request()
+  if verify_call then
+    verify_call = false
+    return wrk.format("POST", "/v1/messages", headers, bodies[1])
+  end
+  index = index + 1
+  return wrk.format("POST", "/v1/messages", headers, bodies[index])
+end
+
+function response(status, hdrs, body)
+  answered = answered + 1
+  if status == 202 then
+    accepted = accepted + 1
+  else
+    other = other + 1
+  end
+  if answered >= #bodies then
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local acc, oth = 0, 0
+  for _, t in ipairs(threads) do
+    acc = acc + t:get("accepted")
+    oth = oth + t:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "WRK_RESULT accepted=%d other=%d requests=%d duration_us=%d p50_us=%d p99_us=%d max_us=%d " ..
+    "errors=%d\n",
+    acc, oth, summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect + e.read + e.write + e.timeout))
+end
