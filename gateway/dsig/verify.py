@@ -78,7 +78,7 @@ def signature_required(mtype: MessageType, root: etree._Element) -> bool:
 
 
 def _only(parent: etree._Element, tag: str, where: str) -> etree._Element:
-    found = parent.findall(tag)
+    found = list(parent.iterchildren(tag))  # C-level filter; findall goes through ElementPath
     if len(found) != 1:
         raise _fail(
             "CEBGW-SIG-MALFORMED",
@@ -139,7 +139,7 @@ def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, bytes
             "CanonicalizationMethod",
         )
     sm = _only(si, _DS + "SignatureMethod", "SignedInfo")
-    refs = si.findall(_DS + "Reference")
+    refs = list(si.iterchildren(_DS + "Reference"))
     if len(refs) != 1:
         raise _fail("CEBGW-SIG-REFERENCE", f"{len(refs)} References; exactly one is allowed", "Reference")
     ref = refs[0]
@@ -147,7 +147,7 @@ def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, bytes
         raise _fail(
             "CEBGW-SIG-REFERENCE", f'Reference URI {ref.get("URI")!r}; only URI="" is allowed', "Reference"
         )
-    transforms = ref.findall(_DS + "Transforms")
+    transforms = list(ref.iterchildren(_DS + "Transforms"))
     if len(transforms) != 1:
         raise _fail(
             "CEBGW-SIG-REFERENCE", "the Reference needs the enveloped-signature transform", "Transforms"
@@ -193,12 +193,15 @@ def _certificate(key_info: etree._Element) -> tuple[str, bytes]:
 
 def _sender(root: etree._Element, mtype: MessageType) -> str:
     if mtype.is_envelope:
-        path = f"{{{DXP_NS}}}TransInfo/{{{DXP_NS}}}SenderId"
+        steps = [f"{{{DXP_NS}}}TransInfo", f"{{{DXP_NS}}}SenderId"]
         if root.tag == f"{{{DXP_NS}}}DxpMsgSv":
-            path = f"{{{DXP_NS}}}DxpMsg/" + path
+            steps.insert(0, f"{{{DXP_NS}}}DxpMsg")
     else:
-        path = f"{{{CEB_NS}}}BaseTransfer/{{{CEB_NS}}}copCode"
-    return (root.findtext(path) or "").strip()
+        steps = [f"{{{CEB_NS}}}BaseTransfer", f"{{{CEB_NS}}}copCode"]
+    el: etree._Element | None = root
+    for step in steps:
+        el = next(el.iterchildren(step), None) if el is not None else None
+    return (el.text or "").strip() if el is not None else ""
 
 
 def _signer(root: etree._Element, mtype: MessageType, entry: Entry, sender_code: str | None,
