@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import signal
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..config import load as load_settings
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, EXIT_USAGE, UsageError
 from ..sandbox import datadir
 from ..service.app import build_app, ssl_context
 
@@ -69,27 +72,48 @@ def _run(args: argparse.Namespace) -> int:
         _serve(settings, args.host, args.port, reuse_port=False)
         return EXIT_OK
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_serve, args=(settings, args.host, args.port, True), daemon=False)
-             for _ in range(args.workers)]
-    _supervise(procs)
-    return EXIT_OK
+
+    def start_worker() -> BaseProcess:
+        proc = ctx.Process(target=_serve, args=(settings, args.host, args.port, True), daemon=False)
+        proc.start()
+        return proc
+
+    return _supervise(start_worker, args.workers)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _supervise(procs: Sequence[BaseProcess], grace_s: float = 30.0) -> None:
-    """Start the workers and wait for them; SIGTERM or Ctrl-C to this process stops them all
-    (a service manager may signal only the parent, and orphaned workers would keep serving)."""
+def _supervise(start_worker: Callable[[], BaseProcess], count: int, *, grace_s: float = 30.0,
+               max_restarts: int = 5, window_s: float = 60.0) -> int:
+    """Run ``count`` workers until SIGTERM or Ctrl-C to this process, then stop them all (a
+    service manager may signal only the parent, and orphaned workers would keep serving).
+
+    A worker that dies is replaced; more than ``max_restarts`` deaths within ``window_s``
+    seconds is a crash loop: everything stops and the exit code says so.
+    """
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    procs: list[BaseProcess] = []
+    deaths: list[float] = []
+    code = EXIT_OK
     try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
+        procs = [start_worker() for _ in range(count)]
+        while True:
+            wait([p.sentinel for p in procs])
+            for i, p in enumerate(procs):
+                if p.is_alive():
+                    continue
+                now = time.monotonic()
+                deaths = [t for t in deaths if now - t < window_s] + [now]
+                print(f"cebgw serve: worker {p.pid} exited with {p.exitcode}", file=sys.stderr, flush=True)
+                if len(deaths) > max_restarts:
+                    print(f"cebgw serve: {len(deaths)} worker deaths within {window_s:.0f} s; stopping",
+                          file=sys.stderr, flush=True)
+                    return EXIT_USAGE
+                procs[i] = start_worker()
     except KeyboardInterrupt:
-        pass
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
         for p in procs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -12,11 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from gateway.cli.serve import _supervise
+from gateway.errors import EXIT_USAGE
 from gateway.store import open_store
 
 from .kit import Sandbox, aio, declaration
@@ -125,3 +129,42 @@ async def test_two_workers_share_the_port_and_the_store(sb: Sandbox, served: tup
         assert (await store.audit_verify()).ok
     finally:
         await store.close()
+
+
+def _workers(pid: int) -> list[int]:
+    return [p for p in _children(pid)
+            if _running(p) and "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+
+@aio
+async def test_a_dead_worker_is_replaced(served: tuple[subprocess.Popen[bytes], str, Path]) -> None:
+    proc, url, _ = served
+    await _up(url, proc)
+    deadline = time.monotonic() + 30
+    while len(before := _workers(proc.pid)) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    while time.monotonic() < deadline:
+        now = _workers(proc.pid)
+        if len(now) == 2 and before[0] not in now:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"no replacement worker: {before} -> {_workers(proc.pid)}")
+    assert proc.poll() is None
+    await _up(url, proc)
+
+
+def test_a_crash_loop_stops_the_server() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    started: list[int] = []
+
+    def start() -> BaseProcess:
+        p = ctx.Process(target=sys.exit, args=(3,))
+        p.start()
+        started.append(1)
+        return p
+
+    assert _supervise(start, 2, max_restarts=3, window_s=60) == EXIT_USAGE
+    assert len(started) == 2 + 3
