@@ -402,12 +402,16 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
     return ident.type.code, out
 
 
-async def reroute(receipt_id: int, message_id: int, store: Store, accounts: Accounts) -> ReceiptResult:
+async def reroute(receipt_id: int, message_id: int, store: Store, accounts: Accounts,
+                  catalog: Catalog) -> ReceiptResult:
     """An operator attaches dead letter ``receipt_id`` to declaration ``message_id``: it is
     delivered like a correlated receipt, to the declaration's tenant and its ALL/RET
-    subscribers. Raises NotFoundError when either does not exist or the letter was rerouted."""
+    subscribers, and the numbers it carries (the type's alt_keys) become the declaration's keys.
+    Raises NotFoundError when either does not exist or the letter was rerouted."""
     ref = await store.declaration(message_id)
     if ref is None:
         raise NotFoundError(f"declaration {message_id} does not exist")
     boxes = routing.subscriber_mailboxes(ref, accounts)
-    return await store.reroute_dead_letter(receipt_id, message_id, boxes)
+    mtype = catalog.types.get(ref.message_type)
+    assign = mtype.alt_keys if mtype is not None else ()
+    return await store.reroute_dead_letter(receipt_id, message_id, boxes, assign)

@@ -284,7 +284,8 @@ async def reroute_dead_letter(request: web.Request) -> web.Response:
     mid = (await _json_body(request)).get("message_id")
     if not isinstance(mid, int) or isinstance(mid, bool):
         raise UsageError("message_id must be an integer", field="message_id")
-    r = await pipeline.reroute(rid, mid, request.app[STORE], request.app[ACCOUNTS].current())
+    r = await pipeline.reroute(rid, mid, request.app[STORE], request.app[ACCOUNTS].current(),
+                               request.app[CATALOG])
     return _json({"receipt_id": r.receipt_id, "message_id": r.declaration_id,
                   "delivered_to": list(r.delivered_to),
                   "state": r.state_after.value if r.state_after is not None else None})

@@ -321,10 +321,12 @@ class Store(Protocol):
         ...
 
     async def reroute_dead_letter(self, receipt_id: int, message_id: int,
-                                  mailboxes: Sequence[str] = ()) -> ReceiptResult:
+                                  mailboxes: Sequence[str] = (), assign: Sequence[str] = ()) -> ReceiptResult:
         """Attach a dead letter to a declaration, advance it and deliver the receipt.
 
-        Raises NotFoundError when either does not exist or the letter was already rerouted.
+        ``assign`` names the receipt's key fields (preNo, invtNo, sumNo…) that become keys of the
+        declaration's first record, as for a correlated receipt.  Raises NotFoundError when either
+        does not exist or the letter was already rerouted.
         """
         ...
 

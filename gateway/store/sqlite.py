@@ -226,11 +226,11 @@ class SqliteStore:
         return await self._read(lambda c: sqlops.dead_letters(c, limit))
 
     async def reroute_dead_letter(self, receipt_id: int, message_id: int,
-                                  mailboxes: Sequence[str] = ()) -> ReceiptResult:
+                                  mailboxes: Sequence[str] = (), assign: Sequence[str] = ()) -> ReceiptResult:
         """See :meth:`gateway.store.Store.reroute_dead_letter`."""
-        now, boxes = self._now_us(), tuple(mailboxes)
-        return await self._write(lambda c: sqlops.reroute_dead_letter(c, receipt_id, message_id, boxes, now),
-                                 self._notify)
+        now, boxes, names = self._now_us(), tuple(mailboxes), tuple(assign)
+        return await self._write(
+            lambda c: sqlops.reroute_dead_letter(c, receipt_id, message_id, boxes, now, names), self._notify)
 
     # ------------------------------------------------------------ mailboxes
 

@@ -156,14 +156,20 @@ def _assign_keys(conn: sqlite3.Connection, message_id: int, record_no: int, keys
 
 
 def reroute_dead_letter(conn: sqlite3.Connection, receipt_id: int, message_id: int,
-                        mailboxes: Sequence[str], now_us: int) -> ReceiptResult:
-    """Resolve an open dead letter by linking it to ``message_id`` and delivering it."""
+                        mailboxes: Sequence[str], now_us: int, assign: Sequence[str] = ()) -> ReceiptResult:
+    """Resolve an open dead letter by linking it to ``message_id`` and delivering it; the
+    receipt's ``assign`` fields become keys of the declaration's first record."""
     row = conn.execute("SELECT r.status FROM dead_letter d JOIN receipt r ON r.id = d.receipt_id"
                        " WHERE d.receipt_id = ? AND d.resolved_us IS NULL", (receipt_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"no open dead letter {receipt_id}")
     conn.execute("UPDATE dead_letter SET resolved_us = ? WHERE receipt_id = ?", (now_us, receipt_id))
-    return _link_and_deliver(conn, receipt_id, row[0], message_id, mailboxes, "rerouted", now_us)
+    result = _link_and_deliver(conn, receipt_id, row[0], message_id, mailboxes, "rerouted", now_us)
+    if assign:
+        keys = {name: value for name, value in conn.execute(
+            "SELECT name, value FROM receipt_key WHERE receipt_id = ?", (receipt_id,)) if name in assign}
+        _assign_keys(conn, message_id, 0, keys, receipt_id, now_us)
+    return result
 
 
 def _link_and_deliver(conn: sqlite3.Connection, receipt_id: int, status: str, declaration_id: int,

@@ -133,3 +133,26 @@ async def test_rerouted_dead_letter_reaches_ret_and_all_subscribers_too(sb: Sand
         status, err = await api.post_json(sb.token("customs"), f"/v1/dead-letters/{rid}/reroute",
                                           {"message_id": 10**9})
         assert status == 404, err
+
+
+@aio
+async def test_a_rerouted_receipt_also_assigns_its_numbers(sb: Sandbox) -> None:
+    owner, data = declaration(sb, "CEB621", seed=51)
+    invt_no = "29182026I900000051"
+    async with running(sb.settings) as api:
+        status, body = await api.post_xml(sb.token(owner), data)
+        assert status == 202, body
+        r622 = samplegen.build_receipt("CEB622", {"copNo": "MISTYPED51", "preNo": "I20260000000000051",
+                                                  "invtNo": invt_no}, status="120")
+        _, out = await api.post_xml(sb.token("customs"), customs_receipt(sb, r622, "DXPENT0000458762"),
+                                    path=RECEIPTS)
+        assert out["records"][0]["outcome"] == "dead_letter", out
+        rid = out["records"][0]["receipt_id"]
+        status, rerouted = await api.post_json(sb.token("customs"), f"/v1/dead-letters/{rid}/reroute",
+                                               {"message_id": body["id"]})
+        assert status == 200, rerouted
+        tax = _with_field(samplegen.build("CEB816", seed=51), "invtNo", invt_no)
+        _, out = await api.post_xml(sb.token("customs"), customs_receipt(sb, tax, "DXPENT0000458762"),
+                                    path=RECEIPTS)
+        (record,) = out["records"]
+        assert record["outcome"] == "delivered" and record["message_id"] == body["id"], out
