@@ -210,10 +210,28 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     rss: list[tuple[int, list[float]]]
+    server_cpu_s: float = 0.0  # user + system CPU of the serving processes during the run
+    wrk_cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_msg(self) -> float:
+        return self.server_cpu_s / self.accepted * 1e6 if self.accepted else 0.0
 
     @property
     def rate(self) -> float:
         return self.accepted / self.seconds if self.seconds else 0.0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connections: int, rate: int = 0,
@@ -227,9 +245,12 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
     rss: list[tuple[int, list[float]]] = [(0, server.rss_mb())] if samples else []
     cmd = ["wrk", "-t1", f"-c{connections}", "-d3600s", "--timeout", "30s", "-s", str(LUA), server.url,
            "--", str(listfile), token, str(rate), "1"]
+    pids = server.pids()
+    cpu0 = sum(_cpu_s(p) for p in pids)
     start = time.monotonic()
     wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     done, last_change, seen = base, start, base
+    wrk_cpu = 0.0
     while done < target and wrk.poll() is None and time.monotonic() - last_change < 10:
         time.sleep(0.1)
         done = server.accepted()
@@ -237,6 +258,8 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
             seen, last_change = done, time.monotonic()
         while marks and done >= marks[0]:
             rss.append((marks.pop(0) - base, server.rss_mb()))
+        wrk_cpu = _cpu_s(wrk.pid) or wrk_cpu
+    server_cpu = sum(_cpu_s(p) for p in pids) - cpu0
     elapsed = last_change - start  # the last new row seen (polled every 0.1 s)
     if wrk.poll() is None:
         wrk.send_signal(signal.SIGINT)  # wrk prints its summary (and our done()) on SIGINT
@@ -246,7 +269,7 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
         raise RuntimeError(f"wrk gave no result:\n{out}")
     f = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     return LoadResult(done - base, f["accepted"], f["other"], f["errors"], elapsed,
-                      f["p50_us"] / 1000, f["p99_us"] / 1000, rss)
+                      f["p50_us"] / 1000, f["p99_us"] / 1000, rss, server_cpu, wrk_cpu)
 
 
 # ---------------------------------------------------------------- in-process
@@ -291,8 +314,11 @@ def _machine() -> str:
 def _line(name: str, r: LoadResult, target: str) -> str:
     extra = "" if r.accepted == r.wrk_accepted and not r.other and not r.errors else (
         f"  [wrk counted {r.wrk_accepted} 202s, {r.other} other answers, {r.errors} socket errors]")
+    secs = max(r.seconds, 1e-9)
     return (f"{name:<34} {r.accepted:>7} in {r.seconds:6.1f} s  {r.rate:7.0f} accepted/s  "
-            f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:7.1f} ms   {target}{extra}")
+            f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:7.1f} ms   {target}{extra}\n"
+            f"{'':<34} server CPU {r.cpu_us_per_msg:.0f} µs/msg ({r.server_cpu_s / secs:.2f} cores),"
+            f" wrk {r.wrk_cpu_s / secs:.2f} cores")
 
 
 def main() -> None:
@@ -306,7 +332,10 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--throughput-count", type=int, default=20_000, help="messages in the flat-out runs")
     parser.add_argument("--dir", default=None, help="directory for data and databases (default: a temp dir)")
+    parser.add_argument("--runs", default="flat,rate,signed,one,inproc,memory",
+                        help="comma-separated subset of: flat,rate,signed,one,inproc,memory")
     args = parser.parse_args()
+    runs = set(args.runs.split(","))
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `make sysdeps` (or apt-get install -y wrk)")
     if args.quick:
@@ -321,7 +350,7 @@ def main() -> None:
         info = datadir.ensure(data, url="http://127.0.0.1:0")
         acc = next(a for a in info["accounts"] if a["name"] == "ecommerce")
         token = str(acc["token"])
-        pool_size = max(args.count, n_tput + n_rate)
+        pool_size = max(args.count if "memory" in runs else 0, n_tput + n_rate)
         started = time.perf_counter()
         paths = generate(tmp / "messages", pool_size, acc["key"], acc["cert"])
         size = sum(p.stat().st_size for p in paths[:100]) / 100
@@ -347,11 +376,14 @@ def main() -> None:
             server = ctx.__enter__()
         try:
             label = f"{workers} worker(s)"
-            r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
-            print(_line(f"flat out, {label}", r, f">= {TARGET_RATE} accepted/s"))
-            r = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
-                      connections=max(args.connections, 64), rate=args.rate)
-            print(_line(f"offered {args.rate}/s, {label}", r, f"p99 < {TARGET_P99_MS} ms at {args.rate}/s"))
+            if "flat" in runs:
+                r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+                print(_line(f"flat out, {label}", r, f">= {TARGET_RATE} accepted/s"))
+            if "rate" in runs:
+                r = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
+                          connections=max(args.connections, 64), rate=args.rate)
+                print(_line(f"offered {args.rate}/s, {label}", r,
+                            f"p99 < {TARGET_P99_MS} ms at {args.rate}/s"))
             peak = server.rss_mb("VmHWM")
             print(f"{'':<34} server peak RSS (VmHWM) per process: "
                   f"{', '.join(f'{m:.0f}' for m in peak)} MB; total {sum(peak):.0f} MB")
@@ -359,25 +391,30 @@ def main() -> None:
             ctx.__exit__(None, None, None)
 
         # 3: the same messages with envelope signing on (a fresh database).
-        cfg = config_file(data, tmp / "signed.toml", tmp / "signed.db", sign_envelopes=True)
-        with serve(["--config", str(cfg)], log, workers) as server:
-            r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
-            print(_line(f"flat out, signed envelopes, {label}", r, f">= {TARGET_RATE} accepted/s"))
+        if "signed" in runs:
+            cfg = config_file(data, tmp / "signed.toml", tmp / "signed.db", sign_envelopes=True)
+            with serve(["--config", str(cfg)], log, workers) as server:
+                r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+                print(_line(f"flat out, signed envelopes, {label}", r, f">= {TARGET_RATE} accepted/s"))
 
-        if workers > 1:  # SQLite serialises writers across processes: show what one process does
+        # SQLite serialises writers across processes: show what one process does
+        if workers > 1 and "one" in runs:
             cfg = config_file(data, tmp / "one.toml", tmp / "one.db", sign_envelopes=False)
             with serve(["--config", str(cfg)], log, 1) as server:
                 r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
                 print(_line("flat out, 1 worker (comparison)", r, f">= {TARGET_RATE} accepted/s"))
 
         # in-process pipeline, no HTTP, on the same messages (a fresh database, one process).
-        bodies = [p.read_bytes() for p in paths[:n_tput]]
-        rate = asyncio.run(_in_process(data, tmp / "inproc.db", bodies, args.connections))
-        print(f"{'in-process pipeline.submit':<34} {len(bodies):>7} messages {rate:9.0f} accepted/s "
-              f"(one process, {args.connections} concurrent submitters, no HTTP)")
-        del bodies
+        if "inproc" in runs:
+            bodies = [p.read_bytes() for p in paths[:n_tput]]
+            rate = asyncio.run(_in_process(data, tmp / "inproc.db", bodies, args.connections))
+            print(f"{'in-process pipeline.submit':<34} {len(bodies):>7} messages {rate:9.0f} accepted/s "
+                  f"(one process, {args.connections} concurrent submitters, no HTTP)")
+            del bodies
 
         # 4: memory over the longer run (a fresh database).
+        if "memory" not in runs:
+            return
         print()
         cfg = config_file(data, tmp / "memory.toml", tmp / "memory.db", sign_envelopes=False)
         with serve(["--config", str(cfg)], log, workers) as server:

@@ -4,7 +4,7 @@
 accounts with fresh tokens and sandbox keys, then prints the URL, the tokens and a
 ``curl`` line.  ``--config FILE`` runs a real deployment; ``--workers N`` starts N
 processes sharing the port (SO_REUSEPORT), each with its own app on the same store
-(SQLite serialises their write transactions with its busy timeout).
+(their store writers take turns through a file lock, see gateway/store/writer.py).
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ class SqliteStore:
         if not self._memory and checkpoint_thread:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = _Checkpointer(path)
-        self._writer = GroupCommitWriter(conn, max_batch=max_batch)
+        self._writer = GroupCommitWriter(conn, max_batch=max_batch,
+                                         lock_path=None if self._memory else path + "-writelock")
         self._writer.start()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_conns: list[sqlite3.Connection] = []
