@@ -204,12 +204,13 @@ def config_file(data: Path, path: Path, db: Path, *, sign_envelopes: bool) -> Pa
 class LoadResult:
     accepted: int          # server side: new rows in the outbox (the rate counts these)
     wrk_accepted: int      # client side: 202 answers
-    other: int             # answers neither 202 nor the final health check
+    other: int             # answers other than 202 (broken down in ``other_kinds``)
     errors: int
     seconds: float
     p50_ms: float
     p99_ms: float
     rss: list[tuple[int, list[float]]]
+    other_kinds: str = ""
     server_cpu_s: float = 0.0  # user + system CPU of the serving processes during the run
     wrk_cpu_s: float = 0.0
 
@@ -269,7 +270,8 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
         raise RuntimeError(f"wrk gave no result:\n{out}")
     f = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     return LoadResult(done - base, f["accepted"], f["other"], f["errors"], elapsed,
-                      f["p50_us"] / 1000, f["p99_us"] / 1000, rss, server_cpu, wrk_cpu)
+                      f["p50_us"] / 1000, f["p99_us"] / 1000, rss,
+                      f"200 (replays) {f['dup200']}, 4xx {f['c4xx']}, 5xx {f['c5xx']}", server_cpu, wrk_cpu)
 
 
 # ---------------------------------------------------------------- in-process
@@ -313,7 +315,8 @@ def _machine() -> str:
 
 def _line(name: str, r: LoadResult, target: str) -> str:
     extra = "" if r.accepted == r.wrk_accepted and not r.other and not r.errors else (
-        f"  [wrk counted {r.wrk_accepted} 202s, {r.other} other answers, {r.errors} socket errors]")
+        f"  [wrk counted {r.wrk_accepted} 202s, {r.other} other answers ({r.other_kinds}),"
+        f" {r.errors} socket errors]")
     secs = max(r.seconds, 1e-9)
     return (f"{name:<34} {r.accepted:>7} in {r.seconds:6.1f} s  {r.rate:7.0f} accepted/s  "
             f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:7.1f} ms   {target}{extra}\n"

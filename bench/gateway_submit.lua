@@ -38,6 +38,9 @@ local interval_ms = 0
 local next_due = nil
 accepted = 0
 other = 0
+dup200 = 0 -- idempotent replays (a request wrk re-sent after a reconnect)
+c4xx = 0
+c5xx = 0
 
 function init(args)
   local listfile, token, rate, nthreads = args[1], args[2], tonumber(args[3]), tonumber(args[4])
@@ -94,6 +97,9 @@ function response(status, hdrs, body)
     accepted = accepted + 1
   else
     other = other + 1
+    if status == 200 then dup200 = dup200 + 1
+    elseif status >= 500 then c5xx = c5xx + 1
+    elseif status >= 400 then c4xx = c4xx + 1 end
   end
   if answered >= #bodies then
     wrk.thread:stop()
@@ -101,15 +107,18 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-  local acc, oth = 0, 0
+  local acc, oth, d, c4, c5 = 0, 0, 0, 0, 0
   for _, t in ipairs(threads) do
     acc = acc + t:get("accepted")
     oth = oth + t:get("other")
+    d = d + t:get("dup200")
+    c4 = c4 + t:get("c4xx")
+    c5 = c5 + t:get("c5xx")
   end
   local e = summary.errors
   io.write(string.format(
     "WRK_RESULT accepted=%d other=%d requests=%d duration_us=%d p50_us=%d p99_us=%d max_us=%d " ..
-    "errors=%d\n",
+    "errors=%d dup200=%d c4xx=%d c5xx=%d\n",
     acc, oth, summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, e.connect + e.read + e.write + e.timeout))
+    latency.max, e.connect + e.read + e.write + e.timeout, d, c4, c5))
 end

@@ -39,6 +39,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # Group commit: under sustained load a commit waits this long for more submissions to
+    # share its sync (fewer syncs and WAL pages per message; adds at most this to latency).
+    commit_delay_ms: float = 2.0
 
     @property
     def policy(self) -> Policy:
@@ -61,6 +64,8 @@ class Settings:
             raise ConfigError("sign_envelopes needs gateway_key and gateway_cert", field="gateway_key")
         if self.lease_timeout_s <= 0 or self.long_poll_max_s < 0:
             raise ConfigError("lease_timeout_s must be > 0 and long_poll_max_s >= 0", field="lease_timeout_s")
+        if not 0 <= self.commit_delay_ms <= 100:
+            raise ConfigError("commit_delay_ms must be between 0 and 100", field="commit_delay_ms")
         if min(self.outbox_max_batch, self.mailbox_max_batch) < 1:
             raise ConfigError("batch limits must be positive", field="outbox_max_batch")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -79,7 +84,7 @@ class Settings:
 
 _PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_cert", "tls_key",
           "tls_client_ca")
-_FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s")
+_FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms")
 _INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch")
 _BOOLS = ("require_customs_signature", "sign_envelopes")
 

@@ -10,6 +10,7 @@ processes sharing the port (SO_REUSEPORT), each with its own app on the same sto
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import signal
 import sys
@@ -31,9 +32,18 @@ from ..service.app import build_app, ssl_context
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "valid" / "CEB311.xml"
 
 
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     web.run_app(build_app(settings), host=host, port=port, ssl_context=ssl_context(settings),
-                reuse_port=reuse_port, print=None, access_log=None)
+                reuse_port=reuse_port, print=None, access_log=None, loop=_event_loop())
 
 
 def _print_sandbox(info: dict[str, Any]) -> None:

@@ -60,9 +60,10 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
         app.router.add_route(method, path, handler)
     app.router.add_get("/openapi.json", openapi_json)
     app[OUTBOX_SIGNAL] = Signal()
-    app[STORE] = store if store is not None else open_store(settings.store_url)
     if store is None:
+        store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000)
         app.on_cleanup.append(_close_store)
+    app[STORE] = store
     return app
 
 

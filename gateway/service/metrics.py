@@ -84,6 +84,13 @@ class Metrics:
             )
             for name, help_, value in gauges:
                 out.append(f"# HELP {name} {help_}\n# TYPE {name} gauge\n{name} {value}")
+            # Group commit at work: jobs / batches is the average number of writes per sync.
+            for name, help_, value in (
+                    ("cebgw_store_commits_total", "Durable write transactions (one sync each), this process.",
+                     store.write_batches),
+                    ("cebgw_store_writes_total", "Writes (submissions, receipts, leases) in those commits.",
+                     store.write_jobs)):
+                out.append(f"# HELP {name} {help_}\n# TYPE {name} counter\n{name} {value}")
             out.append("# HELP cebgw_declarations Declarations by type and state.\n"
                        "# TYPE cebgw_declarations gauge")
             for (t, s), n in sorted(store.declarations.items()):

@@ -343,12 +343,13 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str, *, clock: Clock | None = None) -> Store:
+def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 0.0) -> Store:
     """Open (creating and migrating if needed) the store named by ``url``.
 
     ``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs/path`` also works) or
     ``sqlite://:memory:`` for a private in-memory store.  Raises ConfigError for any
-    other URL; ``postgres://`` is recognised but not built yet.
+    other URL; ``postgres://`` is recognised but not built yet.  ``commit_delay_s``: how long
+    a busy writer waits for more writes to share one sync.
     """
     from .sqlite import SqliteStore  # deferred: keeps the interface importable alone
 
@@ -358,6 +359,6 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
     if url == "sqlite://:memory:":
         return SqliteStore(":memory:", clock=clock)
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///"):], clock=clock)
+        return SqliteStore(url[len("sqlite:///"):], clock=clock, commit_delay_s=commit_delay_s)
     raise ConfigError(f"unsupported store URL {url.split('://', 1)[0]!r}://…; expected sqlite:///path",
                       code="CEBGW-CONFIG-STORE-URL")

@@ -10,7 +10,9 @@ Tables (all but the state tables are append-only):
 ``message_key``        business key fields per record (operators and correlation search these)
 ``subscriber``         ``BaseSubscribe`` entries
 ``declaration_state``  current state of each declaration (mutable)
-``outbox``             envelopes for the customs intranet, with lease and ack columns (mutable)
+``outbox``             envelopes for the customs intranet, with lease and ack columns (mutable);
+                       an envelope that carries the message's bytes as base64 is kept as the
+                       parts around them (``envelope_head``, ``envelope_tail``)
 ``assigned_key``       numbers customs assigned to a declaration record later (preNo, invtNo,
                        sumNo…), with the receipt that carried them (append-only)
 ``receipt_blob``       exact bytes of each receipt message, once per content
@@ -171,6 +173,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     # CEB816/818 (invtNo) and CEB792 (sumNo) name declarations by numbers customs assigned in an
     # earlier receipt; declarations stay append-only, so those numbers live beside them.
     Migration(3, "business keys assigned by customs receipts", _V3),
+    # The DXP envelope's Data is the base64 of the declaration's exact bytes: keep only the
+    # envelope around it (``envelope`` is then empty), so those bytes are written once.
+    Migration(4, "outbox envelopes stored around the message's bytes",
+              ("ALTER TABLE outbox ADD COLUMN envelope_head BLOB",
+               "ALTER TABLE outbox ADD COLUMN envelope_tail BLOB")),
 )
 
 

@@ -99,13 +99,14 @@ class SqliteStore:
 
     Opening creates the file if needed and applies pending migrations; it blocks
     briefly, so do it at start-up.  ``clock`` (seconds since the epoch) stamps
-    receipt times and leases.  Raises StoreError if the file cannot be opened or its
-    schema is newer than this code.
+    receipt times and leases.  ``commit_delay_s``: under sustained load the writer waits
+    this long for more writes to share a sync (see :class:`GroupCommitWriter`).  Raises
+    StoreError if the file cannot be opened or its schema is newer than this code.
     """
 
     def __init__(self, path: str, *, clock: Clock | None = None, readers: int = 4,
                  max_batch: int = 1024, migrations: Sequence[Migration] = MIGRATIONS,
-                 checkpoint_thread: bool = True) -> None:
+                 checkpoint_thread: bool = True, commit_delay_s: float = 0.0) -> None:
         self._clock: Clock = clock or time.time
         self._memory = path == ":memory:"
         conn = _connect(path, read_only=False)
@@ -119,7 +120,8 @@ class SqliteStore:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = _Checkpointer(path)
         self._writer = GroupCommitWriter(conn, max_batch=max_batch,
-                                         lock_path=None if self._memory else path + "-writelock")
+                                         lock_path=None if self._memory else path + "-writelock",
+                                         commit_delay_s=commit_delay_s)
         self._writer.start()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_conns: list[sqlite3.Connection] = []

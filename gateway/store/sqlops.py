@@ -8,6 +8,7 @@ one consistent snapshot.  Times are integer microseconds since the epoch.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -80,21 +81,42 @@ def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int) -> PutResu
                      [(mid, n, s.dxp_address, s.status) for n, s in enumerate(m.subscribers)])
     conn.execute("INSERT INTO declaration_state VALUES (?, ?, ?, ?)",
                  (mid, m.message_type, st.State.DECLARED.value, now_us))
-    conn.execute("INSERT INTO outbox (message_id, sender, envelope, enqueued_us) VALUES (?, ?, ?, ?)",
-                 (mid, _sender(m.tenant, m.sender_code), m.envelope, now_us))
+    head, tail = _envelope_parts(m.envelope, m.data)
+    conn.execute("INSERT INTO outbox (message_id, sender, envelope, enqueued_us, envelope_head,"
+                 " envelope_tail) VALUES (?, ?, ?, ?, ?, ?)",
+                 (mid, _sender(m.tenant, m.sender_code), b"" if head is not None else m.envelope, now_us,
+                  head, tail))
     return PutResult(mid, False, to_dt(now_us), link)
+
+
+def _envelope_parts(envelope: bytes, data: bytes) -> tuple[bytes | None, bytes | None]:
+    """The envelope around the base64 of ``data`` (a DxpMsg's Data), so the message's bytes are
+    stored once, not twice; ``(None, None)`` when the envelope does not carry them that way."""
+    encoded = base64.b64encode(data)
+    at = envelope.find(encoded)
+    if at < 0:
+        return None, None
+    return envelope[:at], envelope[at + len(encoded):]
+
+
+def _envelope(stored: bytes, head: bytes | None, tail: bytes | None, data: bytes) -> bytes:
+    """The envelope exactly as it was given to :func:`put_message`."""
+    if head is None or tail is None:
+        return stored
+    return head + base64.b64encode(data) + tail
 
 
 def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int) -> list[OutboxItem]:
     """Lease the oldest available envelopes of senders with nothing currently leased."""
     rows = conn.execute(
-        "SELECT o.id, o.message_id, o.envelope, o.attempts FROM outbox o"
+        "SELECT o.id, o.message_id, o.envelope, o.attempts, o.envelope_head, o.envelope_tail, m.data"
+        " FROM outbox o JOIN message m ON m.id = o.message_id"
         " WHERE o.acked_us IS NULL AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.sender = o.sender"
         "   AND b.acked_us IS NULL AND b.lease_until_us > ?)"
         " ORDER BY o.id LIMIT ?", (now_us, limit)).fetchall()
     conn.executemany("UPDATE outbox SET attempts = attempts + 1, lease_until_us = ? WHERE id = ?",
                      [(now_us + lease_us, r[0]) for r in rows])
-    return [OutboxItem(r[0], r[1], r[2], r[3] + 1) for r in rows]
+    return [OutboxItem(r[0], r[1], _envelope(r[2], r[4], r[5], r[6]), r[3] + 1) for r in rows]
 
 
 def ack_outbox(conn: sqlite3.Connection, ids: Sequence[int], now_us: int) -> int:

@@ -26,6 +26,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,8 @@ from typing import Any, Generic, TypeVar
 from ..errors import GatewayError, StoreError
 
 T = TypeVar("T")
+
+_BUSY_S = 0.05  # a commit this recent means requests are streaming in: worth waiting for more
 
 
 @dataclass
@@ -60,12 +63,14 @@ class GroupCommitWriter:
     conn: sqlite3.Connection
     max_batch: int = 1024
     lock_path: str | None = None
+    commit_delay_s: float = 0.0
     stats: WriterStats = field(default_factory=WriterStats)
     _queue: queue.SimpleQueue[_Job[Any] | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _lock_fd: int | None = None
+    _last_commit: float = 0.0
 
     def start(self) -> None:
         """Start the writer thread (once). Raises StoreError if ``lock_path`` cannot be opened."""
@@ -114,17 +119,9 @@ class GroupCommitWriter:
                 if first is None:
                     return
                 batch = [first]
-                stop = False
-                while len(batch) < self.max_batch:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
+                stop = self._gather(batch)
                 self._commit_batch(batch)
+                self._last_commit = time.monotonic()
                 batch = []
                 if stop:
                     return
@@ -136,6 +133,27 @@ class GroupCommitWriter:
                 if job.error is None:
                     job.error = StoreError("store writer stopped")
                 self._resolve(job)
+
+    def _gather(self, batch: list[_Job[Any]]) -> bool:
+        """Add waiting jobs to ``batch``; True if the close marker came. Under sustained load
+        (the previous commit ended less than ``_BUSY_S`` ago) wait up to ``commit_delay_s``
+        for more, so one sync serves several requests; an isolated request never waits."""
+        deadline = None
+        if self.commit_delay_s > 0 and time.monotonic() - self._last_commit < _BUSY_S:
+            deadline = time.monotonic() + self.commit_delay_s
+        while len(batch) < self.max_batch:
+            try:
+                if deadline is None:
+                    nxt = self._queue.get_nowait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
 
     def _drain(self) -> list[_Job[Any]]:
         with self._lock:

@@ -9,11 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from storekit import FakeClock, aio, message, receipt
 
+from gateway.envelope import wrap
 from gateway.errors import ConfigError, ConflictError, NotFoundError, StoreError
 from gateway.state import State
 from gateway.store import Subscriber, open_store
@@ -118,6 +120,24 @@ async def test_message_rows_refuse_update_and_delete(db: str) -> None:
 
 
 # ---------------------------------------------------------------- outbox
+
+@aio
+async def test_envelope_carrying_the_message_is_stored_around_its_bytes(db: str) -> None:
+    m = message(1)
+    real = replace(m, envelope=wrap(m.data, msg_type="CEB621Message", sender_id="DXPENT0000000001",
+                                    receiver_ids=("DXPEDCCEB0000002",), cop_msg_id="C1",
+                                    created="2026-11-23T10:00:00"))
+    other = message(2)  # an envelope that does not carry base64 of the bytes is kept whole
+    async with SqliteStore(db) as store:
+        await store.put_message(real)
+        await store.put_message(other)
+        leased = await store.lease_outbox(10, 30)
+    assert [i.envelope for i in leased] == [real.envelope, other.envelope]
+    with raw(db) as conn:
+        rows = conn.execute("SELECT length(envelope), envelope_head IS NULL FROM outbox"
+                            " ORDER BY id").fetchall()
+    assert rows == [(0, 0), (len(other.envelope), 1)]
+
 
 @aio
 async def test_lease_ack_and_redelivery_after_timeout(db: str, clock: FakeClock) -> None:
