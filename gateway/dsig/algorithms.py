@@ -9,9 +9,11 @@ wants to refuse it builds a :class:`Policy` without ``rsa-sha1``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 Family = Literal["rsa", "sm2"]
 
@@ -29,11 +31,12 @@ class Algorithm(StrEnum):
     SM3 = "http://www.chinaport.gov.cn/2022/04/xmldsig#sm3"
 
 
-# hashlib names of the digest algorithms ("sm3" comes from OpenSSL 3).
-_HASHLIB_NAME: dict[Algorithm, str] = {
-    Algorithm.SHA1: "sha1",
-    Algorithm.SHA256: "sha256",
-    Algorithm.SM3: "sm3",
+# The digest algorithms' hashlib constructors ("sm3" comes from OpenSSL 3 and has none of its own);
+# a named constructor skips hashlib.new's lookup by name.
+_HASHLIB_NEW: dict[Algorithm, Callable[[bytes], Any]] = {
+    Algorithm.SHA1: hashlib.sha1,
+    Algorithm.SHA256: hashlib.sha256,
+    Algorithm.SM3: partial(hashlib.new, "sm3"),
 }
 
 
@@ -52,7 +55,8 @@ class Suite:
 
     def digest_bytes(self, data: bytes) -> bytes:
         """The Reference digest of ``data`` under this suite's DigestMethod."""
-        return hashlib.new(_HASHLIB_NAME[self.digest], data).digest()
+        digest: bytes = _HASHLIB_NEW[self.digest](data).digest()
+        return digest
 
 
 RSA_SHA1 = Suite("rsa-sha1", Algorithm.RSA_SHA1, Algorithm.SHA1, "rsa", "sha1")

@@ -7,6 +7,8 @@ SubjectPublicKeyInfo with asn1crypto and loaded with tongsuopy.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +33,9 @@ OID_SM2_CURVE = "1.2.156.10197.1.301"
 OID_SM3_WITH_SM2 = "1.2.156.10197.1.501"
 SM2_RAW_SIGNATURE_LEN = 64
 
-_RSA_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
+# Built once: padding and hash objects hold no state, and verify runs once per message.
+_PKCS1V15 = padding.PKCS1v15()
+_RSA_HASHES: dict[str, hashes.HashAlgorithm] = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
 
 
 class CertificateFormatError(ValueError):
@@ -51,6 +55,14 @@ def load_certificate(data: bytes) -> x509.Certificate:
 def der(cert: x509.Certificate) -> bytes:
     """The certificate's DER bytes."""
     return cert.public_bytes(Encoding.DER)
+
+
+def decode_base64(text: str) -> bytes:
+    """Base64 as XML-DSig writes it (whitespace anywhere is ignored); raises ``ValueError``."""
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
 
 
 def fingerprint(cert_der: bytes) -> str:
@@ -85,7 +97,7 @@ class PublicKey:
             return False
         if self.family == "rsa":
             try:
-                self.key.verify(signature, data, padding.PKCS1v15(), _RSA_HASHES[s.hash_name]())
+                self.key.verify(signature, data, _PKCS1V15, _RSA_HASHES[s.hash_name])
             except InvalidSignature:
                 return False
             return True

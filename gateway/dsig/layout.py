@@ -34,6 +34,7 @@ def signature_goes_before_extend(mtype: MessageType) -> bool:
 
 
 def element_children(el: etree._Element) -> list[etree._Element]:
+    """``el``'s child elements (not its comments and processing instructions)."""
     return [c for c in el if isinstance(c.tag, str)]
 
 
@@ -41,10 +42,10 @@ def position_ok(root: etree._Element, sig: etree._Element, mtype: MessageType) -
     """True when ``sig`` is a direct child of ``root`` exactly where the schema puts it."""
     if sig.getparent() is not root:
         return False
-    children = element_children(root)
-    after = children[children.index(sig) + 1 :]
-    if signature_goes_before_extend(mtype) and any(c.tag == EXTEND_TAG for c in children):
-        return len(after) == 1 and after[0].tag == EXTEND_TAG
+    # Only the elements after sig matter (no need to list the root's children when it is last).
+    after = [c.tag for c in sig.itersiblings() if isinstance(c.tag, str)]
+    if signature_goes_before_extend(mtype) and next(root.iterchildren(EXTEND_TAG), None) is not None:
+        return after == [EXTEND_TAG]
     return not after
 
 
@@ -89,13 +90,6 @@ def scan(data: bytes) -> RootLayout:
 _TRAILER = re.compile(rb"\s*>(?:\s+|<!--.*?-->|<\?.*?\?>)*\Z", re.S)
 
 
-def _root_start(data: bytes) -> tuple[int, int]:
-    for m in _TOKEN.finditer(data):
-        if m.group()[1:2] not in (b"!", b"?", b"/"):
-            return m.start(), m.end()
-    raise ValueError("no root start tag")
-
-
 def _root_end_fast(data: bytes, root: etree._Element) -> int | None:
     """Offset of the root end tag found from the end of the document, or None if unsure."""
     qname = (f"{root.prefix}:" if root.prefix else "") + etree.QName(root).localname
@@ -105,8 +99,8 @@ def _root_end_fast(data: bytes, root: etree._Element) -> int | None:
     return pos
 
 
-def insertion_offset(data: bytes, root: etree._Element, mtype: MessageType) -> tuple[int, tuple[int, int]]:
-    """The byte offset where the signature text goes, and the root start tag's span; raises ``ValueError``.
+def insertion_offset(data: bytes, root: etree._Element, mtype: MessageType) -> int:
+    """The byte offset where the signature text goes; raises ``ValueError``.
 
     The common case (signature last) finds the root end tag from the end of the bytes;
     otherwise, or when unsure, the whole markup is scanned.
@@ -116,12 +110,12 @@ def insertion_offset(data: bytes, root: etree._Element, mtype: MessageType) -> t
     if not before_extend:
         end = _root_end_fast(data, root)
         if end is not None:
-            return end, _root_start(data)
+            return end
     layout = scan(data)
     if len(children) != len(layout.child_starts):
         raise ValueError("markup scan and tree disagree")
     if before_extend:
         if children[-1].tag != EXTEND_TAG:
             raise ValueError("ExtendMessage is not the last child of the root")
-        return layout.child_starts[-1], layout.start_tag
-    return layout.end_tag_start, layout.start_tag
+        return layout.child_starts[-1]
+    return layout.end_tag_start

@@ -28,7 +28,8 @@ import os
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from . import certutil
 
 _ENTRY_FIELDS = {"name", "file", "codes", "dxp_ids", "not_before", "not_after"}
 _TOP_FIELDS = {"warn_days", "revoked", "crls", "include", "cert"}
+BEIJING = timezone(timedelta(hours=8))  # the zone of appTime and other customs times
+_BASE64_MEMO_SIZE = 256  # certificate texts remembered per registry (each about 1-2 kB)
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,18 @@ class Entry:
     not_before: datetime
     not_after: datetime
 
-    @property
+    @cached_property
     def serial(self) -> int:
-        return self.certificate.serial_number
+        return self.certificate.serial_number  # a call into the X.509 library: once per entry
+
+    @cached_property
+    def beijing_window(self) -> tuple[datetime, datetime]:
+        """``not_before`` and ``not_after`` in :data:`BEIJING` time, the zone of ``appTime``.
+
+        Datetimes with the very same tzinfo compare field by field, without working out
+        both UTC offsets; converted once per entry, they make the verifier's check cheap.
+        """
+        return self.not_before.astimezone(BEIJING), self.not_after.astimezone(BEIJING)
 
     @property
     def key_name(self) -> str:
@@ -117,6 +129,7 @@ class Registry:
     ) -> None:
         self.entries: tuple[Entry, ...] = tuple(entries)
         self._by_fp = {e.fingerprint: e for e in self.entries}
+        self._by_base64: dict[str, Entry] = {}
         self.revoked_serials = frozenset(revoked_serials)
         self.crls = tuple(crls)
         self.warn_days = warn_days
@@ -126,17 +139,35 @@ class Registry:
         """The entry of exactly this certificate, or ``None`` when it is not registered."""
         return self._by_fp.get(certutil.fingerprint(cert_der))
 
+    def by_base64(self, text: str) -> Entry | None:
+        """The entry of the certificate written as base64 ``text`` (an ``X509Certificate``), or ``None``.
+
+        Raises ``ValueError`` when ``text`` is not base64.  Texts of registered certificates
+        are remembered, so a known sender's certificate costs one dictionary lookup rather
+        than a decode and a SHA-256; the memo only holds registered certificates and is
+        bounded, since one certificate can be written in many ways (line breaks).
+        """
+        entry = self._by_base64.get(text)
+        if entry is None:
+            entry = self.by_der(certutil.decode_base64(text))
+            if entry is not None:
+                if len(self._by_base64) >= _BASE64_MEMO_SIZE:
+                    self._by_base64.clear()
+                self._by_base64[text] = entry
+        return entry
+
     def for_identity(self, identity: str) -> list[Entry]:
         """Every certificate that may sign for ``identity`` (code or DXP id)."""
         return [e for e in self.entries if e.may_sign_for(identity)]
 
     def is_revoked(self, entry: Entry) -> bool:
         """True when the serial is listed as revoked or a CRL of the certificate's issuer lists it."""
-        cert = entry.certificate
-        if cert.serial_number in self.revoked_serials:
+        serial = entry.serial
+        if serial in self.revoked_serials:
             return True
+        issuer = entry.certificate.issuer if self.crls else None
         for crl in self.crls:
-            if crl.issuer == cert.issuer and crl.get_revoked_certificate_by_serial_number(cert.serial_number):
+            if crl.issuer == issuer and crl.get_revoked_certificate_by_serial_number(serial):
                 return True
         return False
 

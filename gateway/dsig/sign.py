@@ -7,16 +7,20 @@ every other byte of the document stays as it was.  Steps:
 2. Reference digest = digest(C14N 1.0 of the document as received); because the
    signature text is inserted with no surrounding whitespace, this is exactly the
    enveloped-signature transform of the final document;
-3. build ``SignedInfo`` and canonicalize it inside the root's start tag, so it
-   inherits the namespaces in scope in the final document (inclusive C14N);
+3. build ``SignedInfo`` and canonicalize it under the parsed root, so it inherits
+   the namespaces in scope in the final document (inclusive C14N);
 4. sign those bytes with the key provider and splice the values in.
+
+The document is parsed once; what only depends on the certificate (its base64 and
+KeyName) is remembered per certificate.
 """
 
 from __future__ import annotations
 
 import base64
-import re
+from functools import lru_cache
 
+from cryptography import x509
 from lxml import etree
 
 from ..catalog import Catalog, MessageType
@@ -28,8 +32,6 @@ from .algorithms import DEFAULT_SUITE_FOR, Algorithm, Suite, suite
 from .keys import KeyProvider
 
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
-_QNAME = re.compile(rb"<([^\s/>]+)")
-_SIGNED_INFO_TAG = f"{{{layout.DS_NS}}}SignedInfo"
 
 
 def _signed_info(s: Suite, digest_b64: str) -> str:
@@ -72,21 +74,37 @@ def _resolve_suite(alg: Suite | str | None, key: KeyProvider) -> Suite:
         ) from None
 
 
-def canonical_signed_info(root_start_tag: bytes, signature_text: bytes) -> bytes:
-    """Inclusive C14N of ``SignedInfo`` as it sits in the final document.
+def canonical_signed_info(root: etree._Element, signed_info: str) -> bytes:
+    """Inclusive C14N of ``signed_info`` as it will sit in the final document.
 
-    Only the root is an ancestor of the signature, so the root's start tag (with its
-    namespace declarations) around the signature text gives the same context.
+    The signature is a direct child of the root, so its SignedInfo inherits exactly the
+    root's namespaces (xml:* attributes are refused before this): attached to the root,
+    anywhere among its children, it canonicalizes as in the final document.  ``root`` is
+    the signer's own parse of the message and is left as it was.
     """
-    m = _QNAME.match(root_start_tag)
-    if m is None:
-        raise SignatureError("cannot read the root start tag", code="CEBGW-SIG-MALFORMED")
-    mini = root_start_tag + signature_text + b"</" + m.group(1) + b">"
-    mini_root = parse(mini, source="SignedInfo").root
-    signed_info = mini_root.find(f"{layout.SIGNATURE_TAG}/{_SIGNED_INFO_TAG}")
-    if signed_info is None:  # pragma: no cover - we built it
-        raise SignatureError("SignedInfo not found", code="CEBGW-SIG-MALFORMED")
-    return etree.tostring(signed_info, method="c14n", exclusive=False, with_comments=False)
+    text = f'<ds:Signature xmlns:ds="{layout.DS_NS}">{signed_info}</ds:Signature>'
+    sig = parse(text.encode("utf-8"), source="SignedInfo").root  # our own markup, still the one parser
+    root.append(sig)
+    try:
+        return etree.tostring(sig[0], method="c14n", exclusive=False, with_comments=False)
+    finally:
+        root.remove(sig)
+
+
+@lru_cache(maxsize=64)
+def _key_info_text(cert: x509.Certificate) -> tuple[str, str]:
+    """The certificate's ``KeyName`` and base64 DER, worked out once per certificate."""
+    return certutil.key_name(cert), base64.b64encode(certutil.der(cert)).decode("ascii")
+
+
+def _canonical_document(root: etree._Element, source: str) -> bytes:
+    try:
+        return etree.tostring(root.getroottree(), method="c14n", exclusive=False, with_comments=False)
+    except etree.C14NError:  # libxml2 refuses relative namespace URIs
+        raise SignatureError(
+            f"{source}: the message cannot be canonicalized (relative namespace URI?)",
+            code="CEBGW-SIG-MALFORMED",
+        ) from None
 
 
 def sign(
@@ -122,21 +140,16 @@ def sign(
             code="CEBGW-SIG-MALFORMED",
         )
     try:
-        offset, (tag_start, tag_end) = layout.insertion_offset(parsed.data, root, mtype)
+        offset = layout.insertion_offset(parsed.data, root, mtype)
     except ValueError as exc:
         raise SignatureError(
             f"{source}: cannot place the signature: {exc}", code="CEBGW-SIG-MALFORMED"
         ) from None
 
-    canonical_doc = etree.tostring(root.getroottree(), method="c14n", exclusive=False, with_comments=False)
-    digest_b64 = base64.b64encode(s.digest_bytes(canonical_doc)).decode("ascii")
-    cert = key.certificate
-    cert_b64 = base64.b64encode(certutil.der(cert)).decode("ascii")
+    digest_b64 = base64.b64encode(s.digest_bytes(_canonical_document(root, source))).decode("ascii")
+    kname, cert_b64 = _key_info_text(key.certificate)
     signed_info = _signed_info(s, digest_b64)
-    kname = certutil.key_name(cert)
-
-    root_tag = parsed.data[tag_start:tag_end]
-    to_sign = canonical_signed_info(root_tag, _signature(signed_info, "", kname, cert_b64))
+    to_sign = canonical_signed_info(root, signed_info)
     value_b64 = base64.b64encode(key.sign(to_sign, s)).decode("ascii")
     sig_text = _signature(signed_info, value_b64, kname, cert_b64)
     return parsed.data[:offset] + sig_text + parsed.data[offset:]

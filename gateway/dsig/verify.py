@@ -7,16 +7,23 @@ and the algorithm suite.  Every refusal is a :class:`~gateway.errors.SignatureEr
 structure and position, algorithms, certificate identity and registration, revocation,
 key strength, digest, signature value, and last the validity window at signing time,
 because the signing time (``appTime``) is only trusted once the signature holds.
+
+Cost: a Signature laid out exactly as the profile writes it is recognised in one short
+pass (:func:`_profile_nodes`); anything else goes through the detailed checks
+(:func:`_checked_nodes`), which accept a superset of it and name the fault.  What only
+depends on the certificate (base64, fingerprint, serial) is remembered by the registry,
+so what remains per message is mostly the C14N, the digest and the public-key operation.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
+from functools import lru_cache
+from typing import NamedTuple
 
 from cryptography import x509
 from lxml import etree
@@ -26,9 +33,9 @@ from ..catalog import CEB_NS, DXP_NS, Identified, MessageType
 from ..catalog import load as load_catalog
 from ..errors import CertificateError, SignatureError
 from ..xmlio import Parsed
-from . import layout
+from . import certutil, layout
 from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite, suite_for_uris
-from .registry import Entry, Registry
+from .registry import BEIJING, Entry, Registry
 
 errors.register(
     "CEBGW-SIG-KEYNAME",
@@ -39,10 +46,23 @@ errors.register(
     "KeyName与证书序列号不符",
 )
 
-BEIJING = timezone(timedelta(hours=8))
 _DS = f"{{{layout.DS_NS}}}"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
-_SIGNATURE_CHILDREN = (_DS + "SignedInfo", _DS + "SignatureValue", _DS + "KeyInfo")
+_APP_TIME_TAG = f"{{{CEB_NS}}}appTime"
+_SIGNED_INFO = _DS + "SignedInfo"
+_SIGNATURE_VALUE = _DS + "SignatureValue"
+_KEY_INFO = _DS + "KeyInfo"
+_C14N_METHOD = _DS + "CanonicalizationMethod"
+_SIGNATURE_METHOD = _DS + "SignatureMethod"
+_REFERENCE = _DS + "Reference"
+_TRANSFORMS = _DS + "Transforms"
+_TRANSFORM = _DS + "Transform"
+_DIGEST_METHOD = _DS + "DigestMethod"
+_DIGEST_VALUE = _DS + "DigestValue"
+_KEY_NAME = _DS + "KeyName"
+_X509_DATA = _DS + "X509Data"
+_X509_CERTIFICATE = _DS + "X509Certificate"
+_SIGNATURE_CHILDREN = (_SIGNED_INFO, _SIGNATURE_VALUE, _KEY_INFO)
 _ALLOWED_TRANSFORMS = ((Algorithm.ENVELOPED.value,), (Algorithm.ENVELOPED.value, Algorithm.C14N.value))
 
 
@@ -62,6 +82,17 @@ class Verified:
     suite: Suite
     signer: str
     signed_at: datetime
+
+
+class _Nodes(NamedTuple):
+    """The parts of a Signature whose shape and algorithms have been checked."""
+
+    signed_info: etree._Element
+    suite: Suite
+    digest_value: etree._Element
+    signature_value: etree._Element
+    key_name: etree._Element
+    certificate: etree._Element
 
 
 def _fail(code: str, msg: str, fld: str | None = None) -> SignatureError:
@@ -90,28 +121,40 @@ def _only(parent: etree._Element, tag: str, where: str) -> etree._Element:
 
 def _b64(el: etree._Element, fld: str) -> bytes:
     try:
-        return base64.b64decode("".join((el.text or "").split()), validate=True)
-    except (binascii.Error, ValueError):
+        return certutil.decode_base64(el.text or "")
+    except ValueError:
         raise _fail("CEBGW-SIG-MALFORMED", f"{fld} is not base64", fld) from None
 
 
-def _find_signature(root: etree._Element) -> etree._Element:
-    sigs = list(root.iter(layout.SIGNATURE_TAG))
+def _scan(root: etree._Element) -> tuple[etree._Element, etree._Element | None]:
+    """The one ``ds:Signature`` of the document and its first ``appTime``, found in one walk."""
+    sigs: list[etree._Element] = []
+    app_time: etree._Element | None = None
+    # One C-level walk for both tags: each tag-filtered iter() walks the whole tree,
+    # even when only its first match is taken.
+    for el in root.iter(layout.SIGNATURE_TAG, _APP_TIME_TAG):
+        if el.tag == layout.SIGNATURE_TAG:
+            sigs.append(el)
+        elif app_time is None:
+            app_time = el
     if not sigs:
         raise _fail("CEBGW-SIG-MISSING", "the message carries no ds:Signature", "Signature")
     if len(sigs) > 1:
         raise _fail(
             "CEBGW-SIG-MULTIPLE", f"{len(sigs)} ds:Signature elements; exactly one is allowed", "Signature"
         )
-    return sigs[0]
+    return sigs[0], app_time
 
 
-def _check_shape(root: etree._Element, sig: etree._Element, mtype: MessageType) -> None:
+def _check_position(root: etree._Element, sig: etree._Element, mtype: MessageType) -> None:
     if sig is root or not layout.position_ok(root, sig, mtype):
         where = "before ExtendMessage or last" if layout.signature_goes_before_extend(mtype) else "last"
         raise _fail(
             "CEBGW-SIG-WRAPPING", f"ds:Signature must be a direct child of the root, {where}", "Signature"
         )
+
+
+def _check_children(sig: etree._Element) -> None:
     children = layout.element_children(sig)
     extra = [c for c in children if c.tag not in _SIGNATURE_CHILDREN]
     if extra:
@@ -123,23 +166,78 @@ def _check_shape(root: etree._Element, sig: etree._Element, mtype: MessageType) 
         raise _fail(
             "CEBGW-SIG-MALFORMED", "ds:Signature must hold SignedInfo, SignatureValue, KeyInfo", "Signature"
         )
-    if any(n.startswith(_XML_NS) for el in (root, sig) for n in map(str, el.attrib)):
+
+
+def _check_xml_attributes(root: etree._Element, sig: etree._Element) -> None:
+    if any(str(n).startswith(_XML_NS) for n in (*root.keys(), *sig.keys())):
         raise _fail(
             "CEBGW-SIG-MALFORMED", "xml:* attributes on the root or Signature are not supported", "Signature"
         )
 
 
-def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, bytes]:
-    """The suite and the DigestValue, after checking SignedInfo has exactly the profile's shape."""
-    c14n = _only(si, _DS + "CanonicalizationMethod", "SignedInfo")
+def _profile_shape(transforms: int) -> list[tuple[object, int]]:
+    """The profile's Signature as (tag, number of child nodes) of each node in document order."""
+    return [
+        (layout.SIGNATURE_TAG, 3),
+        (_SIGNED_INFO, 3),
+        (_C14N_METHOD, 0),
+        (_SIGNATURE_METHOD, 0),
+        (_REFERENCE, 3),
+        (_TRANSFORMS, transforms),
+        *[(_TRANSFORM, 0)] * transforms,
+        (_DIGEST_METHOD, 0),
+        (_DIGEST_VALUE, 0),
+        (_SIGNATURE_VALUE, 0),
+        (_KEY_INFO, 2),
+        (_KEY_NAME, 0),
+        (_X509_DATA, 1),
+        (_X509_CERTIFICATE, 0),
+    ]
+
+
+# Keyed by the number of nodes: with one Transform, or with the optional second (inclusive C14N).
+_PROFILE_SHAPES = {len(shape): shape for shape in map(_profile_shape, (1, 2))}
+_NODES_WITHOUT_TRANSFORMS = len(_profile_shape(0))
+
+
+def _profile_nodes(sig: etree._Element, policy: Policy) -> _Nodes | None:
+    """The fast path: the nodes of a Signature written exactly the profile's way, else None.
+
+    Exactly: schema order, no comments or PIs, nothing inside leaf elements, allowed
+    algorithms and transforms, ``URI=""``.  Whatever it accepts, :func:`_checked_nodes`
+    accepts with the same result; it raises nothing, so on None the detailed checks run
+    and name the fault (or accept an unusual but valid layout).
+    """
+    # sig.iter() yields every node below sig, comments and PIs included, and len() counts
+    # them; a list of (tag, child count) in document order pins the whole tree down, so
+    # one comparison checks the shape.
+    nodes = list(sig.iter())
+    if [(n.tag, len(n)) for n in nodes] != _PROFILE_SHAPES.get(len(nodes)):
+        return None
+    _, si, c14n, sm, ref, _, *rest = nodes
+    steps = len(nodes) - _NODES_WITHOUT_TRANSFORMS
+    dm, dv, sv, _, kn, _, cert = rest[steps:]
+    if tuple(t.get("Algorithm") for t in rest[:steps]) not in _ALLOWED_TRANSFORMS:
+        return None
+    if c14n.get("Algorithm") != Algorithm.C14N.value or ref.get("URI") != "":
+        return None
+    found = suite_for_uris(sm.get("Algorithm") or "", dm.get("Algorithm") or "")
+    if found is None or not policy.allows(found):
+        return None
+    return _Nodes(si, found, dv, sv, kn, cert)
+
+
+def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, etree._Element]:
+    """The suite and the DigestValue element, after checking SignedInfo has exactly the profile's shape."""
+    c14n = _only(si, _C14N_METHOD, "SignedInfo")
     if c14n.get("Algorithm") != Algorithm.C14N.value or len(c14n):
         raise _fail(
             "CEBGW-SIG-ALGORITHM",
             f"CanonicalizationMethod {c14n.get('Algorithm')!r}: only inclusive C14N 1.0 is allowed",
             "CanonicalizationMethod",
         )
-    sm = _only(si, _DS + "SignatureMethod", "SignedInfo")
-    refs = list(si.iterchildren(_DS + "Reference"))
+    sm = _only(si, _SIGNATURE_METHOD, "SignedInfo")
+    refs = list(si.iterchildren(_REFERENCE))
     if len(refs) != 1:
         raise _fail("CEBGW-SIG-REFERENCE", f"{len(refs)} References; exactly one is allowed", "Reference")
     ref = refs[0]
@@ -147,14 +245,14 @@ def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, bytes
         raise _fail(
             "CEBGW-SIG-REFERENCE", f'Reference URI {ref.get("URI")!r}; only URI="" is allowed', "Reference"
         )
-    transforms = list(ref.iterchildren(_DS + "Transforms"))
+    transforms = list(ref.iterchildren(_TRANSFORMS))
     if len(transforms) != 1:
         raise _fail(
             "CEBGW-SIG-REFERENCE", "the Reference needs the enveloped-signature transform", "Transforms"
         )
     algs = []
     for t in layout.element_children(transforms[0]):
-        if t.tag != _DS + "Transform" or len(t):
+        if t.tag != _TRANSFORM or len(t):
             raise _fail("CEBGW-SIG-REFERENCE", "transforms take no parameters here", "Transform")
         algs.append(t.get("Algorithm") or "")
     if tuple(algs) not in _ALLOWED_TRANSFORMS:
@@ -163,7 +261,7 @@ def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, bytes
             f"transforms {algs}: only enveloped-signature (+ inclusive C14N) are allowed",
             "Transform",
         )
-    dm = _only(ref, _DS + "DigestMethod", "Reference")
+    dm = _only(ref, _DIGEST_METHOD, "Reference")
     found = suite_for_uris(sm.get("Algorithm") or "", dm.get("Algorithm") or "")
     if found is None or not policy.allows(found) or len(sm) or len(dm):
         raise _fail(
@@ -172,71 +270,181 @@ def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, bytes
             f"is not allowed (allowed: {sorted(policy.allowed)})",
             "SignatureMethod",
         )
-    known = {_DS + "Transforms", _DS + "DigestMethod", _DS + "DigestValue"}
+    known = {_TRANSFORMS, _DIGEST_METHOD, _DIGEST_VALUE}
     if any(c.tag not in known for c in layout.element_children(ref)):
         raise _fail("CEBGW-SIG-MALFORMED", "unexpected element in Reference", "Reference")
     if len(layout.element_children(si)) != 3:
         raise _fail("CEBGW-SIG-MALFORMED", "unexpected element in SignedInfo", "SignedInfo")
-    return found, _b64(_only(ref, _DS + "DigestValue", "Reference"), "DigestValue")
+    return found, _only(ref, _DIGEST_VALUE, "Reference")
 
 
-def _certificate(key_info: etree._Element) -> tuple[str, bytes]:
-    kn = _only(key_info, _DS + "KeyName", "KeyInfo")
-    x509_data = _only(key_info, _DS + "X509Data", "KeyInfo")
+def _key_info(key_info: etree._Element) -> tuple[etree._Element, etree._Element]:
+    """The KeyName and X509Certificate elements, after checking KeyInfo holds just those."""
+    kn = _only(key_info, _KEY_NAME, "KeyInfo")
+    x509_data = _only(key_info, _X509_DATA, "KeyInfo")
     if len(layout.element_children(key_info)) != 2:
         raise _fail("CEBGW-SIG-MALFORMED", "KeyInfo must hold KeyName and X509Data only", "KeyInfo")
-    cert_el = _only(x509_data, _DS + "X509Certificate", "X509Data")
+    cert_el = _only(x509_data, _X509_CERTIFICATE, "X509Data")
     if len(layout.element_children(x509_data)) != 1:
         raise _fail("CEBGW-SIG-MALFORMED", "X509Data must hold one X509Certificate only", "X509Data")
-    return (kn.text or "").strip(), _b64(cert_el, "X509Certificate")
+    return kn, cert_el
+
+
+def _check_text_only(*leaves: etree._Element) -> None:
+    # An element inside one of these is outside the digest (or, in DigestValue, outside the
+    # profile); an appTime there would even pick the signing time of a message without one.
+    for leaf in leaves:
+        if layout.element_children(leaf):
+            name = str(leaf.tag).rpartition("}")[2]
+            raise _fail("CEBGW-SIG-WRAPPING", f"elements inside ds:{name}, which holds text only", name)
+
+
+def _checked_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
+    """The slow path: check the Signature part by part, raising with the code of the first fault."""
+    si, sv_el, key_info = layout.element_children(sig)
+    s, dv = _check_signed_info(si, policy)
+    kn, cert_el = _key_info(key_info)
+    _check_text_only(dv, sv_el, kn, cert_el)
+    return _Nodes(si, s, dv, sv_el, kn, cert_el)
+
+
+def _registered(registry: Registry, nodes: _Nodes) -> Entry:
+    """The registry entry of the KeyInfo certificate, whose serial KeyName must name."""
+    try:
+        entry = registry.by_base64(nodes.certificate.text or "")
+    except ValueError:
+        raise _fail("CEBGW-SIG-MALFORMED", "X509Certificate is not base64", "X509Certificate") from None
+    if entry is None:
+        raise CertificateError("the KeyInfo certificate is not in the registry", field="X509Certificate")
+    key_name = (nodes.key_name.text or "").strip()
+    try:
+        named = int(key_name, 16)
+    except ValueError:
+        named = -1
+    if named != entry.serial:
+        raise _fail(
+            "CEBGW-SIG-KEYNAME",
+            f"KeyName {key_name!r} is not the certificate serial {entry.key_name}",
+            "KeyName",
+        )
+    return entry
+
+
+# Where the sender is named, as child steps from the root.
+_CEB_SENDER = (f"{{{CEB_NS}}}BaseTransfer", f"{{{CEB_NS}}}copCode")
+_DXP_SENDER = (f"{{{DXP_NS}}}TransInfo", f"{{{DXP_NS}}}SenderId")
+_DXP_SV_SENDER = (f"{{{DXP_NS}}}DxpMsg", *_DXP_SENDER)
+_DXP_SV_TAG = f"{{{DXP_NS}}}DxpMsgSv"
 
 
 def _sender(root: etree._Element, mtype: MessageType) -> str:
     if mtype.is_envelope:
-        steps = [f"{{{DXP_NS}}}TransInfo", f"{{{DXP_NS}}}SenderId"]
-        if root.tag == f"{{{DXP_NS}}}DxpMsgSv":
-            steps.insert(0, f"{{{DXP_NS}}}DxpMsg")
+        steps = _DXP_SV_SENDER if root.tag == _DXP_SV_TAG else _DXP_SENDER
     else:
-        steps = [f"{{{CEB_NS}}}BaseTransfer", f"{{{CEB_NS}}}copCode"]
+        steps = _CEB_SENDER
     el: etree._Element | None = root
     for step in steps:
         el = next(el.iterchildren(step), None) if el is not None else None
     return (el.text or "").strip() if el is not None else ""
 
 
-def _signer(root: etree._Element, mtype: MessageType, entry: Entry, sender_code: str | None,
-            expected: Collection[str]) -> str:
+def _signer(
+    root: etree._Element, mtype: MessageType, entry: Entry, sender_code: str | None, expected: Collection[str]
+) -> str:
     """Whom the message is signed for: its own sender field, or for a receipt (which has
     none) the caller's expected identity the certificate is registered for."""
     own = "" if mtype.kind == "receipt" else _sender(root, mtype)
     if mtype.kind == "receipt" and not expected and sender_code is None:
         raise CertificateError(
             "a receipt names no sender: verify it against the customs identity (sender_code=…)",
-            field="Signature")
+            field="Signature",
+        )
     if expected:
         matched = next((c for c in expected if entry.may_sign_for(c)), None)
         if matched is None:
             raise CertificateError(
                 f"certificate {entry.name} ({entry.key_name}) is not registered for any of "
-                f"{sorted(expected)}", field="Signature")
+                f"{sorted(expected)}",
+                field="Signature",
+            )
         return own or matched
     return own or (sender_code or "")
 
 
-def _signing_time(root: etree._Element, at: datetime | None) -> datetime:
-    app = next(root.iter(f"{{{CEB_NS}}}appTime"), None)
-    text = (app.text or "").strip() if app is not None else ""
+def _check_signer(registry: Registry, entry: Entry, signer: str, sender_code: str | None) -> None:
+    """The certificate must be registered for the signer and the caller's sender, and not revoked."""
+    for identity in (signer, sender_code):
+        if identity is not None and not entry.may_sign_for(identity):
+            raise CertificateError(
+                f"certificate {entry.name} ({entry.key_name}) is not registered for sender {identity!r}",
+                field="copCode",
+            )
+    if not signer:
+        raise CertificateError(
+            "the message names no sender (BaseTransfer/copCode or SenderId)", field="copCode"
+        )
+    if registry.is_revoked(entry):
+        raise CertificateError(f"certificate {entry.key_name} is revoked", code="CEBGW-SIG-CERT-REVOKED")
+
+
+def _check_key(s: Suite, entry: Entry, policy: Policy) -> None:
+    if s.family != entry.key.family:
+        raise _fail(
+            "CEBGW-SIG-ALGORITHM",
+            f"{s.name} signature with a {entry.key.family.upper()} certificate",
+            "SignatureMethod",
+        )
+    if entry.key.family == "rsa" and entry.key.bits < policy.min_rsa_bits:
+        raise _fail(
+            "CEBGW-SIG-KEY-WEAK", f"RSA-{entry.key.bits} key; the policy needs {policy.min_rsa_bits} bits"
+        )
+
+
+def _signing_time(app_time: etree._Element | None, at: datetime | None) -> datetime:
+    """The first ``appTime`` (Beijing time), else ``at`` or now."""
+    text = (app_time.text or "").strip() if app_time is not None else ""
     if text:
         try:  # slicing, not strptime: a third of the cost of a whole verification otherwise
             if len(text) != 14 or not text.isdigit():
                 raise ValueError(text)
-            y, mo, d, h, mi, s = (
-                int(text[i:j]) for i, j in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14))
+            return datetime(
+                int(text[0:4]),
+                int(text[4:6]),
+                int(text[6:8]),
+                int(text[8:10]),
+                int(text[10:12]),
+                int(text[12:14]),
+                tzinfo=BEIJING,
             )
-            return datetime(y, mo, d, h, mi, s, tzinfo=BEIJING)
         except ValueError:
             raise _fail("CEBGW-SIG-MALFORMED", f"appTime {text!r} is not yyyyMMddHHmmss", "appTime") from None
     return at or datetime.now(BEIJING)
+
+
+def _check_window(entry: Entry, when: datetime) -> None:
+    not_before, not_after = entry.beijing_window
+    if when < not_before:
+        raise CertificateError(
+            f"certificate {entry.key_name} is valid from {entry.not_before.isoformat()}, "
+            f"signed at {when.isoformat()}",
+            code="CEBGW-SIG-CERT-NOT-YET-VALID",
+        )
+    if when > not_after:
+        raise CertificateError(
+            f"certificate {entry.key_name} expired {entry.not_after.isoformat()}, "
+            f"signed at {when.isoformat()}",
+            code="CEBGW-SIG-CERT-EXPIRED",
+        )
+
+
+def _c14n(node: etree._Element | etree._ElementTree) -> bytes:
+    """Inclusive C14N 1.0 without comments of a document or (with its context) an element."""
+    try:
+        return etree.tostring(node, method="c14n", exclusive=False, with_comments=False)
+    except etree.C14NError:  # libxml2 refuses relative namespace URIs
+        raise _fail(
+            "CEBGW-SIG-MALFORMED", "the message cannot be canonicalized (relative namespace URI?)"
+        ) from None
 
 
 def enveloped_c14n(root: etree._Element, sig: etree._Element) -> bytes:
@@ -244,7 +452,8 @@ def enveloped_c14n(root: etree._Element, sig: etree._Element) -> bytes:
 
     The tree is changed for the duration of the call and restored exactly (lxml's
     ``remove`` takes the element's tail with it, so the tail is kept on the previous
-    node and given back afterwards).
+    node and given back afterwards).  This beats copying the tree, and canonicalizing
+    the document (not the root element) keeps what lies outside the root, as xmlsec1 does.
     """
     parent = sig.getparent()
     assert parent is not None
@@ -261,7 +470,7 @@ def enveloped_c14n(root: etree._Element, sig: etree._Element) -> bytes:
                 prev.tail = (prev_tail or "") + tail
             else:
                 parent.text = (parent_text or "") + tail
-        return etree.tostring(root.getroottree(), method="c14n", exclusive=False, with_comments=False)
+        return _c14n(root.getroottree())
     finally:
         if prev is not None:
             prev.tail = prev_tail
@@ -269,6 +478,61 @@ def enveloped_c14n(root: etree._Element, sig: etree._Element) -> bytes:
             parent.text = parent_text
         parent.insert(index, sig)
         sig.tail = tail
+
+
+_XML_DECLARATION = re.compile(rb"(?:\xef\xbb\xbf)?(?:<\?xml[^>]*\?>)?[ \t\r\n]*")
+@lru_cache(maxsize=8)
+def _start_tag(qname: bytes) -> re.Pattern[bytes]:
+    # The start tag, not SignatureValue/SignatureMethod: a space, > or / follows the name.
+    return re.compile(b"<" + re.escape(qname) + rb"[ \t\r\n/>]")
+
+
+def _qname(el: etree._Element) -> str:
+    return (f"{el.prefix}:" if el.prefix else "") + etree.QName(el).localname
+
+
+def _as_received(data: bytes, root: etree._Element, sig: etree._Element) -> bytes | None:
+    """The received bytes of the root element with the Signature element's bytes cut out, or
+    ``None`` when they cannot be cut out unambiguously.
+
+    Most senders write the document the way C14N does (double quotes, namespace
+    declarations first, no empty-element tags, LF line ends); then these bytes *are* the
+    canonical form and their digest can be checked without canonicalizing the tree.  Why a
+    match proves what the full transform would: if ``digest(bytes) == DigestValue``, the
+    bytes are the signer's canonical document C (the digest's collision resistance, the
+    assumption of the standard path too).  They are the received root element minus the
+    one span from the Signature's start tag to its end tag; that span is the parsed
+    Signature element itself, because its start and end tags each occur exactly once in
+    the document, so the tree without the Signature is the tree of C, whose C14N is C.
+    Anything before the root other than an XML declaration, or after it other than
+    whitespace, sends the caller to the full C14N (which keeps processing instructions there).
+    """
+    prolog = _XML_DECLARATION.match(data)
+    start = prolog.end() if prolog is not None else 0
+    end = len(data.rstrip(b" \t\r\n"))
+    qname = _qname(root)
+    if not (data.startswith(f"<{qname}".encode(), start) and data.endswith(f"</{qname}>".encode(), 0, end)):
+        return None
+    sig_qname = _qname(sig).encode()
+    closing = b"</" + sig_qname + b">"
+    found = _start_tag(sig_qname).finditer(data, start, end)
+    first = next(found, None)
+    if first is None or next(found, None) is not None or data.count(closing, start, end) != 1:
+        return None
+    sig_end = data.find(closing, first.end(), end)
+    if sig_end < 0:
+        return None
+    return data[start:first.start()] + data[sig_end + len(closing):end]
+
+
+def _digest_matches(data: bytes, root: etree._Element, sig: etree._Element, s: Suite,
+                    digest_value: bytes) -> bool:
+    """The Reference digest check: on the received bytes when they are already canonical
+    (:func:`_as_received`), else on the C14N of the tree without the Signature."""
+    received = _as_received(data, root, sig)
+    if received is not None and hmac.compare_digest(s.digest_bytes(received), digest_value):
+        return True
+    return hmac.compare_digest(s.digest_bytes(enveloped_c14n(root, sig)), digest_value)
 
 
 def verify(
@@ -297,67 +561,28 @@ def verify(
     """
     ident = message if isinstance(message, Identified) else load_catalog().identify(message)
     root, mtype = ident.root, ident.type
-    sig = _find_signature(root)
-    _check_shape(root, sig, mtype)
-    si, sv_el, key_info = layout.element_children(sig)
-    s, digest_value = _check_signed_info(si, policy)
-    sig_value = _b64(sv_el, "SignatureValue")
-    key_name, cert_der = _certificate(key_info)
+    sig, app_time = _scan(root)
+    _check_position(root, sig, mtype)
+    nodes = _profile_nodes(sig, policy)
+    if nodes is None:
+        _check_children(sig)
+    _check_xml_attributes(root, sig)
+    if nodes is None:
+        nodes = _checked_nodes(sig, policy)
+    s = nodes.suite
+    digest_value = _b64(nodes.digest_value, "DigestValue")
+    sig_value = _b64(nodes.signature_value, "SignatureValue")
 
-    entry = registry.by_der(cert_der)
-    if entry is None:
-        raise CertificateError("the KeyInfo certificate is not in the registry", field="X509Certificate")
-    try:
-        named = int(key_name, 16)
-    except ValueError:
-        named = -1
-    if named != entry.serial:
-        raise _fail(
-            "CEBGW-SIG-KEYNAME",
-            f"KeyName {key_name!r} is not the certificate serial {entry.key_name}",
-            "KeyName",
-        )
+    entry = _registered(registry, nodes)
     signer = _signer(root, mtype, entry, sender_code, expected_signers)
-    for identity in (signer, sender_code):
-        if identity is not None and not entry.may_sign_for(identity):
-            raise CertificateError(
-                f"certificate {entry.name} ({entry.key_name}) is not registered for sender {identity!r}",
-                field="copCode",
-            )
-    if not signer:
-        raise CertificateError(
-            "the message names no sender (BaseTransfer/copCode or SenderId)", field="copCode"
-        )
-    if registry.is_revoked(entry):
-        raise CertificateError(f"certificate {entry.key_name} is revoked", code="CEBGW-SIG-CERT-REVOKED")
-    if s.family != entry.key.family:
-        raise _fail(
-            "CEBGW-SIG-ALGORITHM",
-            f"{s.name} signature with a {entry.key.family.upper()} certificate",
-            "SignatureMethod",
-        )
-    if entry.key.family == "rsa" and entry.key.bits < policy.min_rsa_bits:
-        raise _fail(
-            "CEBGW-SIG-KEY-WEAK", f"RSA-{entry.key.bits} key; the policy needs {policy.min_rsa_bits} bits"
-        )
+    _check_signer(registry, entry, signer, sender_code)
+    _check_key(s, entry, policy)
 
-    if not hmac.compare_digest(s.digest_bytes(enveloped_c14n(root, sig)), digest_value):
+    if not _digest_matches(ident.parsed.data, root, sig, s, digest_value):
         raise _fail("CEBGW-SIG-DIGEST", "the document does not match the signed digest", "DigestValue")
-    signed_info_c14n = etree.tostring(si, method="c14n", exclusive=False, with_comments=False)
-    if not entry.key.verify(sig_value, signed_info_c14n, s):
+    if not entry.key.verify(sig_value, _c14n(nodes.signed_info), s):
         raise _fail("CEBGW-SIG-VALUE", "the signature value does not verify", "SignatureValue")
 
-    when = _signing_time(root, at)
-    if when < entry.not_before:
-        raise CertificateError(
-            f"certificate {entry.key_name} is valid from {entry.not_before.isoformat()}, "
-            f"signed at {when.isoformat()}",
-            code="CEBGW-SIG-CERT-NOT-YET-VALID",
-        )
-    if when > entry.not_after:
-        raise CertificateError(
-            f"certificate {entry.key_name} expired {entry.not_after.isoformat()}, "
-            f"signed at {when.isoformat()}",
-            code="CEBGW-SIG-CERT-EXPIRED",
-        )
+    when = _signing_time(app_time, at)
+    _check_window(entry, when)
     return Verified(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)

@@ -294,3 +294,19 @@ def test_envelope_signed_by_dxp_sender(registry: Registry) -> None:
         code_of(signed.replace(b"DXPENT0000458762", b"DXPENT0000458763"), registry, at=SIGNED_AT)
         == "CEBGW-SIG-CERT-UNREGISTERED"
     )
+
+
+@pytest.mark.parametrize("leaf", ["KeyName", "X509Certificate", "SignatureValue"])
+def test_app_time_hidden_in_signature_cannot_backdate(ceb621: bytes, issue, leaf: str) -> None:  # type: ignore[no-untyped-def]
+    # A message without appTime is checked at `at`; an appTime put inside an unsigned part of the
+    # Signature must not become the signing time (nor any other content hide there).
+    data = re.sub(rb"<ceb:appTime>\d+</ceb:appTime>", b"", ceb621)
+    key, entry = issue(
+        "rsa", name="short", not_before=SIGNED_AT - timedelta(days=1), not_after=SIGNED_AT + timedelta(days=1)
+    )
+    signed = sign(data, key)
+    hidden = f"<ceb:appTime>{SIGNED_AT:%Y%m%d%H%M%S}</ceb:appTime></ds:{leaf}>".encode()
+    smuggled = signed.replace(f"</ds:{leaf}>".encode(), hidden, 1)
+    later = SIGNED_AT + timedelta(days=2)
+    assert code_of(signed, registry_with(entry), at=later) == "CEBGW-SIG-CERT-EXPIRED"
+    assert code_of(smuggled, registry_with(entry), at=later) == "CEBGW-SIG-WRAPPING"
