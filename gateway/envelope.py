@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -86,12 +89,26 @@ def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
 
 
 def new_cop_msg_id() -> str:
-    return str(uuid.uuid4()).upper()
+    """A new uppercase UUID for ``CopMsgId``: version 7 (RFC 9562), so ids made later sort
+    later and the store's index on them grows at one end instead of at random pages."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 12 bits for rand_a, 62 for rand_b
+    value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+             | 0b10 << 62 | rand & (1 << 62) - 1)
+    return str(uuid.UUID(int=value)).upper()
 
 
 def creat_time(now: datetime | None = None) -> str:
     """``yyyy-MM-ddTHH:mm:ss`` in Beijing time, as DXP ``CreatTime`` expects."""
-    return (now or datetime.now(BEIJING)).astimezone(BEIJING).strftime("%Y-%m-%dT%H:%M:%S")
+    if now is None:
+        return _creat_time_at(int(time.time()))
+    return now.astimezone(BEIJING).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@functools.lru_cache(maxsize=4)
+def _creat_time_at(epoch_second: int) -> str:
+    # Every submission needs one, thousands per second: format each second once.
+    return datetime.fromtimestamp(epoch_second, BEIJING).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def receiver_for(flow: str) -> str:

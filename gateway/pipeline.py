@@ -202,13 +202,16 @@ def _text(root: etree._Element, path: str) -> str:
     return (root.findtext(path, namespaces={"c": CEB_NS}) or "").strip()
 
 
+_COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
+
+
 # ---------------------------------------------------------------- declarations
 
 def authorise(validated: Validated, account: Account) -> Authorised:
     """Stage 6: BaseTransfer/copCode must be the account's, its roles must send this type,
     and an envelope's SenderId must be its DXP id. Raises ForbiddenError (403)."""
     opened = validated.opened
-    cop = _text(opened.ident.root, "c:BaseTransfer/c:copCode")
+    cop = str(_COP_CODE(opened.ident.root)).strip()
     if cop not in account.codes:
         raise ForbiddenError(f"copCode {cop!r} is not one of this account's codes", code="CEBGW-AUTH-SENDER",
                              field="copCode")

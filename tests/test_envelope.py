@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from gateway.envelope import RECEIVER_EXPORT, RECEIVER_IMPORT, receiver_for, unwrap, wrap
+from gateway.envelope import (
+    BEIJING,
+    RECEIVER_EXPORT,
+    RECEIVER_IMPORT,
+    creat_time,
+    new_cop_msg_id,
+    receiver_for,
+    unwrap,
+    wrap,
+)
 from gateway.errors import EnvelopeError
 from gateway.validate import validate_bytes
 from gateway.xmlio import parse
@@ -36,3 +48,21 @@ def test_receiver_by_flow_and_limits() -> None:
     assert receiver_for("import") == RECEIVER_IMPORT and receiver_for("export") == RECEIVER_EXPORT
     with pytest.raises(EnvelopeError):
         wrap(b"<x/>", msg_type="m", sender_id="s", receiver_ids=tuple("abcdef"))
+
+
+def test_new_cop_msg_ids_are_uppercase_uuid7_ordered_by_time() -> None:
+    first = new_cop_msg_id()
+    time.sleep(0.002)
+    later = [new_cop_msg_id() for _ in range(50)]
+    for text in (first, *later):
+        u = uuid.UUID(text)
+        assert text == str(u).upper() and u.version == 7 and u.variant == uuid.RFC_4122
+    assert all(first < x for x in later)  # a millisecond later sorts later
+    assert len(set(later)) == 50
+
+
+def test_creat_time_is_beijing_time_now() -> None:
+    before = datetime.now(BEIJING).replace(microsecond=0)
+    got = datetime.strptime(creat_time(), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=BEIJING)
+    assert before <= got <= datetime.now(BEIJING)
+    assert creat_time(datetime(2026, 11, 23, 0, 0, 5, tzinfo=BEIJING)) == "2026-11-23T00:00:05"
