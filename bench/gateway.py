@@ -269,6 +269,8 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
     if m is None:
         raise RuntimeError(f"wrk gave no result:\n{out}")
     f = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    for first in re.findall(r"WRK_FIRST_OTHER (.*)", out):
+        print(f"  (first answer other than 202: {first[:300]})")
     return LoadResult(done - base, f["accepted"], f["other"], f["errors"], elapsed,
                       f["p50_us"] / 1000, f["p99_us"] / 1000, rss,
                       f"200 (replays) {f['dup200']}, 4xx {f['c4xx']}, 5xx {f['c5xx']}", server_cpu, wrk_cpu)

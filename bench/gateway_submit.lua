@@ -41,6 +41,7 @@ other = 0
 dup200 = 0 -- idempotent replays (a request wrk re-sent after a reconnect)
 c4xx = 0
 c5xx = 0
+first_other = "" -- the first answer other than 202 (status and start of the body), for the report
 
 function init(args)
   local listfile, token, rate, nthreads = args[1], args[2], tonumber(args[3]), tonumber(args[4])
@@ -97,6 +98,9 @@ function response(status, hdrs, body)
     accepted = accepted + 1
   else
     other = other + 1
+    if first_other == "" then
+      first_other = status .. " " .. string.gsub(string.sub(body or "", 1, 400), "%s+", " ")
+    end
     if status == 200 then dup200 = dup200 + 1
     elseif status >= 500 then c5xx = c5xx + 1
     elseif status >= 400 then c4xx = c4xx + 1 end
@@ -109,6 +113,8 @@ end
 function done(summary, latency, requests)
   local acc, oth, d, c4, c5 = 0, 0, 0, 0, 0
   for _, t in ipairs(threads) do
+    local f = t:get("first_other")
+    if f ~= nil and f ~= "" then io.write("WRK_FIRST_OTHER " .. f .. "\n") end
     acc = acc + t:get("accepted")
     oth = oth + t:get("other")
     d = d + t:get("dup200")

@@ -10,6 +10,7 @@ import base64
 import binascii
 import functools
 import os
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -88,11 +89,24 @@ def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
     return Unwrapped(trans, inner, sv_id)
 
 
+class _IdBits(random.Random):
+    """Random bits for ids (not secrets): seeded from the OS once per process and again in a
+    forked child, so no two processes share a sequence; one ``os.urandom`` call per id cost
+    ~25 µs under load."""
+
+    def __init__(self) -> None:
+        super().__init__(os.urandom(32))
+        os.register_at_fork(after_in_child=lambda: self.seed(os.urandom(32)))
+
+
+_ID_BITS = _IdBits()
+
+
 def new_cop_msg_id() -> str:
     """A new uppercase UUID for ``CopMsgId``: version 7 (RFC 9562), so ids made later sort
     later and the store's index on them grows at one end instead of at random pages."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")  # 12 bits for rand_a, 62 for rand_b
+    rand = _ID_BITS.getrandbits(74)  # 12 bits for rand_a, 62 for rand_b
     value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
              | 0b10 << 62 | rand & (1 << 62) - 1)
     return str(uuid.UUID(int=value)).upper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import datetime
@@ -66,3 +67,17 @@ def test_creat_time_is_beijing_time_now() -> None:
     got = datetime.strptime(creat_time(), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=BEIJING)
     assert before <= got <= datetime.now(BEIJING)
     assert creat_time(datetime(2026, 11, 23, 0, 0, 5, tzinfo=BEIJING)) == "2026-11-23T00:00:05"
+
+
+def test_a_forked_child_makes_other_cop_msg_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next ids, then leave without running pytest's cleanup
+        os.write(write, ",".join(new_cop_msg_id() for _ in range(20)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 100_000).decode().split(","))
+    os.close(read)
+    parent = {new_cop_msg_id() for _ in range(20)}
+    assert len(child) == 20 and not child & parent

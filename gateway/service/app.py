@@ -18,7 +18,19 @@ from ..config import Settings
 from ..dsig import load_key, load_registry
 from ..store import Store, open_store
 from . import handlers as h
-from .keys import ACCOUNTS, CATALOG, GATEWAY_KEY, METRICS, OUTBOX_SIGNAL, REGISTRY, SETTINGS, STORE, Signal
+from .keys import (
+    ACCOUNTS,
+    CATALOG,
+    GATEWAY_KEY,
+    METRICS,
+    OUTBOX_SIGNAL,
+    REGISTRY,
+    REQUEST_IDS,
+    SETTINGS,
+    STORE,
+    RequestIds,
+    Signal,
+)
 from .metrics import Metrics
 from .middleware import MIDDLEWARES
 from .openapi import document
@@ -54,6 +66,7 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
     app[REGISTRY] = load_registry(settings.registry_path)
     app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
     app[METRICS] = Metrics()
+    app[REQUEST_IDS] = RequestIds()
     if settings.sign_envelopes and settings.gateway_key is not None:
         app[GATEWAY_KEY] = load_key(settings.gateway_key, settings.gateway_cert)
     for method, path, handler in ROUTES:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 
 from aiohttp import web
 
@@ -12,6 +14,19 @@ from ..config import Settings
 from ..dsig import KeyProvider, Registry
 from ..store import Store
 from .metrics import Metrics
+
+
+class RequestIds:
+    """Request ids unique across processes and restarts: a random prefix per process and a
+    counter, so a request costs no call into the kernel's random source (which, at thousands
+    of requests per second, showed up in profiles)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
 
 
 class Signal:
@@ -44,3 +59,4 @@ OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)

@@ -14,14 +14,13 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from ..errors import AuthError, GatewayError, MediaTypeError, NotFoundError, UsageError
 from ..pipeline import Rejected
-from .keys import ACCOUNT, ACCOUNTS, METRICS, REQUEST_ID
+from .keys import ACCOUNT, ACCOUNTS, METRICS, REQUEST_ID, REQUEST_IDS
 
 log = logging.getLogger("gateway.service")
 
@@ -49,7 +48,7 @@ def _dumps(obj: object) -> str:
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take a well-formed ``X-Request-Id`` or make one; echo it on the response."""
     given = request.headers.get("X-Request-Id", "")
-    rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+    rid = given if _SAFE_ID.match(given) else request.app[REQUEST_IDS].next()
     request[REQUEST_ID] = rid
     try:
         resp = await handler(request)

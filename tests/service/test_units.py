@@ -10,6 +10,8 @@ from gateway import ceb900
 from gateway.accounts import Account, AccountFile, hash_token, new_token, render_accounts
 from gateway.config import from_mapping
 from gateway.errors import ConfigError, ParseError, ValidationFailed
+from gateway.service.keys import RequestIds
+from gateway.service.middleware import _SAFE_ID
 from gateway.validate import validate_bytes
 
 
@@ -74,3 +76,10 @@ def test_ceb900_carries_every_finding_and_validates() -> None:
     assert b"<returnStatus>-2</returnStatus>" in xml and b"CEBGW-XSD-LENGTH: buyerName: too long" in xml
     long = ceb900.build(ParseError("p"), original=b"", ori_cop_msg_id="", ori_message_type="X" * 40)
     assert validate_bytes(long).valid and b"<oriMessageType>Unknown</oriMessageType>" in long
+
+
+def test_request_ids_are_unique_and_safe_to_echo() -> None:
+    a, b = RequestIds(), RequestIds()
+    ids = [a.next() for _ in range(1000)] + [b.next() for _ in range(1000)]
+    assert len(set(ids)) == 2000  # another process (another instance) has another prefix
+    assert all(_SAFE_ID.match(i) for i in ids)
