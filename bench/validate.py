@@ -4,6 +4,8 @@
 Writes COUNT signed CEB621 files for each item count (2, 10, 99), runs `cebgw validate
 --jobs J` over each folder (full validation: XSD + rules) and a shell loop of xmllint
 over a sample of the same files, and prints messages/s side by side with the ratio.
+Then, in process, the microseconds one message of each size costs per stage (best of
+several runs): parse, the whole validation (`findings_of`), and its parts.
 Prints figures only; asserts nothing.
 
     .venv/bin/python bench/validate.py [--count 10000] [--xmllint-sample 300] [--jobs 1 2]
@@ -20,23 +22,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway import samplegen  # noqa: E402
+from gateway.catalog import load as load_catalog  # noqa: E402
 from gateway.dsig.keys import load_key  # noqa: E402
 from gateway.dsig.sign import sign  # noqa: E402
+from gateway.validate import findings_of, overlay, rules, xsd  # noqa: E402
+from gateway.xmlio import parse  # noqa: E402
 
 CERTS = ROOT / "certs" / "sandbox"
 CEBGW = [sys.executable, "-m", "gateway.cli.main"]
 
 
+def signed_message(items: int) -> bytes:
+    """One signed CEB621 with ITEMS lines."""
+    key = load_key(CERTS / "ecommerce-rsa.key.pem", CERTS / "ecommerce-rsa.cert.pem")
+    return sign(samplegen.build("CEB621", lines=items, seed=items), key, alg="rsa-sha1")
+
+
 def make_files(folder: Path, items: int, count: int) -> list[Path]:
     """COUNT CEB621 files with ITEMS lines each, signed once and varied by order number."""
-    key = load_key(CERTS / "ecommerce-rsa.key.pem", CERTS / "ecommerce-rsa.cert.pem")
-    signed = sign(samplegen.build("CEB621", lines=items, seed=items), key, alg="rsa-sha1")
+    signed = signed_message(items)
     marker = b"<ceb:orderNo>"
     start = signed.index(marker) + len(marker)
     end = signed.index(b"<", start)
@@ -67,6 +78,44 @@ def run_xmllint(paths: list[Path]) -> float:
     started = time.perf_counter()
     subprocess.run(["sh", "-c", script, schema, *map(str, paths)], check=False)
     return time.perf_counter() - started
+
+
+def per_call_us(fn: Callable[[], object], budget: float = 0.2, repeats: int = 5) -> float:
+    """Microseconds per call: the best of REPEATS runs of about BUDGET seconds each."""
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < budget / 10:
+        fn()
+        n += 1
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n * 10):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / (n * 10))
+    return best * 1e6
+
+
+def stage_costs(items: int) -> list[float]:
+    """µs per call of each stage for one signed message of ITEMS lines (the same tree each time)."""
+    data = signed_message(items)
+    ident = load_catalog().identify(parse(data))
+    root, t = ident.root, ident.type
+    facts = overlay.validate(root, t)
+    return [per_call_us(lambda: parse(data)), per_call_us(lambda: findings_of(ident)),
+            per_call_us(lambda: overlay.validate(root, t)), per_call_us(lambda: rules.check(root, t, facts)),
+            per_call_us(lambda: xsd.validate(root, t)), per_call_us(lambda: rules.check(root, t))]
+
+
+def in_process(items_list: list[int]) -> None:
+    """Per-stage cost of one message, in process, warm."""
+    heads = ["items", "parse", "validate", "= overlay XSD", "+ rules", "| plain XSD", "all rules"]
+    print("\nin process, µs per message (best of 5):")
+    print(" ".join(f"{h:>{len(h) + 2}}" for h in heads))
+    for items in items_list:
+        costs = zip(stage_costs(items), heads[1:], strict=True)
+        print(" ".join([f"{items:>7}"] + [f"{c:>{len(h) + 2}.1f}" for c, h in costs]))
+    print("validate = findings_of: the overlay XSD (schema + code lists and formats), then the rules it")
+    print("does not cover; an invalid message pays for the plain XSD and all rules on top.")
 
 
 def main() -> int:
@@ -102,6 +151,7 @@ def main() -> int:
             shutil.rmtree(folder)
     print("cebgw: whole command incl. start-up, schema compile, file reads; full validation (XSD + rules).")
     print(f"xmllint: one process per file, a shell loop over the first {args.xmllint_sample} files.")
+    in_process(args.items)
     return 0
 
 

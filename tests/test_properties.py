@@ -22,7 +22,7 @@ from lxml import etree
 from gateway import samplegen as sg
 from gateway.catalog import CEB_NS, DS_NS
 from gateway.catalog import load as load_catalog
-from gateway.validate import validate_bytes
+from gateway.validate import findings_of, rules, validate_bytes, xsd
 from gateway.validate.rules import load_rules
 from gateway.validate.xsd import xsd_dir
 from gateway.xmlio import local_name, parse
@@ -189,3 +189,70 @@ def test_single_field_mutation_is_caught_on_that_field(data: st.DataObject) -> N
     assert not report.valid
     hits = [f for f in report.errors if f.field == name and f.code in expected]
     assert hits, [(f.code, f.field, f.path) for f in report.errors]
+
+
+# --------------------------------------------------------------------------- (c) the overlay changes nothing
+
+# Values a mutation may give a leaf: codes, dates, decimals, with and without stray whitespace.
+VALUE_POOL = ["", " ", "1", " 1 ", "01", "2", "3", "9", "I", "E", "S", "142", "110", "DXP", "ALL", "9610",
+              "1210", "20240229", "20230229", "20261123101010", "20261123246060", "20261123101010123", "0",
+              "-1", "1.5", "abc", "\u3000", "1\u3000", "991A45A0-8EC6-44E8-81A1-13791448F596", "x" * 36]
+MUTATIONS = ["value", "comment", "pi", "remove", "swap", "extend", "lower-guid"]
+
+
+def mutate(root: etree._Element, code: str, data: st.DataObject) -> None:
+    """One change anywhere in the message: the kind of thing the overlay path must not get wrong."""
+    kind = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+    leaves = [el for el in root.iter(C + "*") if len(el) == 0 and el.getparent() is not None]
+    target = data.draw(st.sampled_from(leaves), label="leaf")
+    if kind == "value":
+        target.text = data.draw(st.sampled_from(VALUE_POOL), label="value")
+    elif kind == "comment":
+        comment = etree.Comment("c")
+        if data.draw(st.booleans(), label="before"):
+            comment.tail, target.text = target.text, None
+        target.append(comment)
+    elif kind == "pi":
+        target.addnext(etree.ProcessingInstruction("pi", "x"))
+    elif kind == "remove":
+        parent = target.getparent()
+        assert parent is not None
+        parent.remove(target)
+    elif kind == "swap":
+        other = data.draw(st.sampled_from(leaves), label="other")
+        target.text, other.text = other.text, target.text
+    elif kind == "extend" and CATALOG[code].kind == "declaration":
+        # an element the rules look at, where the schema does not look
+        inside = etree.SubElement(add_extend_message(root, code), target.tag)
+        inside.text = data.draw(st.sampled_from(VALUE_POOL), label="value")
+    elif kind == "lower-guid":
+        root.set("guid", str(root.get("guid")).lower())
+
+
+def add_extend_message(root: etree._Element, code: str) -> etree._Element:
+    """An ExtendMessage where the schema puts it (before an import ds:Signature); its Message."""
+    ext = sg.extend_message()
+    sig = root.find(DS + "Signature")
+    if sg.flow_of(code) == "import" and sig is not None:
+        sig.addprevious(ext)
+    else:
+        root.append(ext)
+    found = ext.find(C + "Message")
+    assert found is not None
+    return found
+
+
+@settings(max_examples=250, deadline=None)
+@given(code=st.sampled_from(CODES), seed=st.integers(0, 10**6), records=st.integers(1, 2),
+       lines=st.integers(1, 4), mutations=st.integers(0, 2), data=st.data())
+def test_overlay_path_gives_the_plain_path_findings(code: str, seed: int, records: int, lines: int,
+                                                     mutations: int, data: st.DataObject) -> None:
+    """findings_of (overlay schema, then only the rules it does not cover, records read in bulk)
+    reports exactly what the plain schema plus every rule reports, codes, messages, paths and
+    lines alike, whatever the message."""
+    root = message(code, seed=seed, records=records, lines=lines)
+    for _ in range(mutations):
+        mutate(root, code, data)
+    ident = CATALOG.identify(parse(to_bytes(root)))
+    plain = xsd.validate(ident.root, ident.type) + rules.check(ident.root, ident.type)
+    assert findings_of(ident) == plain

@@ -17,6 +17,7 @@ from ..catalog import load as load_catalog
 from ..config import Settings
 from ..dsig import load_key, load_registry
 from ..store import Store, open_store
+from ..validate import overlay, xsd
 from . import handlers as h
 from .keys import (
     ACCOUNTS,
@@ -63,6 +64,8 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes + 1)
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog()
+    xsd.preload()       # compile the schemas and derive the overlays now: no request pays for it
+    overlay.preload()
     app[REGISTRY] = load_registry(settings.registry_path)
     app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
     app[METRICS] = Metrics()

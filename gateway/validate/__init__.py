@@ -16,8 +16,8 @@ from ..catalog import load as load_catalog
 from ..envelope import unwrap
 from ..errors import EnvelopeError, Finding, InputError, ValidationFailed
 from ..xmlio import DEFAULT_MAX_BYTES, element_path, parse
+from . import overlay, xsd
 from . import rules as rules_mod
-from . import xsd
 
 MAX_ENVELOPE_NESTING = 2
 
@@ -57,7 +57,16 @@ class Report:
 
 def findings_of(ident: Identified, *, schema_only: bool = False,
                 schema_dir: Path | None = None) -> list[Finding]:
-    """XSD findings, then (unless ``schema_only``) rule findings, for an identified message."""
+    """XSD findings, then (unless ``schema_only``) rule findings, for an identified message.
+
+    A message that passes the overlay schema (the XSD with the field rules folded in) has no
+    XSD findings and skips the rules the overlay checked; any other takes the plain schema
+    and every rule.  Same findings either way (see ``overlay.py``).
+    """
+    if not schema_only:
+        facts = overlay.validate(ident.root, ident.type, schema_dir)
+        if facts is not None:
+            return rules_mod.check(ident.root, ident.type, facts)
     out = xsd.validate(ident.root, ident.type, schema_dir)
     if not schema_only:
         out += rules_mod.check(ident.root, ident.type)

@@ -8,19 +8,28 @@ Compiled checks run in two passes over a message: field checks visit only the el
 whose names some rule cares about (``iter(*tags)``, one C-level pass); record checks
 walk each business record's head and lines.  Paths and line numbers are computed only
 when a check fails, so a valid message pays little beyond the walk.
+
+When the caller has just validated the tree against the type's *overlay* schema
+(``overlay.py``: the XSD plus the error code-list and format rules as patterns), it
+passes the :class:`SchemaFacts` that validation established, and :meth:`CompiledRules.run`
+skips the field rules the schema already checked and reads each record's fields in one
+pass instead of one XPath call per field.  Findings are the same either way; only the
+time differs.  Arithmetic rules first try every line at once and fall back to the
+line-by-line loop (which writes the findings) only when that quick check fails.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation, getcontext
 from functools import cache
 from importlib import resources
-from typing import Any
+from operator import mul
+from typing import Any, cast
 
 from lxml import etree
 
@@ -130,6 +139,100 @@ FORMATS: dict[str, Callable[[str], bool]] = {
     "district": lambda v: len(v) == 6 and v.isdigit(),
 }
 
+# The same formats as XSD patterns, for the overlay schema.  Each pattern accepts only
+# values its format accepts (that is what lets the overlay stand in for the rule); it may
+# refuse a few the format allows (non-ASCII digits, surrounding spaces), and a message with
+# such a value is then simply checked by the rules in Python.
+_YEAR = "([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"  # 0001-9999
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = ("((0[13578]|1[02])(0[1-9]|[12][0-9]|3[01])"  # 31-day months
+              "|(0[469]|11)(0[1-9]|[12][0-9]|30)"          # 30-day months
+              "|02(0[1-9]|1[0-9]|2[0-8]))")                 # February, 29th apart
+_DATE = f"({_YEAR}{_MONTH_DAY}|{_LEAP_YEAR}0229)"
+_TIME = "([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
+# Printable ASCII but space: what GUIDs are made of, and none of it whitespace; libxml2 tests
+# this class far faster than "no whitespace of any script".  Other characters: Python decides.
+_VISIBLE_ASCII = "[!-~]"
+
+FORMAT_PATTERNS: dict[str, str] = {
+    "datetime14": _DATE + _TIME,
+    "date8": _DATE,
+    "datetime17": _DATE + _TIME + "[0-9]{3}",
+    "guid": _VISIBLE_ASCII + "{36}",
+    "uuid-upper": "[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}",
+    "integer": "-?[0-9]+",
+    "district": "[0-9]{6}",
+}
+assert FORMAT_PATTERNS.keys() == FORMATS.keys()
+
+_XSD_REGEX_META = frozenset("\\|.-^?*+{}()[]")
+
+
+def _xsd_literal(text: str) -> str:
+    """``text`` as an XSD regular expression matching exactly itself."""
+    return "".join("\\" + ch if ch in _XSD_REGEX_META else ch for ch in text)
+
+
+@dataclass(frozen=True)
+class SchemaCheck:
+    """A field rule in the form a schema can check in its place (see ``overlay.py``).
+
+    A value matching ``pattern`` is one the rule accepts, for every element named in
+    ``fields`` whose parent is named in ``within`` (any parent when empty).
+    """
+
+    code: str
+    fields: frozenset[str]
+    within: frozenset[str]
+    pattern: str
+
+
+def _schema_pattern(rule: Rule) -> str | None:
+    """An XSD pattern accepting only element values the rule accepts; None when there is none.
+
+    Only errors qualify: a warning must stay a warning, never make the schema fail.  A code
+    list becomes the alternation of its codes; codes with whitespace are left out, as the
+    rule strips the text first and could never accept them anyway.
+    """
+    if rule.severity != "error":
+        return None
+    if rule.kind == "format":
+        return FORMAT_PATTERNS[rule.spec["format"]]
+    if rule.kind == "codelist":
+        codes = [v for v in map(str, rule.spec["values"]) if v and "".join(v.split()) == v]
+        return "|".join(map(_xsd_literal, codes)) or None
+    return None
+
+
+@cache
+def schema_checks(code: str) -> tuple[SchemaCheck, ...]:
+    """The field rules of message type ``code`` that a schema pattern can check instead."""
+    out: list[SchemaCheck] = []
+    for rule in load_rules():
+        pattern = _schema_pattern(rule) if code in rule.types else None
+        if pattern is None:
+            continue
+        fields = frozenset(f for f in rule.spec["fields"] if not f.startswith("@"))
+        within = frozenset(str(rule.spec.get("within", "")).split())
+        out.append(SchemaCheck(rule.code, fields, within, pattern))
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per type and overlay
+class SchemaFacts:
+    """What a tree that passed its type's overlay schema is known to satisfy.
+
+    Trusted only for a *plain* tree (:func:`_plain`): ``el.text``, which the rules read, is
+    then the whole text the schema checked, and no element the rules look at sits where the
+    schema does not look.
+    """
+
+    covered: frozenset[str]       # codes of the field rules the schema checked
+    columns: tuple[str, ...]      # line fields found exactly once in every line, in this
+    #                               order, and nowhere else in the record; simple-typed
+    containers: tuple[str, ...]   # Clark names of elements whose content the schema skips
+    head_first: bool              # a record's first child is its one head element
+
 
 # ---------------------------------------------------------------- compiled checks
 
@@ -209,6 +312,85 @@ class RecordView:
         return next(iter(self.lines[index].iterchildren(f"{{{CEB_NS}}}{name}")), None)
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """The fields a type's record rules read, for :class:`CheckedRecordView`."""
+
+    head_tag: str | None               # Clark name of the head; None: the record is its own head
+    head_first: bool                   # SchemaFacts.head_first
+    head_keys: tuple[str, ...]         # RecordView cache keys of the head fields ("h" + name)
+    head_tags: tuple[str, ...]         # their Clark names
+    column_keys: tuple[str, ...]       # cache keys ("l" + name) of the line fields that
+    column_tags: tuple[str, ...]       # SchemaFacts.columns vouches for, in order; Clark names
+
+
+class CheckedRecordView(RecordView):
+    """A record of a plain tree that passed the overlay schema, read in two passes.
+
+    The head fields the rules read come from one pass over the head's children and the
+    vouched-for line columns from one pass over the record, where :class:`RecordView` makes
+    one XPath call per field.  The values are the ones :class:`RecordView` would read: in a
+    plain tree a simple-typed element's ``text`` is its only text node; a head field with
+    child elements (not simple-typed after all) is left to the XPath.  Anything not
+    prefetched (optional line fields, elements for a finding's location) is read lazily by
+    the inherited methods.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, rec: etree._Element, mtype: MessageType, reads: _Reads) -> None:
+        super().__init__(rec, mtype.head, mtype.lines)
+        if reads.head_tags:
+            self._read_head(reads)
+        if reads.column_tags:
+            # every line has each column exactly once, in this order: the texts come in rows
+            texts = [el.text for el in rec.iter(*reads.column_tags)]
+            width = len(reads.column_tags)
+            cache = self._cache
+            cache["n"] = len(texts) // width
+            for j, key in enumerate(reads.column_keys):
+                cache[key] = texts[j::width]
+
+    def _read_head(self, reads: _Reads) -> None:
+        found: dict[str, str | None] = {}
+        rec = self.rec
+        heads: Iterable[etree._Element] = (rec,)
+        if reads.head_first:
+            heads = (rec[0],)
+        elif reads.head_tag:
+            heads = rec.iterchildren(reads.head_tag)
+        for head in heads:
+            for el in head.iterchildren(*reads.head_tags):
+                if len(el):
+                    return  # child elements: not simple-typed after all; leave it all to XPath
+                tag = el.tag
+                if found.get(tag) is None:  # the first text in document order, as head_text
+                    found[tag] = el.text
+        cache = self._cache
+        for key, tag in zip(reads.head_keys, reads.head_tags, strict=True):
+            cache[key] = found.get(tag)
+
+
+_NOT_ELEMENTS = (etree.Comment, etree.ProcessingInstruction, etree.Entity)
+
+
+def _plain(root: etree._Element, containers: Sequence[str], namespace: str) -> bool:
+    """No comment, PI or entity reference anywhere in the tree, and no element of ``namespace``
+    inside a container whose content the schema skips (an xs:any, a ds:Signature).
+
+    Only then does passing the overlay schema vouch for the rules it covers: a rule reads
+    ``el.text``, which stops at a comment, while the schema reads all of an element's text.
+    One walk in C; the containers' own subtrees are small.
+    """
+    inside = f"{{{namespace}}}*"
+    for node in root.iter(*_NOT_ELEMENTS, *containers):
+        if not isinstance(node.tag, str):
+            return False
+        if next(node.iterdescendants(inside), None) is not None:
+            return False
+    return True
+
+
 def _fail(rule: Rule, el: etree._Element | None, detail: str, field: str | None = None,
           path: str | None = None) -> Finding:
     return Finding(
@@ -234,6 +416,21 @@ def _dec(text: str | None) -> Decimal | None:
     except InvalidOperation:
         return None
     return value if value.is_finite() else None
+
+
+def _decimals(texts: Iterable[str | None]) -> list[Decimal] | None:
+    """Every text as a Decimal, or None when one is absent or malformed.
+
+    The quick all-lines-at-once checks below use it; whenever it (or the comparison after it)
+    fails they leave the verdict to the per-line loop, which alone writes findings.
+    """
+    try:
+        return list(map(Decimal, texts))  # type: ignore[arg-type]  # None raises TypeError
+    except (DecimalException, TypeError, ValueError):
+        return None
+
+
+_COUNTING = tuple(str(i) for i in range(1, 1001))  # "1", "2", ...: gnum as the sequence rule wants it
 
 
 def _codelist(rule: Rule, t: MessageType) -> tuple[list[str], FieldCheck]:
@@ -299,9 +496,32 @@ def _sum(rule: Rule, t: MessageType) -> RecordCheck:
 def _product(rule: Rule, t: MessageType) -> RecordCheck:
     target, factors = rule.spec["target"], rule.spec["factors"]
 
+    def all_match(wanted: list[str | None], columns: list[list[str | None]]) -> bool:
+        """Every line's product equals its target, computed as the loop below does."""
+        want = _decimals(wanted)
+        if want is None:
+            return False
+        products: list[Decimal] | None = None
+        try:
+            for col in columns:
+                values = _decimals(col)
+                if values is None or len(values) != len(want):
+                    return False
+                if products is not None:
+                    products = list(map(mul, products, values))
+                elif max(map(len, cast(list[str], col)), default=0) <= getcontext().prec:
+                    products = values  # what the loop's 1 x value is, unless rounding shortens it
+                else:
+                    return False
+            return products == want
+        except DecimalException:
+            return False
+
     def check(view: RecordView, out: list[Finding]) -> None:
         wanted = view.line_texts(target)
         columns = [view.line_texts(f) for f in factors]
+        if all_match(wanted, columns):
+            return
         for i, text in enumerate(wanted):
             want = _dec(text)
             if want is None:
@@ -327,8 +547,15 @@ def _lines_sum(rule: Rule, t: MessageType) -> RecordCheck:
         want = _dec(view.head_text(target))
         if want is None or not view.line_count():
             return
+        texts = view.line_texts(field)
+        quick = _decimals(texts)
+        try:  # the loop's own sum, all at once: when it matches, the loop finds nothing either
+            if quick is not None and sum(quick, Decimal(0)) == want:
+                return
+        except DecimalException:
+            pass
         total = Decimal(0)
-        for text in view.line_texts(field):
+        for text in texts:
             v = _dec(text)
             if v is None:
                 return
@@ -344,7 +571,10 @@ def _sequence(rule: Rule, t: MessageType) -> RecordCheck:
     field = rule.spec["field"]
 
     def check(view: RecordView, out: list[Finding]) -> None:
-        for i, text in enumerate(view.line_texts(field), 1):
+        texts = view.line_texts(field)
+        if len(texts) <= len(_COUNTING) and tuple(texts) == _COUNTING[:len(texts)]:
+            return  # "1", "2", ... exactly: nothing to report
+        for i, text in enumerate(texts, 1):
             if text is None:
                 continue
             if text.strip() != str(i):
@@ -415,6 +645,27 @@ _COMPILERS: dict[str, Any] = {
 _FIELD_KINDS = ("codelist", "format")
 
 
+def _reads(rule: Rule) -> tuple[list[str], list[str]]:
+    """The head fields and the line fields a record rule reads (a hint for prefetching:
+    a field left out is still read, one XPath call at a time)."""
+    s = rule.spec
+    if rule.kind == "sum":
+        return [s["target"], *s.get("plus", []), *s.get("minus", [])], []
+    if rule.kind == "product":
+        return [], [s["target"], *s["factors"]]
+    if rule.kind == "lines_sum":
+        return [s["target"]], [s["field"]]
+    if rule.kind == "sequence":
+        return [], [s["field"]]
+    if rule.kind == "required_when":
+        return [s["when_field"], *s.get("fields", [])], list(s.get("line_fields", []))
+    if rule.kind == "le":
+        return [s["field"], s["limit"]], []
+    if rule.kind == "signature_when":
+        return [s["when_field"]], []
+    return [], []
+
+
 def _merge(checks: list[FieldCheck]) -> FieldCheck:
     if len(checks) == 1:
         return checks[0]
@@ -426,43 +677,86 @@ def _merge(checks: list[FieldCheck]) -> FieldCheck:
     return run_all
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How :meth:`CompiledRules.run` goes over one tree."""
+
+    tags: tuple[str, ...]                # elements some field check wants, for one iter()
+    checks: dict[str, FieldCheck]        # by tag: the field checks of every rule, merged
+    reads: _Reads | None                 # None: RecordView; else CheckedRecordView
+
+
+def _field_plan(field_rules: list[tuple[str, list[str], FieldCheck]], reads: _Reads | None) -> _Plan:
+    by_tag: dict[str, list[FieldCheck]] = {}
+    for _, tags, check in field_rules:  # rule order, so each element's findings keep their order
+        for tag in tags:
+            by_tag.setdefault(tag, []).append(check)
+    return _Plan(tuple(by_tag), {t: _merge(c) for t, c in by_tag.items()}, reads)
+
+
 class CompiledRules:
     """The rules of one message type, ready to run."""
 
     def __init__(self, mtype: MessageType, rules: Iterable[Rule]) -> None:
         self.type = mtype
-        self.field_checks: dict[str, list[FieldCheck]] = {}
+        self.field_rules: list[tuple[str, list[str], FieldCheck]] = []  # (code, tags, check)
         self.record_checks: list[RecordCheck] = []
         self.root_attr_checks: list[tuple[Rule, str, Callable[[str], bool]]] = []
+        head_names: list[str] = []
+        line_names: list[str] = []
         for rule in rules:
             if mtype.code not in rule.types:
                 continue
             if rule.kind in _FIELD_KINDS:
                 tags, check = _COMPILERS[rule.kind](rule, mtype)
-                for tag in tags:
-                    self.field_checks.setdefault(tag, []).append(check)
+                self.field_rules.append((rule.code, tags, check))
                 self.root_attr_checks += [(rule, a, f) for a, f in _root_attr_checks(rule)]
             else:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
-        self.tags = tuple(self.field_checks)
-        self.merged_checks: dict[str, FieldCheck] = {t: _merge(c) for t, c in self.field_checks.items()}
+                head, line = _reads(rule)
+                head_names += head
+                line_names += line
+        self.head_names = tuple(dict.fromkeys(head_names))
+        self.line_names = tuple(dict.fromkeys(line_names))
         self.record_tag = mtype.q(mtype.record) if mtype.record else None
+        self.plan = _field_plan(self.field_rules, None)
+        self._checked_plans: dict[SchemaFacts, _Plan] = {}
 
-    def run(self, root: etree._Element) -> list[Finding]:
-        """Every finding of this type's rules on ``root`` (warnings included)."""
+    def checked_plan(self, facts: SchemaFacts) -> _Plan:
+        """The plan for a plain tree that passed the overlay: without the field rules the
+        schema checked, and with the record fields prefetched."""
+        plan = self._checked_plans.get(facts)
+        if plan is None:
+            t = self.type
+            columns = [c for c in facts.columns if c in self.line_names]
+            reads = _Reads(t.q(t.head) if t.head else None, facts.head_first and bool(t.head),
+                           tuple("h" + n for n in self.head_names), tuple(map(t.q, self.head_names)),
+                           tuple("l" + c for c in columns), tuple(map(t.q, columns)))
+            rest = [r for r in self.field_rules if r[0] not in facts.covered]
+            plan = self._checked_plans[facts] = _field_plan(rest, reads)
+        return plan
+
+    def run(self, root: etree._Element, facts: SchemaFacts | None = None) -> list[Finding]:
+        """Every finding of this type's rules on ``root`` (warnings included).
+
+        ``facts``: ``root`` has just passed the type's overlay schema, which established them.
+        """
+        plan = self.plan
+        if facts is not None and _plain(root, facts.containers, self.type.namespace):
+            plan = self.checked_plan(facts)
         out: list[Finding] = []
         for rule, attr, ok in self.root_attr_checks:
             v = root.get(attr)
             if v is not None and not ok(v):
                 out.append(_fail(rule, root, f"got {v!r}", field=attr, path=f"{element_path(root)}/@{attr}"))
-        if self.tags:
-            checks = self.merged_checks
-            for el in root.iter(*self.tags):
+        if plan.tags:
+            checks = plan.checks
+            for el in root.iter(*plan.tags):
                 checks[el.tag](el, out)
         if self.record_checks and self.record_tag:
-            t = self.type
+            t, reads = self.type, plan.reads
             for rec in root.iterchildren(self.record_tag):
-                view = RecordView(rec, t.head, t.lines)
+                view = RecordView(rec, t.head, t.lines) if reads is None else CheckedRecordView(rec, t, reads)
                 for rcheck in self.record_checks:
                     rcheck(view, out)
         return out
@@ -474,8 +768,12 @@ def compiled(code: str) -> CompiledRules:
     return CompiledRules(load_catalog()[code], load_rules())
 
 
-def check(root: etree._Element, mtype: MessageType) -> list[Finding]:
-    """Run the rules of ``mtype`` over a parsed message."""
+def check(root: etree._Element, mtype: MessageType, facts: SchemaFacts | None = None) -> list[Finding]:
+    """Run the rules of ``mtype`` over a parsed message.
+
+    ``facts``: what validating ``root`` against the type's overlay schema established
+    (``overlay.validate``); the findings are the same with or without them.
+    """
     if mtype.is_envelope:
         return []
-    return compiled(mtype.code).run(root)
+    return compiled(mtype.code).run(root, facts)

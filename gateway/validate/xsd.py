@@ -74,6 +74,12 @@ def _default_schema(key: str) -> etree.XMLSchema:
     return _compile(str(xsd_dir() / SCHEMA_FILES[key]))
 
 
+def schema_path(mtype: MessageType, directory: Path | None = None) -> Path:
+    """The schema file for a message type: its flow's, or its own for an envelope."""
+    key = mtype.code if mtype.is_envelope else mtype.flow
+    return (directory or xsd_dir()) / SCHEMA_FILES[key]
+
+
 def schema_for(mtype: MessageType, directory: Path | None = None) -> etree.XMLSchema:
     """The compiled schema for a message type (compiled on first use, then reused)."""
     key = mtype.code if mtype.is_envelope else mtype.flow
@@ -197,13 +203,12 @@ def validate(root: etree._Element, mtype: MessageType, directory: Path | None = 
     schema = schema_for(mtype, directory)
     if schema.validate(root):
         return []
-    schema_key = mtype.code if mtype.is_envelope else mtype.flow
-    schema_path = str((directory or xsd_dir()) / SCHEMA_FILES[schema_key])
+    path = str(schema_path(mtype, directory))
     seen: set[tuple[int, str | None]] = set()
     out: list[Finding] = []
     log: Any = schema.error_log
     for entry in log:
-        f = _finding(root, entry, schema_path)
+        f = _finding(root, entry, path)
         key = (f.line or 0, f.path or f.message)
         if key in seen:  # libxml2 reports a facet failure and then the type failure: keep the first
             continue
