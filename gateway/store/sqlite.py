@@ -183,8 +183,8 @@ class SqliteStore:
 
     async def put_message(self, m: NewMessage) -> PutResult:
         """See :meth:`gateway.store.Store.put_message`."""
-        now = self._now_us()
-        return await self._write(lambda c: sqlops.put_message(c, m, now))
+        now, d = self._now_us(), sqlops.digest(m)  # here, not while the writer holds the lock
+        return await self._write(lambda c: sqlops.put_message(c, m, now, d))
 
     async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
         """See :meth:`gateway.store.Store.get_message`."""

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .. import state as st
@@ -53,9 +54,26 @@ def _sender(tenant: str, sender_code: str) -> str:
 
 # ---------------------------------------------------------------- writes
 
-def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int) -> PutResult:
-    """Store, index, chain and enqueue ``m``; the first result again if these bytes are stored."""
-    sha = m.sha256
+@dataclass(frozen=True)
+class Digested:
+    """What :func:`put_message` needs computed from a message's bytes, worked out before the
+    write transaction (so the writer holds the write lock for the SQL alone)."""
+
+    sha256: str
+    envelope_head: bytes | None
+    envelope_tail: bytes | None
+
+
+def digest(m: NewMessage) -> Digested:
+    """The message's SHA-256 and its envelope split around the message's bytes."""
+    return Digested(m.sha256, *_envelope_parts(m.envelope, m.data))
+
+
+def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
+    """Store, index, chain and enqueue ``m``; the first result again if these bytes are stored.
+    ``d`` is ``digest(m)`` if the caller computed it already."""
+    d = d or digest(m)
+    sha = d.sha256
     # The guid is the root guid of ``data``, so equal bytes share a guid: one unique index
     # (tenant, guid) serves both the duplicate check and the conflict check.
     row = conn.execute("SELECT id, sha256, received_us, chain_hash FROM message"
@@ -81,7 +99,7 @@ def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int) -> PutResu
                      [(mid, n, s.dxp_address, s.status) for n, s in enumerate(m.subscribers)])
     conn.execute("INSERT INTO declaration_state VALUES (?, ?, ?, ?)",
                  (mid, m.message_type, st.State.DECLARED.value, now_us))
-    head, tail = _envelope_parts(m.envelope, m.data)
+    head, tail = d.envelope_head, d.envelope_tail
     conn.execute("INSERT INTO outbox (message_id, sender, envelope, enqueued_us, envelope_head,"
                  " envelope_tail) VALUES (?, ?, ?, ?, ?, ?)",
                  (mid, _sender(m.tenant, m.sender_code), b"" if head is not None else m.envelope, now_us,
