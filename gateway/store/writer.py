@@ -120,7 +120,7 @@ class GroupCommitWriter:
                     return
                 batch = [first]
                 stop = self._gather(batch)
-                self._commit_batch(batch)
+                stop = self._commit_batch(batch, stop) or stop
                 self._last_commit = time.monotonic()
                 batch = []
                 if stop:
@@ -167,15 +167,32 @@ class GroupCommitWriter:
             if job is not None:
                 out.append(job)
 
-    def _commit_batch(self, batch: list[_Job[Any]]) -> None:
+    def _commit_batch(self, batch: list[_Job[Any]], stopping: bool) -> bool:
+        """Commit ``batch`` under the cross-process lock; True if the close marker came.
+        Jobs that arrived while this writer waited for the lock join the batch (unless the
+        close marker already came): the other process's commit is time this batch can grow."""
         if self._lock_fd is None:
             self._transaction(batch)
-            return
+            return False
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # blocks this thread only; the GIL is released
         try:
+            stop = False if stopping else self._take_waiting(batch)
             self._transaction(batch)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        return stop
+
+    def _take_waiting(self, batch: list[_Job[Any]]) -> bool:
+        """Add the jobs queued right now to ``batch``; True if the close marker was among them."""
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
 
     def _transaction(self, batch: list[_Job[Any]]) -> None:
         conn = self.conn

@@ -74,3 +74,25 @@ async def test_an_isolated_write_does_not_wait_for_the_commit_delay(tmp_path: Pa
         assert w.stats.batches == 1
     finally:
         await asyncio.to_thread(w.close)
+
+
+@aio
+async def test_writes_queued_while_waiting_for_the_lock_join_the_batch(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    lock = str(tmp_path / "w.db-writelock")
+    w = GroupCommitWriter(conn, lock_path=lock)
+    w.start()
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another worker's writer is committing
+        first = asyncio.ensure_future(w.submit(_insert(1)))
+        await asyncio.sleep(0.1)  # the writer took job 1 and waits for the lock
+        rest = [asyncio.ensure_future(w.submit(_insert(n))) for n in (2, 3, 4)]
+        await asyncio.sleep(0.1)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+        assert (w.stats.batches, w.stats.jobs) == (1, 4)
+    finally:
+        os.close(fd)
+        await asyncio.to_thread(w.close)
