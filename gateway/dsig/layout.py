@@ -90,11 +90,16 @@ def scan(data: bytes) -> RootLayout:
 _TRAILER = re.compile(rb"\s*>(?:\s+|<!--.*?-->|<\?.*?\?>)*\Z", re.S)
 
 
+def qname(el: etree._Element) -> str:
+    """``prefix:local`` (or ``local``) as the element's tags are written in the bytes."""
+    return (f"{el.prefix}:" if el.prefix else "") + etree.QName(el).localname
+
+
 def _root_end_fast(data: bytes, root: etree._Element) -> int | None:
     """Offset of the root end tag found from the end of the document, or None if unsure."""
-    qname = (f"{root.prefix}:" if root.prefix else "") + etree.QName(root).localname
-    pos = data.rfind(b"</" + qname.encode("utf-8"))
-    if pos < 0 or _TRAILER.match(data, pos + 2 + len(qname.encode("utf-8"))) is None:
+    name = qname(root).encode("utf-8")
+    pos = data.rfind(b"</" + name)
+    if pos < 0 or _TRAILER.match(data, pos + 2 + len(name)) is None:
         return None
     return pos
 

@@ -487,10 +487,6 @@ def _start_tag(qname: bytes) -> re.Pattern[bytes]:
     return re.compile(b"<" + re.escape(qname) + rb"[ \t\r\n/>]")
 
 
-def _qname(el: etree._Element) -> str:
-    return (f"{el.prefix}:" if el.prefix else "") + etree.QName(el).localname
-
-
 def _as_received(data: bytes, root: etree._Element, sig: etree._Element) -> bytes | None:
     """The received bytes of the root element with the Signature element's bytes cut out, or
     ``None`` when they cannot be cut out unambiguously.
@@ -510,10 +506,10 @@ def _as_received(data: bytes, root: etree._Element, sig: etree._Element) -> byte
     prolog = _XML_DECLARATION.match(data)
     start = prolog.end() if prolog is not None else 0
     end = len(data.rstrip(b" \t\r\n"))
-    qname = _qname(root)
+    qname = layout.qname(root)
     if not (data.startswith(f"<{qname}".encode(), start) and data.endswith(f"</{qname}>".encode(), 0, end)):
         return None
-    sig_qname = _qname(sig).encode()
+    sig_qname = layout.qname(sig).encode()
     closing = b"</" + sig_qname + b">"
     found = _start_tag(sig_qname).finditer(data, start, end)
     first = next(found, None)

@@ -138,22 +138,17 @@ class GroupCommitWriter:
         """Add waiting jobs to ``batch``; True if the close marker came. Under sustained load
         (the previous commit ended less than ``_BUSY_S`` ago) wait up to ``commit_delay_s``
         for more, so one sync serves several requests; an isolated request never waits."""
-        deadline = None
         if self.commit_delay_s > 0 and time.monotonic() - self._last_commit < _BUSY_S:
             deadline = time.monotonic() + self.commit_delay_s
-        while len(batch) < self.max_batch:
-            try:
-                if deadline is None:
-                    nxt = self._queue.get_nowait()
-                else:
-                    remaining = deadline - time.monotonic()
-                    nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if nxt is None:
-                return True
-            batch.append(nxt)
-        return False
+            while len(batch) < self.max_batch and (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    return True
+                batch.append(nxt)
+        return self._take_waiting(batch)
 
     def _drain(self) -> list[_Job[Any]]:
         with self._lock:

@@ -40,10 +40,10 @@ async def test_two_stores_on_one_file_interleave_without_losing_writes(db: str) 
         assert await a.outbox_depth() == 60
 
 
-def _writer(tmp_path: Path, delay: float) -> GroupCommitWriter:
+def _writer(tmp_path: Path, delay: float = 0.0, lock_path: str | None = None) -> GroupCommitWriter:
     conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
     conn.execute("CREATE TABLE t (x INTEGER)")
-    w = GroupCommitWriter(conn, commit_delay_s=delay)
+    w = GroupCommitWriter(conn, commit_delay_s=delay, lock_path=lock_path)
     w.start()
     return w
 
@@ -78,11 +78,8 @@ async def test_an_isolated_write_does_not_wait_for_the_commit_delay(tmp_path: Pa
 
 @aio
 async def test_writes_queued_while_waiting_for_the_lock_join_the_batch(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
-    conn.execute("CREATE TABLE t (x INTEGER)")
     lock = str(tmp_path / "w.db-writelock")
-    w = GroupCommitWriter(conn, lock_path=lock)
-    w.start()
+    w = _writer(tmp_path, lock_path=lock)
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # another worker's writer is committing
