@@ -36,7 +36,7 @@ from . import (
     sqlops,
 )
 from .migrations import MIGRATIONS, Migration, migrate
-from .writer import GroupCommitWriter
+from .writer import Bulk, GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -184,7 +184,9 @@ class SqliteStore:
     async def put_message(self, m: NewMessage) -> PutResult:
         """See :meth:`gateway.store.Store.put_message`."""
         now, d = self._now_us(), sqlops.digest(m)  # here, not while the writer holds the lock
-        return await self._write(lambda c: sqlops.put_message(c, m, now, d))
+        self._check_open()
+        return await self._writer.submit(lambda c: sqlops.put_message(c, m, now, d),
+                                         bulk=Bulk(sqlops.put_messages, (m, now, d)))
 
     async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
         """See :meth:`gateway.store.Store.get_message`."""

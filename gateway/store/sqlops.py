@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .. import state as st
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, GatewayError, NotFoundError
 from . import (
     ChainBreak,
     DeadLetter,
@@ -69,6 +69,10 @@ def digest(m: NewMessage) -> Digested:
     return Digested(m.sha256, *_envelope_parts(m.envelope, m.data))
 
 
+_HEAD = "SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ? ORDER BY id DESC LIMIT 1"
+_IN_CHUNK = 500  # guids per ``IN (...)``: well under SQLite's 32,766 bound parameters
+
+
 def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
     """Store, index, chain and enqueue ``m``; the first result again if these bytes are stored.
     ``d`` is ``digest(m)`` if the caller computed it already."""
@@ -83,8 +87,7 @@ def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digeste
             return PutResult(row[0], True, to_dt(row[2]), row[3])
         raise ConflictError(f"guid {m.guid} was already used by message {row[0]} with different content",
                             field="guid")
-    head = conn.execute("SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ?"
-                        " ORDER BY id DESC LIMIT 1", (m.tenant, m.sender_code)).fetchone()
+    head = conn.execute(_HEAD, (m.tenant, m.sender_code)).fetchone()
     prev = head[0] if head is not None else GENESIS
     link = chain_hash(prev, sha, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, now_us)
     cur = conn.execute(
@@ -105,6 +108,77 @@ def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digeste
                  (mid, _sender(m.tenant, m.sender_code), b"" if head is not None else m.envelope, now_us,
                   head, tail))
     return PutResult(mid, False, to_dt(now_us), link)
+
+
+def put_messages(conn: sqlite3.Connection,
+                 items: Sequence[tuple[NewMessage, int, Digested]]) -> list[PutResult | GatewayError]:
+    """:func:`put_message` for each ``(message, now_us, digest)`` in order, as one bulk write.
+
+    The rows, ids, chain links and answers are exactly those of calling :func:`put_message`
+    for each item in turn (duplicates and reused guids within ``items`` included); the
+    group-commit writer uses it so that a batch costs a few statements per table rather
+    than several per message.  A reused guid is returned as its ConflictError (that item
+    writes nothing); anything raised leaves the caller to roll back and go one by one.
+    Ids are assigned as SQLite would (``MAX(id) + 1``), which is safe because the caller
+    holds the write transaction.
+    """
+    out: list[PutResult | GatewayError] = []
+    stored: dict[tuple[str, str], tuple[int, str, int, str]] = {}
+    by_tenant: dict[str, set[str]] = {}
+    for m, _, _ in items:
+        by_tenant.setdefault(m.tenant, set()).add(m.guid)
+    for tenant, guid_set in by_tenant.items():
+        guids = sorted(guid_set)
+        for at in range(0, len(guids), _IN_CHUNK):
+            chunk = guids[at:at + _IN_CHUNK]
+            for guid, *row in conn.execute(
+                    "SELECT guid, id, sha256, received_us, chain_hash FROM message"
+                    f" WHERE tenant = ? AND guid IN ({','.join('?' * len(chunk))})", (tenant, *chunk)):
+                stored[(tenant, guid)] = (row[0], row[1], row[2], row[3])
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
+    heads: dict[tuple[str, str], str] = {}
+    messages: list[tuple[object, ...]] = []
+    keys: list[tuple[object, ...]] = []
+    subscribers: list[tuple[object, ...]] = []
+    states: list[tuple[object, ...]] = []
+    outbox: list[tuple[object, ...]] = []
+    for m, now_us, d in items:
+        seen = stored.get((m.tenant, m.guid))
+        if seen is not None:
+            sid, sha, received_us, link = seen
+            out.append(PutResult(sid, True, to_dt(received_us), link) if sha == d.sha256 else ConflictError(
+                f"guid {m.guid} was already used by message {sid} with different content", field="guid"))
+            continue
+        sender = (m.tenant, m.sender_code)
+        prev = heads.get(sender)
+        if prev is None:
+            head = conn.execute(_HEAD, sender).fetchone()
+            prev = head[0] if head is not None else GENESIS
+        top += 1
+        mid = top
+        link = chain_hash(prev, d.sha256, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id,
+                          now_us)
+        heads[sender] = link
+        stored[(m.tenant, m.guid)] = (mid, d.sha256, now_us, link)
+        messages.append((mid, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, d.sha256, m.data,
+                         now_us, prev, link))
+        keys.extend((mid, n, k, v) for n, rec in enumerate(m.business_keys) for k, v in rec.items())
+        subscribers.extend((mid, n, s.dxp_address, s.status) for n, s in enumerate(m.subscribers))
+        states.append((mid, m.message_type, st.State.DECLARED.value, now_us))
+        outbox.append((mid, _sender(m.tenant, m.sender_code),
+                       b"" if d.envelope_head is not None else m.envelope, now_us,
+                       d.envelope_head, d.envelope_tail))
+        out.append(PutResult(mid, False, to_dt(now_us), link))
+    if messages:
+        conn.executemany(
+            "INSERT INTO message (id, tenant, sender_code, message_type, guid, cop_msg_id, sha256, data,"
+            " received_us, prev_chain, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+        conn.executemany("INSERT INTO message_key VALUES (?, ?, ?, ?)", keys)
+        conn.executemany("INSERT INTO subscriber VALUES (?, ?, ?, ?)", subscribers)
+        conn.executemany("INSERT INTO declaration_state VALUES (?, ?, ?, ?)", states)
+        conn.executemany("INSERT INTO outbox (message_id, sender, envelope, enqueued_us, envelope_head,"
+                         " envelope_tail) VALUES (?, ?, ?, ?, ?, ?)", outbox)
+    return out
 
 
 def _envelope_parts(envelope: bytes, data: bytes) -> tuple[bytes | None, bytes | None]:
