@@ -82,14 +82,14 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
         store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000)
         app.on_cleanup.append(_close_store)
     app[STORE] = store
-    app.on_startup.append(_settle_heap)
     return app
 
 
-async def _settle_heap(app: web.Application) -> None:
-    """Move what start-up built (schemas, catalogue, registry, code) out of the cyclic
-    collector's sight and let it run less often: a request allocates thousands of short-lived
-    objects, so at the default threshold a young-generation pass ran every few requests."""
+def settle_heap() -> None:
+    """For a serving process, once its app is built: move what start-up made (schemas,
+    catalogue, registry, code) out of the cyclic collector's sight and let it run less often.
+    A request allocates thousands of short-lived objects, so at CPython's default threshold
+    a young-generation pass ran every few requests."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
