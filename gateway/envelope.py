@@ -134,6 +134,15 @@ def wrap(data: bytes, *, msg_type: str, sender_id: str, receiver_ids: tuple[str,
          cop_msg_id: str | None = None, created: str | None = None,
          file_name: str | None = None) -> bytes:
     """Build a ``DxpMsg`` carrying ``data`` (the exact bytes, base64) for the receivers."""
+    head, tail = wrap_parts(msg_type=msg_type, sender_id=sender_id, receiver_ids=receiver_ids,
+                            cop_msg_id=cop_msg_id, created=created, file_name=file_name)
+    return head + base64.b64encode(data) + tail
+
+
+def wrap_parts(*, msg_type: str, sender_id: str, receiver_ids: tuple[str, ...],
+               cop_msg_id: str | None = None, created: str | None = None,
+               file_name: str | None = None) -> tuple[bytes, bytes]:
+    """The bytes of :func:`wrap`'s ``DxpMsg`` before and after the base64 of the message."""
     if not 1 <= len(receiver_ids) <= 5:
         raise EnvelopeError("a DxpMsg names 1 to 5 receivers", field="ReceiverId")
     cop_msg_id = cop_msg_id or new_cop_msg_id()
@@ -150,4 +159,4 @@ def wrap(data: bytes, *, msg_type: str, sender_id: str, receiver_ids: tuple[str,
     )
     tail = (f"</dxp:Data><dxp:AddInfo><dxp:FileName>{e(file_name or f'{msg_type}_{cop_msg_id}.xml')}"
             "</dxp:FileName></dxp:AddInfo></dxp:DxpMsg>")
-    return head.encode("utf-8") + base64.b64encode(data) + tail.encode("utf-8")
+    return head.encode("utf-8"), tail.encode("utf-8")

@@ -19,6 +19,7 @@ CEB900 receipt the e-port would have sent.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from .catalog import CEB_NS, DS_NS, Catalog, Identified, MessageType
 from .dsig import KeyProvider, Policy, Registry, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
-from .envelope import Unwrapped, creat_time, new_cop_msg_id, receiver_for, unwrap, wrap
+from .envelope import Unwrapped, creat_time, new_cop_msg_id, receiver_for, unwrap, wrap_parts
 from .errors import (
     EnvelopeError,
     Finding,
@@ -259,16 +260,19 @@ def prepare(verified: Verified, *, now: datetime | None = None,
     opened = auth.validated.opened
     ident, mtype = opened.ident, opened.type
     cop_msg_id = opened.cop_msg_id or new_cop_msg_id()
-    envelope = wrap(ident.parsed.data, msg_type=mtype.root, sender_id=auth.account.dxp_id,
-                    receiver_ids=(receiver_for(mtype.flow),), cop_msg_id=cop_msg_id,
-                    created=creat_time(now))
+    data = ident.parsed.data
+    head, tail = wrap_parts(msg_type=mtype.root, sender_id=auth.account.dxp_id,
+                            receiver_ids=(receiver_for(mtype.flow),), cop_msg_id=cop_msg_id,
+                            created=creat_time(now))
+    envelope = head + base64.b64encode(data) + tail
+    parts: tuple[bytes, bytes] | None = (head, tail)
     if gateway_key is not None:
-        envelope = dsig_sign(envelope, gateway_key)
+        envelope, parts = dsig_sign(envelope, gateway_key), None
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
-        guid=ident.root.get("guid", ""), data=ident.parsed.data,
+        guid=ident.root.get("guid", ""), data=data,
         business_keys=mtype.business_keys(ident.root), envelope=envelope, cop_msg_id=cop_msg_id,
-        subscribers=subscribers_of(ident.root))
+        subscribers=subscribers_of(ident.root), envelope_parts=parts)
     return Prepared(verified, message)
 
 

@@ -61,17 +61,28 @@ async def read_xml(request: web.Request) -> bytes:
     if ctype not in XML_TYPES:
         raise MediaTypeError(f"Content-Type {ctype!r} is not accepted; use application/xml or text/xml")
     limit = request.app[SETTINGS].max_body_bytes
-    too_large = ParseError(f"body exceeds the limit of {limit} bytes", code="CEBGW-PARSE-TOO-LARGE")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    try:
+        if length is not None:
+            return await request.content.readexactly(length) if length else b""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except (asyncio.IncompleteReadError, ConnectionResetError):
+        # The client stopped sending: no answer will reach it, but the mistake is its own,
+        # not the gateway's, so no internal-error log.
+        raise ParseError("the request body ended early (the client stopped sending)") from None
+
+
+def _too_large(limit: int) -> ParseError:
+    return ParseError(f"body exceeds the limit of {limit} bytes", code="CEBGW-PARSE-TOO-LARGE")
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from ..store import StoreMetrics
 
@@ -19,16 +21,18 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
 
 @dataclass
 class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # per bucket, +Inf last
     total: float = 0.0
     n: int = 0
 
     def observe(self, value: float) -> None:
-        for i, edge in enumerate(BUCKETS):
-            if value <= edge:
-                self.counts[i] += 1
+        self.counts[bisect_left(BUCKETS, value)] += 1  # the first edge >= value
         self.total += value
         self.n += 1
+
+    def cumulative(self) -> list[int]:
+        """Observations <= each edge of BUCKETS, as Prometheus buckets count."""
+        return list(accumulate(self.counts[:-1]))
 
 
 @dataclass
@@ -71,7 +75,7 @@ class Metrics:
                    "# TYPE cebgw_request_seconds histogram")
         for (route, method), h in sorted(self.latency.items()):
             base = (("route", route), ("method", method))
-            for edge, c in zip(BUCKETS, h.counts, strict=True):
+            for edge, c in zip(BUCKETS, h.cumulative(), strict=True):
                 out.append(f"cebgw_request_seconds_bucket{_labels((*base, ('le', repr(edge))))} {c}")
             out.append(f"cebgw_request_seconds_bucket{_labels((*base, ('le', '+Inf')))} {h.n}")
             out.append(f"cebgw_request_seconds_sum{_labels(base)} {h.total:.6f}")

@@ -50,6 +50,9 @@ class NewMessage:
 
     ``guid`` must be the root ``guid`` attribute of ``data`` (so equal bytes carry equal
     guids); ``business_keys`` has one dict per business record, in document order.
+    ``envelope_parts``, when the maker of ``envelope`` knows it is exactly
+    ``head + base64(data) + tail``, is ``(head, tail)``: the store then need not look for
+    the message's bytes in the envelope (it keeps only the parts around them either way).
     """
 
     tenant: str
@@ -61,6 +64,7 @@ class NewMessage:
     envelope: bytes
     cop_msg_id: str
     subscribers: Sequence[Subscriber] = ()
+    envelope_parts: tuple[bytes, bytes] | None = None
 
     @property
     def sha256(self) -> str:

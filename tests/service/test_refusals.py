@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tomllib
 from pathlib import Path
@@ -82,6 +83,24 @@ async def test_oversize_bodies_get_413(sb: Sandbox) -> None:
         status, body = await api.post_xml(sb.token("ecommerce"), big)
         assert (status, body["error"]["code"]) == (413, "CEBGW-PARSE-TOO-LARGE")
         assert (await api.get(None, "/healthz"))[0] == 200
+
+
+@aio
+async def test_a_client_that_stops_mid_body_is_a_refusal_not_an_internal_error(
+        sb: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    _, data = declaration(sb, "CEB311", seed=2)
+    async with running(sb.settings) as api:
+        host, port = api.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/xml\r\n"
+                     f"Authorization: Bearer {sb.token('ecommerce')}\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:100])
+        writer.write_eof()  # the client stops sending 100 bytes in
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        await still_serving(api, sb)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
 
 @aio

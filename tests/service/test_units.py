@@ -11,6 +11,7 @@ from gateway.accounts import Account, AccountFile, hash_token, new_token, render
 from gateway.config import from_mapping
 from gateway.errors import ConfigError, ParseError, ValidationFailed
 from gateway.service.keys import RequestIds
+from gateway.service.metrics import BUCKETS, Metrics
 from gateway.service.middleware import _SAFE_ID
 from gateway.validate import validate_bytes
 
@@ -83,3 +84,17 @@ def test_request_ids_are_unique_and_safe_to_echo() -> None:
     ids = [a.next() for _ in range(1000)] + [b.next() for _ in range(1000)]
     assert len(set(ids)) == 2000  # another process (another instance) has another prefix
     assert all(_SAFE_ID.match(i) for i in ids)
+
+
+def test_latency_histogram_buckets_count_values_up_to_each_edge() -> None:
+    m = Metrics()
+    values = (0.001, 0.005, 0.0051, 0.3, 99.0)  # one on an edge: it counts in that edge's bucket
+    for v in values:
+        m.observe("/x", "GET", v)
+    text = m.render(None)
+    got = {float(line.split('le="')[1].split('"')[0]): int(line.rsplit(" ", 1)[1])
+           for line in text.splitlines()
+           if line.startswith("cebgw_request_seconds_bucket") and "+Inf" not in line}
+    assert got == {edge: sum(v <= edge for v in values) for edge in BUCKETS}
+    assert 'cebgw_request_seconds_bucket{route="/x",method="GET",le="+Inf"} 5' in text
+    assert 'cebgw_request_seconds_count{route="/x",method="GET"} 5' in text
