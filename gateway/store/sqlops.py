@@ -180,16 +180,32 @@ def put_messages(conn: sqlite3.Connection,
                        b"" if d.envelope_head is not None else m.envelope, now_us,
                        d.envelope_head, d.envelope_tail))
         out.append(PutResult(mid, False, to_dt(now_us), link))
-    if messages:
-        conn.executemany(
-            "INSERT INTO message (id, tenant, sender_code, message_type, guid, cop_msg_id, sha256, data,"
-            " received_us, prev_chain, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
-        conn.executemany("INSERT INTO message_key VALUES (?, ?, ?, ?)", keys)
-        conn.executemany("INSERT INTO subscriber VALUES (?, ?, ?, ?)", subscribers)
-        conn.executemany("INSERT INTO declaration_state VALUES (?, ?, ?, ?)", states)
-        conn.executemany("INSERT INTO outbox (message_id, sender, envelope, enqueued_us, envelope_head,"
-                         " envelope_tail) VALUES (?, ?, ?, ?, ?, ?)", outbox)
+    _insert_rows(conn, "message (id, tenant, sender_code, message_type, guid, cop_msg_id, sha256, data,"
+                 " received_us, prev_chain, chain_hash)", messages)
+    _insert_rows(conn, "message_key", keys)
+    _insert_rows(conn, "subscriber", subscribers)
+    _insert_rows(conn, "declaration_state", states)
+    _insert_rows(conn, "outbox (message_id, sender, envelope, enqueued_us, envelope_head, envelope_tail)",
+                 outbox)
     return out
+
+
+_ROWS_PER_INSERT = 256
+
+
+def _insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``INSERT INTO {into} VALUES (...), (...), ...``: many rows per statement, so one step of
+    the statement (and one hand-over of the GIL by the sqlite3 module) writes all of them;
+    ``executemany`` would take a step per row.  ``into`` is the table (and columns): our own text."""
+    if not rows:
+        return
+    width = len(rows[0])
+    one = "(" + ", ".join("?" * width) + ")"
+    per = max(1, min(_ROWS_PER_INSERT, 32_000 // width))  # SQLite allows 32,766 parameters
+    for at in range(0, len(rows), per):
+        chunk = rows[at:at + per]
+        conn.execute(f"INSERT INTO {into} VALUES " + ", ".join([one] * len(chunk)),
+                     [v for row in chunk for v in row])
 
 
 def _envelope_parts(envelope: bytes, data: bytes) -> tuple[bytes | None, bytes | None]:

@@ -73,8 +73,11 @@ def _mix(rng: random.Random, n: int) -> list[NewMessage]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_bulk_writes_what_one_by_one_writes(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("rows_per_insert", [256, 2])
+@pytest.mark.parametrize("seed", range(6))
+def test_bulk_writes_what_one_by_one_writes(tmp_path: Path, seed: int, rows_per_insert: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlops, "_ROWS_PER_INSERT", rows_per_insert)  # 2: every table's rows in chunks
     rng = random.Random(seed)
     a, b = _conn(tmp_path / "a.db"), _conn(tmp_path / "b.db")
     now = 1_700_000_000_000_000
