@@ -276,9 +276,8 @@ def prepare(verified: Verified, *, now: datetime | None = None,
     return Prepared(verified, message)
 
 
-async def persist(prepared: Prepared, store: Store) -> Accepted:
+async def persist(m: NewMessage, store: Store) -> Accepted:
     """Stage 9: one durable transaction (idempotent on the same bytes; ConflictError on a reused guid)."""
-    m = prepared.message
     put = await store.put_message(m)
     return Accepted(put.message_id, m.guid, m.message_type, tuple(m.business_keys), put.duplicate)
 
@@ -313,7 +312,11 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
         raise Rejected(exc, ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
                                          ori_message_type=ori_type, now=now)) from exc
     now = deps.clock() if deps.clock is not None else None
-    return await persist(prepare(verified, now=now, gateway_key=deps.gateway_key), deps.store)
+    message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
+    # Let go of the parsed tree before waiting for the commit: with many requests waiting at
+    # once, their trees would otherwise stay alive and crowd the CPU caches.
+    del ident, opened, validated, verified
+    return await persist(message, deps.store)
 
 
 # ---------------------------------------------------------------- receipts
