@@ -264,10 +264,12 @@ def prepare(verified: Verified, *, now: datetime | None = None,
     head, tail = wrap_parts(msg_type=mtype.root, sender_id=auth.account.dxp_id,
                             receiver_ids=(receiver_for(mtype.flow),), cop_msg_id=cop_msg_id,
                             created=creat_time(now))
-    envelope = head + base64.b64encode(data) + tail
+    # Unsigned, the envelope is head + base64(data) + tail: the store keeps just those parts,
+    # so it is not built here.  Signed, it is built and signed whole.
     parts: tuple[bytes, bytes] | None = (head, tail)
+    envelope = b""
     if gateway_key is not None:
-        envelope, parts = dsig_sign(envelope, gateway_key), None
+        envelope, parts = dsig_sign(head + base64.b64encode(data) + tail, gateway_key), None
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,

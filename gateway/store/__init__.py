@@ -50,9 +50,10 @@ class NewMessage:
 
     ``guid`` must be the root ``guid`` attribute of ``data`` (so equal bytes carry equal
     guids); ``business_keys`` has one dict per business record, in document order.
-    ``envelope_parts``, when the maker of ``envelope`` knows it is exactly
-    ``head + base64(data) + tail``, is ``(head, tail)``: the store then need not look for
-    the message's bytes in the envelope (it keeps only the parts around them either way).
+    ``envelope_parts``, when the envelope is exactly ``head + base64(data) + tail``, is
+    ``(head, tail)``: the store then need not look for the message's bytes in it (it keeps
+    only the parts around them either way), and ``envelope`` may be left empty (``b""``)
+    rather than built.
     """
 
     tenant: str

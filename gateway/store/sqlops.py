@@ -66,12 +66,13 @@ class Digested:
 
 def digest(m: NewMessage) -> Digested:
     """The message's SHA-256 and its envelope split around the message's bytes (as the maker
-    of the envelope gave it, if the lengths agree; else found by search)."""
+    of the envelope gave it, if the envelope was not built or the lengths agree; else found
+    by search)."""
     parts = m.envelope_parts
     if parts is not None:
         head, tail = parts
-        if (len(head) + _b64_len(len(m.data)) + len(tail) == len(m.envelope)
-                and m.envelope.startswith(head) and m.envelope.endswith(tail)):
+        if not m.envelope or (len(head) + _b64_len(len(m.data)) + len(tail) == len(m.envelope)
+                              and m.envelope.startswith(head) and m.envelope.endswith(tail)):
             return Digested(m.sha256, head, tail)
     return Digested(m.sha256, *_envelope_parts(m.envelope, m.data))
 
