@@ -92,7 +92,8 @@ _TRAILER = re.compile(rb"\s*>(?:\s+|<!--.*?-->|<\?.*?\?>)*\Z", re.S)
 
 def qname(el: etree._Element) -> str:
     """``prefix:local`` (or ``local``) as the element's tags are written in the bytes."""
-    return (f"{el.prefix}:" if el.prefix else "") + etree.QName(el).localname
+    prefix, local = el.prefix, el.tag.rpartition("}")[2]  # a name holds no "}"
+    return f"{prefix}:{local}" if prefix else local
 
 
 def _root_end_fast(data: bytes, root: etree._Element) -> int | None:

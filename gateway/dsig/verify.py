@@ -22,7 +22,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from operator import attrgetter, methodcaller
 from typing import NamedTuple
 
 from cryptography import x509
@@ -63,7 +63,8 @@ _KEY_NAME = _DS + "KeyName"
 _X509_DATA = _DS + "X509Data"
 _X509_CERTIFICATE = _DS + "X509Certificate"
 _SIGNATURE_CHILDREN = (_SIGNED_INFO, _SIGNATURE_VALUE, _KEY_INFO)
-_ALLOWED_TRANSFORMS = ((Algorithm.ENVELOPED.value,), (Algorithm.ENVELOPED.value, Algorithm.C14N.value))
+_C14N_URI = Algorithm.C14N.value
+_ALLOWED_TRANSFORMS = ((Algorithm.ENVELOPED.value,), (Algorithm.ENVELOPED.value, _C14N_URI))
 
 
 @dataclass(frozen=True)
@@ -195,9 +196,15 @@ def _profile_shape(transforms: int) -> list[tuple[object, int]]:
     ]
 
 
-# Keyed by the number of nodes: with one Transform, or with the optional second (inclusive C14N).
-_PROFILE_SHAPES = {len(shape): shape for shape in map(_profile_shape, (1, 2))}
+# Keyed by the number of nodes: with one Transform, or with the optional second (inclusive C14N);
+# each as the tags and the child counts of the nodes, in document order.
+_PROFILE_SHAPES: dict[int, tuple[tuple[object, ...], tuple[int, ...]]] = {
+    len(shape): (tuple(tag for tag, _ in shape), tuple(size for _, size in shape))
+    for shape in map(_profile_shape, (1, 2))
+}
 _NODES_WITHOUT_TRANSFORMS = len(_profile_shape(0))
+_TAG = attrgetter("tag")
+_ALGORITHM = methodcaller("get", "Algorithm")
 
 
 def _profile_nodes(sig: etree._Element, policy: Policy) -> _Nodes | None:
@@ -209,17 +216,18 @@ def _profile_nodes(sig: etree._Element, policy: Policy) -> _Nodes | None:
     and name the fault (or accept an unusual but valid layout).
     """
     # sig.iter() yields every node below sig, comments and PIs included, and len() counts
-    # them; a list of (tag, child count) in document order pins the whole tree down, so
-    # one comparison checks the shape.
-    nodes = list(sig.iter())
-    if [(n.tag, len(n)) for n in nodes] != _PROFILE_SHAPES.get(len(nodes)):
+    # them; the (tag, child count) of every node in document order pins the whole tree
+    # down, so two comparisons (counts, then tags) check the shape.
+    nodes = tuple(sig.iter())
+    shape = _PROFILE_SHAPES.get(len(nodes))
+    if shape is None or tuple(map(len, nodes)) != shape[1] or tuple(map(_TAG, nodes)) != shape[0]:
         return None
     _, si, c14n, sm, ref, _, *rest = nodes
     steps = len(nodes) - _NODES_WITHOUT_TRANSFORMS
     dm, dv, sv, _, kn, _, cert = rest[steps:]
-    if tuple(t.get("Algorithm") for t in rest[:steps]) not in _ALLOWED_TRANSFORMS:
+    if tuple(map(_ALGORITHM, rest[:steps])) not in _ALLOWED_TRANSFORMS:
         return None
-    if c14n.get("Algorithm") != Algorithm.C14N.value or ref.get("URI") != "":
+    if c14n.get("Algorithm") != _C14N_URI or ref.get("URI") != "":
         return None
     found = suite_for_uris(sm.get("Algorithm") or "", dm.get("Algorithm") or "")
     if found is None or not policy.allows(found):
@@ -230,7 +238,7 @@ def _profile_nodes(sig: etree._Element, policy: Policy) -> _Nodes | None:
 def _check_signed_info(si: etree._Element, policy: Policy) -> tuple[Suite, etree._Element]:
     """The suite and the DigestValue element, after checking SignedInfo has exactly the profile's shape."""
     c14n = _only(si, _C14N_METHOD, "SignedInfo")
-    if c14n.get("Algorithm") != Algorithm.C14N.value or len(c14n):
+    if c14n.get("Algorithm") != _C14N_URI or len(c14n):
         raise _fail(
             "CEBGW-SIG-ALGORITHM",
             f"CanonicalizationMethod {c14n.get('Algorithm')!r}: only inclusive C14N 1.0 is allowed",
@@ -481,10 +489,40 @@ def enveloped_c14n(root: etree._Element, sig: etree._Element) -> bytes:
 
 
 _XML_DECLARATION = re.compile(rb"(?:\xef\xbb\xbf)?(?:<\?xml[^>]*\?>)?[ \t\r\n]*")
-@lru_cache(maxsize=8)
-def _start_tag(qname: bytes) -> re.Pattern[bytes]:
-    # The start tag, not SignatureValue/SignatureMethod: a space, > or / follows the name.
-    return re.compile(b"<" + re.escape(qname) + rb"[ \t\r\n/>]")
+# What may follow the name in a start tag (not SignatureValue/SignatureMethod): space, > or /.
+_START_TAG_NAME_ENDS = frozenset(b" \t\r\n/>")
+_LT, _SLASH, _GT = ord("<"), ord("/"), ord(">")
+
+
+def _only_tags(data: bytes, name: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """Offsets of the start tag ``<name`` (followed by a space, ``>`` or ``/``) and of the end
+    tag ``</name>`` in ``data[start:end]``, or ``None`` unless each occurs there exactly once,
+    the end tag after the start tag.
+
+    Both tags contain ``name``, so one ``find`` pass over its occurrences (overlapping ones
+    included) sees every candidate of either kind.  A name has no ``<``, so an end tag after
+    the start tag also begins after the whole ``<name`` and the character following it.
+    """
+    opening = closing = -1
+    n = len(name)
+    at = data.find(name, start + 1, end)
+    while at >= 0:
+        after = at + n
+        before = data[at - 1]
+        if before == _LT:
+            if after < end and data[after] in _START_TAG_NAME_ENDS:
+                if opening >= 0:
+                    return None
+                opening = at - 1
+        elif (before == _SLASH and at - 2 >= start and data[at - 2] == _LT
+              and after < end and data[after] == _GT):
+            if closing >= 0:
+                return None
+            closing = at - 2
+        at = data.find(name, at + 1, end)
+    if opening < 0 or closing <= opening:
+        return None
+    return opening, closing
 
 
 def _as_received(data: bytes, root: etree._Element, sig: etree._Element) -> bytes | None:
@@ -499,9 +537,10 @@ def _as_received(data: bytes, root: etree._Element, sig: etree._Element) -> byte
     assumption of the standard path too).  They are the received root element minus the
     one span from the Signature's start tag to its end tag; that span is the parsed
     Signature element itself, because its start and end tags each occur exactly once in
-    the document, so the tree without the Signature is the tree of C, whose C14N is C.
-    Anything before the root other than an XML declaration, or after it other than
-    whitespace, sends the caller to the full C14N (which keeps processing instructions there).
+    the document (:func:`_only_tags`), so the tree without the Signature is the tree of C,
+    whose C14N is C.  Anything before the root other than an XML declaration, or after it
+    other than whitespace, sends the caller to the full C14N (which keeps processing
+    instructions there).
     """
     prolog = _XML_DECLARATION.match(data)
     start = prolog.end() if prolog is not None else 0
@@ -510,15 +549,11 @@ def _as_received(data: bytes, root: etree._Element, sig: etree._Element) -> byte
     if not (data.startswith(f"<{qname}".encode(), start) and data.endswith(f"</{qname}>".encode(), 0, end)):
         return None
     sig_qname = layout.qname(sig).encode()
-    closing = b"</" + sig_qname + b">"
-    found = _start_tag(sig_qname).finditer(data, start, end)
-    first = next(found, None)
-    if first is None or next(found, None) is not None or data.count(closing, start, end) != 1:
+    tags = _only_tags(data, sig_qname, start, end)
+    if tags is None:
         return None
-    sig_end = data.find(closing, first.end(), end)
-    if sig_end < 0:
-        return None
-    return data[start:first.start()] + data[sig_end + len(closing):end]
+    opening, closing = tags
+    return data[start:opening] + data[closing + len(sig_qname) + 3:end]
 
 
 def _digest_matches(data: bytes, root: etree._Element, sig: etree._Element, s: Suite,
