@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ class Settings:
     # share its sync (fewer syncs and WAL pages per message; adds at most this to latency).
     commit_delay_ms: float = 2.0
 
-    @property
+    @cached_property
     def policy(self) -> Policy:
-        """The signature verification policy these settings describe."""
+        """The signature verification policy these settings describe (made once: every
+        submission asks for it)."""
         return Policy(allowed=self.allowed_algorithms, min_rsa_bits=self.min_rsa_bits)
 
     def check(self) -> Settings:
