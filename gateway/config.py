@@ -42,7 +42,7 @@ class Settings:
     tls_client_ca: Path | None = None
     # Group commit: under sustained load a commit waits this long for more submissions to
     # share its sync (fewer syncs and WAL pages per message; adds at most this to latency).
-    commit_delay_ms: float = 2.0
+    commit_delay_ms: float = 0.0
 
     @cached_property
     def policy(self) -> Policy:

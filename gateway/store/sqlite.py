@@ -10,11 +10,14 @@ connection, so its reads go through the writer too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
@@ -64,9 +67,14 @@ class _Checkpointer:
     thread runs a PASSIVE checkpoint (never blocks the writer); when the WAL holds more
     than ``restart_frames`` frames it runs a RESTART checkpoint, which waits for the
     current commit and lets the writer start the WAL file over instead of growing it.
+    A RESTART holds SQLite's write lock while it copies, so it takes the writers' file
+    lock (``lock_path``) first: writers then wait for it off their event loops.
     """
 
-    def __init__(self, path: str, interval_s: float = 0.25, restart_frames: int = 20_000) -> None:
+    def __init__(self, path: str, interval_s: float = 0.25, restart_frames: int = 20_000,
+                 lock_path: str | None = None) -> None:
+        self._lock_fd = (os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                         if lock_path is not None else None)
         self._conn = _connect(path, read_only=False)
         self._interval = interval_s
         self._restart_frames = restart_frames
@@ -79,19 +87,34 @@ class _Checkpointer:
             try:
                 _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 if frames > self._restart_frames:
-                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                    with self._locked():
+                        self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             except sqlite3.Error:
                 continue  # busy or I/O trouble: the next round tries again; the WAL keeps the data
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Stop the thread, checkpoint what is left and close its connection (blocking)."""
         self._stop.set()
         self._thread.join()
         try:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            with self._locked():
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error:
             pass  # the WAL stays and is replayed on the next open; nothing is lost
         self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
 
 
 class SqliteStore:
@@ -118,7 +141,7 @@ class SqliteStore:
         self._checkpointer: _Checkpointer | None = None
         if not self._memory and checkpoint_thread:
             conn.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = _Checkpointer(path)
+            self._checkpointer = _Checkpointer(path, lock_path=path + "-writelock")
         self._writer = GroupCommitWriter(conn, max_batch=max_batch,
                                          lock_path=None if self._memory else path + "-writelock",
                                          commit_delay_s=commit_delay_s)
@@ -294,7 +317,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._writer.close)
+        await self._writer.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         for rc in self._reader_conns:

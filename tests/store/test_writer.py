@@ -1,4 +1,5 @@
-"""The group-commit writer: turns between processes through the file lock, and the commit delay."""
+"""The group-commit writer: turns between processes through the file lock, the commit delay, one
+event loop after another, hooks and callers that stop waiting; the checkpointer and the lock."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from storekit import aio, message
 
-from gateway.store.sqlite import SqliteStore
+from gateway.errors import StoreError
+from gateway.store.sqlite import SqliteStore, _Checkpointer
 from gateway.store.writer import GroupCommitWriter
 
 
@@ -63,7 +67,7 @@ async def test_under_load_a_commit_waits_for_more_writes(tmp_path: Path) -> None
         await asyncio.gather(first, second)
         assert (w.stats.batches, w.stats.jobs) == (2, 3)  # 1 and 2 shared one commit
     finally:
-        await asyncio.to_thread(w.close)
+        await w.close()
 
 
 @aio
@@ -73,7 +77,7 @@ async def test_an_isolated_write_does_not_wait_for_the_commit_delay(tmp_path: Pa
         await asyncio.wait_for(w.submit(_insert(1)), 10)  # idle writer: commits without the 30 s delay
         assert w.stats.batches == 1
     finally:
-        await asyncio.to_thread(w.close)
+        await w.close()
 
 
 @aio
@@ -92,4 +96,96 @@ async def test_writes_queued_while_waiting_for_the_lock_join_the_batch(tmp_path:
         assert (w.stats.batches, w.stats.jobs) == (1, 4)
     finally:
         os.close(fd)
-        await asyncio.to_thread(w.close)
+        await w.close()
+
+
+def test_a_writer_serves_one_loop_after_another(tmp_path: Path) -> None:
+    w = _writer(tmp_path)
+    assert asyncio.run(w.submit(_insert(1))) == 1  # the first loop is gone once run() returns
+    assert asyncio.run(w.submit(_insert(2))) == 1
+    asyncio.run(w.close())
+    conn = sqlite3.connect(tmp_path / "w.db")
+    assert [r[0] for r in conn.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
+
+
+@aio
+async def test_a_failing_commit_hook_is_logged_and_fails_nothing(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    w = _writer(tmp_path)
+    try:
+        def hook(result: int) -> None:
+            raise RuntimeError("hook bug")
+        assert await w.submit(_insert(1), hook) == 1
+        assert await w.submit(_insert(2)) == 1  # the writer still works
+    finally:
+        await w.close()
+    assert "after-commit hook failed" in caplog.text
+
+
+@aio
+async def test_a_caller_that_stops_waiting_still_gets_its_write_and_hook(tmp_path: Path) -> None:
+    w = _writer(tmp_path)
+    seen: list[int] = []
+    try:
+        job = asyncio.ensure_future(w.submit(_insert(7), seen.append))
+        await asyncio.sleep(0)
+        job.cancel()
+        await w.submit(_insert(8))  # committed after 7's batch
+    finally:
+        await w.close()
+    assert seen == [1]
+    conn = sqlite3.connect(tmp_path / "w.db")
+    assert [r[0] for r in conn.execute("SELECT x FROM t ORDER BY x")] == [7, 8]
+
+
+@aio
+async def test_closing_commits_what_is_queued(tmp_path: Path) -> None:
+    w = _writer(tmp_path)
+    jobs = [asyncio.ensure_future(w.submit(_insert(n))) for n in range(5)]
+    await asyncio.sleep(0)
+    await w.close()
+    assert [j.result() for j in jobs] == [1] * 5
+    with pytest.raises(StoreError):
+        await w.submit(_insert(9))
+
+
+class _Recording:
+    """A connection that notes each statement (a checkpointer's are PRAGMAs)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        self.statements.append(sql)
+        return self.conn.execute(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_a_restart_checkpoint_waits_for_the_writers_file_lock(tmp_path: Path) -> None:
+    db, lock = str(tmp_path / "c.db"), str(tmp_path / "c.db-writelock")
+    setup = sqlite3.connect(db, isolation_level=None)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("PRAGMA wal_autocheckpoint=0")
+    setup.execute("CREATE TABLE t (x)")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a writer is in a transaction
+    cp = _Checkpointer(db, interval_s=0.01, restart_frames=0, lock_path=lock)
+    rec = _Recording(cp._conn)
+    cp._conn = rec  # type: ignore[assignment]
+    try:
+        setup.execute("INSERT INTO t VALUES (1)")  # frames in the WAL: a RESTART is due
+        time.sleep(0.3)
+        assert any("PASSIVE" in s for s in rec.statements)
+        assert not any("RESTART" in s for s in rec.statements), "RESTART ran while a writer held the lock"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        deadline = time.monotonic() + 5
+        while not any("RESTART" in s for s in rec.statements) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any("RESTART" in s for s in rec.statements)
+    finally:
+        os.close(fd)
+        cp.close()
+        setup.close()
