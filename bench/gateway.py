@@ -4,7 +4,9 @@
 Pre-generates distinct signed 10-item CEB621 declarations (guid, orderNo and copNo vary, so
 none is an idempotent duplicate), then runs, each against a real server process:
 
-1. accepted/s flat out (wrk, ``--connections`` connections; only 202s count), p50/p99;
+1. accepted/s flat out (wrk, ``--connections`` connections; only 202s count), p50/p99, and
+   again with ``--wide`` connections (many clients at once: what the server can carry when
+   the clients' round trips are not the limit);
 2. p50/p99 at a fixed offered rate (``--rate``, paced in bench/gateway_submit.lua);
 3. accepted/s with DXP envelope signing on (``sign_envelopes = true`` through ``--config``);
 4. memory over a longer run (``--count``, default 100,000; ``--quick`` 10,000), RSS at intervals;
@@ -337,8 +339,9 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--throughput-count", type=int, default=20_000, help="messages in the flat-out runs")
     parser.add_argument("--dir", default=None, help="directory for data and databases (default: a temp dir)")
-    parser.add_argument("--runs", default="flat,rate,signed,one,inproc,memory",
-                        help="comma-separated subset of: flat,rate,signed,one,inproc,memory")
+    parser.add_argument("--wide", type=int, default=128, help="connections of the 'wide' flat-out run")
+    parser.add_argument("--runs", default="flat,wide,rate,signed,one,inproc,memory",
+                        help="comma-separated subset of: flat,wide,rate,signed,one,inproc,memory")
     args = parser.parse_args()
     runs = set(args.runs.split(","))
     if shutil.which("wrk") is None:
@@ -355,13 +358,14 @@ def main() -> None:
         info = datadir.ensure(data, url="http://127.0.0.1:0")
         acc = next(a for a in info["accounts"] if a["name"] == "ecommerce")
         token = str(acc["token"])
-        pool_size = max(args.count if "memory" in runs else 0, n_tput + n_rate)
+        pool_size = max(args.count if "memory" in runs else 0, 2 * n_tput + n_rate)
         started = time.perf_counter()
         paths = generate(tmp / "messages", pool_size, acc["key"], acc["cert"])
         size = sum(p.stat().st_size for p in paths[:100]) / 100
         print(f"generated {pool_size} signed 10-item CEB621 (~{size / 1024:.1f} KiB each) "
               f"in {time.perf_counter() - started:.0f} s; database directory {tmp}")
-        print(f"load: wrk, 1 thread, {args.connections} connections, each message posted once")
+        print(f"load: wrk, 1 thread, {args.connections} connections ({args.wide} in the wide run, "
+              f"{max(args.connections, 64)} paced), each message posted once")
         print()
 
         log = tmp / "server.log"
@@ -383,7 +387,11 @@ def main() -> None:
             label = f"{workers} worker(s)"
             if "flat" in runs:
                 r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
-                print(_line(f"flat out, {label}", r, f">= {TARGET_RATE} accepted/s"))
+                print(_line(f"flat out, {args.connections} conn, {label}", r, f">= {TARGET_RATE} accepted/s"))
+            if "wide" in runs:
+                wide = paths[n_tput + n_rate:2 * n_tput + n_rate]
+                r = drive(server, wide, tmp, token, connections=args.wide)
+                print(_line(f"flat out, {args.wide} conn, {label}", r, f">= {TARGET_RATE} accepted/s"))
             if "rate" in runs:
                 r = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
                           connections=max(args.connections, 64), rate=args.rate)
