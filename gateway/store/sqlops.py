@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from .. import state as st
 from ..errors import ConflictError, GatewayError, NotFoundError
@@ -33,6 +34,7 @@ from . import (
 )
 
 GENESIS = "0" * 64
+T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -82,7 +84,7 @@ def _b64_len(n: int) -> int:
 
 
 _HEAD = "SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ? ORDER BY id DESC LIMIT 1"
-_IN_CHUNK = 500  # guids per ``IN (...)``: well under SQLite's 32,766 bound parameters
+_IN_CHUNK = 512  # guids per ``IN (...)``: well under SQLite's 32,766 bound parameters
 
 
 def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
@@ -141,8 +143,7 @@ def put_messages(conn: sqlite3.Connection,
         by_tenant.setdefault(m.tenant, set()).add(m.guid)
     for tenant, guid_set in by_tenant.items():
         guids = sorted(guid_set)
-        for at in range(0, len(guids), _IN_CHUNK):
-            chunk = guids[at:at + _IN_CHUNK]
+        for chunk in _chunks(guids, _IN_CHUNK):
             for guid, *row in conn.execute(
                     "SELECT guid, id, sha256, received_us, chain_hash FROM message"
                     f" WHERE tenant = ? AND guid IN ({','.join('?' * len(chunk))})", (tenant, *chunk)):
@@ -202,11 +203,22 @@ def _insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[tuple[objec
         return
     width = len(rows[0])
     one = "(" + ", ".join("?" * width) + ")"
-    per = max(1, min(_ROWS_PER_INSERT, 32_000 // width))  # SQLite allows 32,766 parameters
-    for at in range(0, len(rows), per):
-        chunk = rows[at:at + per]
+    for chunk in _chunks(rows, max(1, min(_ROWS_PER_INSERT, 32_000 // width))):  # ≤ 32,766 parameters
         conn.execute(f"INSERT INTO {into} VALUES " + ", ".join([one] * len(chunk)),
                      [v for row in chunk for v in row])
+
+
+def _chunks(items: Sequence[T], most: int) -> Iterator[Sequence[T]]:
+    """``items`` in pieces whose sizes are powers of two (largest first, none over ``most``):
+    a statement written for ``n`` values exists for a handful of ``n`` only, so the sqlite3
+    module's statement cache (128 entries) keeps them all instead of compiling, caching and
+    evicting one per batch size."""
+    at = 0
+    while at < len(items):
+        size = min(most, len(items) - at)
+        size = 1 << (size.bit_length() - 1)
+        yield items[at:at + size]
+        at += size
 
 
 def _envelope_parts(envelope: bytes, data: bytes) -> tuple[bytes | None, bytes | None]:

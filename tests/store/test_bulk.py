@@ -187,3 +187,12 @@ async def test_a_busy_store_answers_through_the_bulk_path(tmp_path: Path) -> Non
         assert metrics.write_jobs / metrics.write_batches > 2, "the puts did not share batches"
         assert await store.outbox_depth() == 61
         assert (await store.audit_verify()).ok
+
+
+def test_statements_come_in_a_few_sizes_only() -> None:
+    for n in range(0, 700):
+        pieces = list(sqlops._chunks(list(range(n)), 256))
+        assert [x for p in pieces for x in p] == list(range(n))
+        assert all(len(p) & (len(p) - 1) == 0 and len(p) <= 256 for p in pieces)
+    sizes = {len(p) for n in range(1, 1025) for p in sqlops._chunks(list(range(n)), 256)}
+    assert sizes == {1, 2, 4, 8, 16, 32, 64, 128, 256}
