@@ -89,50 +89,25 @@ _IN_CHUNK = 512  # guids per ``IN (...)``: well under SQLite's 32,766 bound para
 
 def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
     """Store, index, chain and enqueue ``m``; the first result again if these bytes are stored.
-    ``d`` is ``digest(m)`` if the caller computed it already."""
-    d = d or digest(m)
-    sha = d.sha256
-    # The guid is the root guid of ``data``, so equal bytes share a guid: one unique index
-    # (tenant, guid) serves both the duplicate check and the conflict check.
-    row = conn.execute("SELECT id, sha256, received_us, chain_hash FROM message"
-                       " WHERE tenant = ? AND guid = ?", (m.tenant, m.guid)).fetchone()
-    if row is not None:
-        if row[1] == sha:
-            return PutResult(row[0], True, to_dt(row[2]), row[3])
-        raise ConflictError(f"guid {m.guid} was already used by message {row[0]} with different content",
-                            field="guid")
-    head = conn.execute(_HEAD, (m.tenant, m.sender_code)).fetchone()
-    prev = head[0] if head is not None else GENESIS
-    link = chain_hash(prev, sha, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, now_us)
-    cur = conn.execute(
-        "INSERT INTO message (tenant, sender_code, message_type, guid, cop_msg_id, sha256, data,"
-        " received_us, prev_chain, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, sha, m.data, now_us, prev, link))
-    mid = cur.lastrowid
-    assert mid is not None
-    conn.executemany("INSERT INTO message_key VALUES (?, ?, ?, ?)",
-                     [(mid, n, k, v) for n, rec in enumerate(m.business_keys) for k, v in rec.items()])
-    conn.executemany("INSERT INTO subscriber VALUES (?, ?, ?, ?)",
-                     [(mid, n, s.dxp_address, s.status) for n, s in enumerate(m.subscribers)])
-    conn.execute("INSERT INTO declaration_state VALUES (?, ?, ?, ?)",
-                 (mid, m.message_type, st.State.DECLARED.value, now_us))
-    head, tail = d.envelope_head, d.envelope_tail
-    conn.execute("INSERT INTO outbox (message_id, sender, envelope, enqueued_us, envelope_head,"
-                 " envelope_tail) VALUES (?, ?, ?, ?, ?, ?)",
-                 (mid, _sender(m.tenant, m.sender_code), b"" if head is not None else m.envelope, now_us,
-                  head, tail))
-    return PutResult(mid, False, to_dt(now_us), link)
+    ``d`` is ``digest(m)`` if the caller computed it already.  Raises ConflictError if its guid
+    was used with other content."""
+    (result,) = put_messages(conn, [(m, now_us, d or digest(m))])
+    if isinstance(result, GatewayError):
+        raise result
+    return result
 
 
 def put_messages(conn: sqlite3.Connection,
                  items: Sequence[tuple[NewMessage, int, Digested]]) -> list[PutResult | GatewayError]:
-    """:func:`put_message` for each ``(message, now_us, digest)`` in order, as one bulk write.
+    """Store ``(message, now_us, digest)`` items in order, as one bulk write.
 
-    The rows, ids, chain links and answers are exactly those of calling :func:`put_message`
-    for each item in turn (duplicates and reused guids within ``items`` included); the
+    The rows, ids, chain links and answers are exactly those of storing each item in its own
+    transaction, in turn (duplicates and reused guids within ``items`` included); the
     group-commit writer uses it so that a batch costs a few statements per table rather
-    than several per message.  A reused guid is returned as its ConflictError (that item
-    writes nothing); anything raised leaves the caller to roll back and go one by one.
+    than several per message.  The guid is the root guid of ``data``, so equal bytes share
+    a guid: one unique index (tenant, guid) serves both the duplicate and the conflict check.
+    A reused guid is returned as its ConflictError (that item writes nothing); anything
+    raised leaves the caller to roll back and go one by one.
     Ids are assigned as SQLite would (``MAX(id) + 1``), which is safe because the caller
     holds the write transaction.
     """
