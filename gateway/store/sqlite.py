@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import StoreError
 from . import (
@@ -39,7 +37,7 @@ from . import (
     sqlops,
 )
 from .migrations import MIGRATIONS, Migration, migrate
-from .writer import Bulk, GroupCommitWriter
+from .writer import Bulk, FileLock, GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -73,8 +71,7 @@ class _Checkpointer:
 
     def __init__(self, path: str, interval_s: float = 0.25, restart_frames: int = 20_000,
                  lock_path: str | None = None) -> None:
-        self._lock_fd = (os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                         if lock_path is not None else None)
+        self._lock = FileLock(lock_path) if lock_path is not None else None
         self._conn = _connect(path, read_only=False)
         self._interval = interval_s
         self._restart_frames = restart_frames
@@ -92,16 +89,8 @@ class _Checkpointer:
             except sqlite3.Error:
                 continue  # busy or I/O trouble: the next round tries again; the WAL keeps the data
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        if self._lock_fd is None:
-            yield
-            return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock.held() if self._lock is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         """Stop the thread, checkpoint what is left and close its connection (blocking)."""
@@ -113,8 +102,8 @@ class _Checkpointer:
         except sqlite3.Error:
             pass  # the WAL stays and is replayed on the next open; nothing is lost
         self._conn.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
+        if self._lock is not None:
+            self._lock.close()
 
 
 class SqliteStore:
@@ -139,11 +128,11 @@ class SqliteStore:
             conn.close()
             raise StoreError(f"cannot migrate store {path}: {exc}") from exc
         self._checkpointer: _Checkpointer | None = None
-        if not self._memory and checkpoint_thread:
+        lock_path = None if self._memory else path + "-writelock"
+        if lock_path is not None and checkpoint_thread:
             conn.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = _Checkpointer(path, lock_path=path + "-writelock")
-        self._writer = GroupCommitWriter(conn, max_batch=max_batch,
-                                         lock_path=None if self._memory else path + "-writelock",
+            self._checkpointer = _Checkpointer(path, lock_path=lock_path)
+        self._writer = GroupCommitWriter(conn, max_batch=max_batch, lock_path=lock_path,
                                          commit_delay_s=commit_delay_s)
         self._writer.start()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -186,9 +175,9 @@ class SqliteStore:
             self._readers.put(conn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T],
-                     after_commit: Callable[[T], None] | None = None) -> T:
+                     after_commit: Callable[[T], None] | None = None, bulk: Bulk[Any, T] | None = None) -> T:
         self._check_open()
-        return await self._writer.submit(fn, after_commit)
+        return await self._writer.submit(fn, after_commit, bulk)
 
     def _mail_event(self, tenant: str) -> asyncio.Event:
         event = self._mail_events.get(tenant)
@@ -207,9 +196,8 @@ class SqliteStore:
     async def put_message(self, m: NewMessage) -> PutResult:
         """See :meth:`gateway.store.Store.put_message`."""
         now, d = self._now_us(), sqlops.digest(m)  # here, not while the writer holds the lock
-        self._check_open()
-        return await self._writer.submit(lambda c: sqlops.put_message(c, m, now, d),
-                                         bulk=Bulk(sqlops.put_messages, (m, now, d)))
+        return await self._write(lambda c: sqlops.put_message(c, m, now, d),
+                                 bulk=Bulk(sqlops.put_messages, (m, now, d)))
 
     async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
         """See :meth:`gateway.store.Store.get_message`."""

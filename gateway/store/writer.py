@@ -34,12 +34,13 @@ is rolled back and the jobs run one by one, so a bulk path can only ever be fast
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -47,8 +48,8 @@ from typing import Any, Generic, TypeVar
 from ..errors import GatewayError, StoreError
 
 T = TypeVar("T")
-log = logging.getLogger("gateway.store")
 A = TypeVar("A")
+log = logging.getLogger("gateway.store")
 
 _BUSY_S = 0.05  # a commit this recent means requests are streaming in: worth waiting for more
 
@@ -78,9 +79,46 @@ class Work(Generic[T]):
 
 @dataclass
 class _Job(Work[T]):
-    loop: asyncio.AbstractEventLoop | None = None
     future: asyncio.Future[T] | None = None
     after_commit: Callable[[T], None] | None = None
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (created 0600), the turn-taking of every writer of one
+    database: the group-commit writers of all processes and the checkpointer's RESTART."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the write lock {path}: {exc}") from exc
+
+    def acquire(self, *, wait: bool = True) -> bool:
+        """Take the lock (blocking unless ``wait`` is false); False if it is held elsewhere."""
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The lock for the duration of a ``with`` block (blocking)."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass
@@ -111,16 +149,13 @@ class GroupCommitWriter:
     _flusher: asyncio.Task[None] | None = None
     _pool: ThreadPoolExecutor | None = None
     _closed: bool = False
-    _lock_fd: int | None = None
+    _lock: FileLock | None = None
     _last_commit: float = 0.0
 
     def start(self) -> None:
         """Open the lock file and the helper thread. Raises StoreError if ``lock_path`` cannot be opened."""
         if self.lock_path is not None:
-            try:
-                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError as exc:
-                raise StoreError(f"cannot open the write lock {self.lock_path}: {exc}") from exc
+            self._lock = FileLock(self.lock_path)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
 
     async def submit(self, fn: Callable[[sqlite3.Connection], T],
@@ -139,7 +174,7 @@ class GroupCommitWriter:
             if self._pending or (self._flusher is not None and not self._flusher.done()):
                 raise StoreError("the store is busy on another event loop")
             self._loop = loop
-        job: _Job[T] = _Job(fn, bulk, loop=loop, future=loop.create_future(), after_commit=after_commit)
+        job: _Job[T] = _Job(fn, bulk, future=loop.create_future(), after_commit=after_commit)
         self._pending.append(job)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -161,9 +196,8 @@ class GroupCommitWriter:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.conn.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.close()
 
     async def _flush(self) -> None:
         """Commit batches until nothing is pending."""
@@ -192,17 +226,13 @@ class GroupCommitWriter:
             self._settle_all(batch)
 
     async def _take_lock(self) -> None:
-        if self._lock_fd is None:
-            return
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another process is committing: wait off the loop
-            await asyncio.get_running_loop().run_in_executor(self._pool, fcntl.flock, self._lock_fd,
-                                                             fcntl.LOCK_EX)
+        if self._lock is not None and not self._lock.acquire(wait=False):
+            # another process is committing: wait off the loop
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._lock.acquire)
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        if self._lock is not None:
+            self._lock.release()
 
     async def _commit(self, batch: list[_Job[Any]]) -> bool:
         return await asyncio.get_running_loop().run_in_executor(self._pool, _commit, self.conn, batch)
