@@ -20,6 +20,9 @@ Tables (all but the state tables are append-only):
 ``receipt_link``       receipt → declaration (by correlation or by an operator's reroute)
 ``dead_letter``        receipts that matched nothing (``resolved_at`` set on reroute)
 ``mailbox``            deliveries per tenant, cursor = row id; ``mailbox_ack`` read marks
+``tally``              the counts ``/metrics`` and ``/healthz`` show, kept by triggers in the same
+                       transaction as the rows they count (so reading them costs the same at a
+                       hundred rows as at a hundred million)
 """
 
 from __future__ import annotations
@@ -165,6 +168,71 @@ _V3 = (
        BEGIN SELECT RAISE(ABORT, 'assigned_key rows are append-only'); END""",
 )
 
+
+def _bump(name: str, k1: str, k2: str, delta: str) -> str:
+    """A trigger statement adding ``delta`` to one tally row (created at 0 on first use)."""
+    return (f"INSERT INTO tally (name, k1, k2, n) VALUES ('{name}', {k1}, {k2}, {delta})"
+            f" ON CONFLICT (name, k1, k2) DO UPDATE SET n = n + excluded.n;")
+
+
+# The mailbox rows between two read marks of a tenant (ack only ever moves the mark forward,
+# and new rows get larger cursors than any mark, see sqlops.ack_mailbox).
+_ACKED = "(SELECT COUNT(*) FROM mailbox WHERE tenant = NEW.tenant AND cursor > {lo} AND cursor <= NEW.cursor)"
+
+_V5 = (
+    """CREATE TABLE tally (
+        name TEXT NOT NULL,
+        k1 TEXT NOT NULL DEFAULT '',
+        k2 TEXT NOT NULL DEFAULT '',
+        n INTEGER NOT NULL,
+        PRIMARY KEY (name, k1, k2)
+    ) WITHOUT ROWID""",
+    f"""CREATE TRIGGER tally_state_insert AFTER INSERT ON declaration_state BEGIN
+        {_bump('declaration_state', 'NEW.message_type', 'NEW.state', '1')} END""",
+    f"""CREATE TRIGGER tally_state_update AFTER UPDATE OF message_type, state ON declaration_state
+        WHEN OLD.state IS NOT NEW.state OR OLD.message_type IS NOT NEW.message_type BEGIN
+        {_bump('declaration_state', 'OLD.message_type', 'OLD.state', '-1')}
+        {_bump('declaration_state', 'NEW.message_type', 'NEW.state', '1')} END""",
+    f"""CREATE TRIGGER tally_receipt_insert AFTER INSERT ON receipt BEGIN
+        {_bump('receipt', 'NEW.message_type', 'NEW.status', '1')} END""",
+    f"""CREATE TRIGGER tally_outbox_insert AFTER INSERT ON outbox WHEN NEW.acked_us IS NULL BEGIN
+        {_bump('outbox_pending', "''", "''", '1')} END""",
+    f"""CREATE TRIGGER tally_outbox_ack AFTER UPDATE OF acked_us ON outbox
+        WHEN (OLD.acked_us IS NULL) <> (NEW.acked_us IS NULL) BEGIN
+        {_bump('outbox_pending', "''", "''", 'CASE WHEN NEW.acked_us IS NULL THEN 1 ELSE -1 END')} END""",
+    f"""CREATE TRIGGER tally_dead_letter_insert AFTER INSERT ON dead_letter WHEN NEW.resolved_us IS NULL BEGIN
+        {_bump('dead_letter_open', "''", "''", '1')} END""",
+    f"""CREATE TRIGGER tally_dead_letter_resolve AFTER UPDATE OF resolved_us ON dead_letter
+        WHEN (OLD.resolved_us IS NULL) <> (NEW.resolved_us IS NULL) BEGIN
+        {_bump('dead_letter_open', "''", "''",
+               'CASE WHEN NEW.resolved_us IS NULL THEN 1 ELSE -1 END')} END""",
+    f"""CREATE TRIGGER tally_mailbox_insert AFTER INSERT ON mailbox
+        WHEN NEW.cursor > COALESCE((SELECT cursor FROM mailbox_ack WHERE tenant = NEW.tenant), 0) BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''", '1')} END""",
+    f"""CREATE TRIGGER tally_mailbox_first_ack AFTER INSERT ON mailbox_ack BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''", '-' + _ACKED.format(lo='0'))} END""",
+    f"""CREATE TRIGGER tally_mailbox_ack AFTER UPDATE OF cursor ON mailbox_ack
+        WHEN NEW.cursor > OLD.cursor BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''", '-' + _ACKED.format(lo='OLD.cursor'))} END""",
+    f"""CREATE TRIGGER tally_mailbox_unack AFTER UPDATE OF cursor ON mailbox_ack
+        WHEN NEW.cursor < OLD.cursor BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''",
+               "(SELECT COUNT(*) FROM mailbox WHERE tenant = NEW.tenant"
+               " AND cursor > NEW.cursor AND cursor <= OLD.cursor)")} END""",
+    # The counts so far, once: from here on the triggers keep them.
+    """INSERT INTO tally (name, k1, k2, n)
+        SELECT 'declaration_state', message_type, state, COUNT(*) FROM declaration_state GROUP BY 2, 3""",
+    """INSERT INTO tally (name, k1, k2, n)
+        SELECT 'receipt', message_type, status, COUNT(*) FROM receipt GROUP BY 2, 3""",
+    """INSERT INTO tally (name, k1, k2, n)
+        SELECT 'outbox_pending', '', '', COUNT(*) FROM outbox WHERE acked_us IS NULL""",
+    """INSERT INTO tally (name, k1, k2, n)
+        SELECT 'dead_letter_open', '', '', COUNT(*) FROM dead_letter WHERE resolved_us IS NULL""",
+    """INSERT INTO tally (name, k1, k2, n)
+        SELECT 'mailbox_unacked', mb.tenant, '', COUNT(*) FROM mailbox mb
+        LEFT JOIN mailbox_ack a ON a.tenant = mb.tenant WHERE mb.cursor > COALESCE(a.cursor, 0) GROUP BY 2""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
     # CEB900 receipts name the declaration only by the CopMsgId of the envelope sent to customs.
@@ -178,6 +246,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "outbox envelopes stored around the message's bytes",
               ("ALTER TABLE outbox ADD COLUMN envelope_head BLOB",
                "ALTER TABLE outbox ADD COLUMN envelope_tail BLOB")),
+    # /metrics and /healthz counted rows on every call (whole indexes: slow at millions of
+    # declarations); triggers now keep the counts as the rows change.
+    Migration(5, "counts kept by triggers (tally)", _V5),
 )
 
 

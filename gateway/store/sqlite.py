@@ -286,16 +286,10 @@ class SqliteStore:
     async def metrics(self) -> StoreMetrics:
         """See :meth:`gateway.store.Store.metrics`."""
         def q(c: sqlite3.Connection) -> StoreMetrics:
-            decl = {(t, s): n for t, s, n in c.execute(
-                "SELECT message_type, state, COUNT(*) FROM declaration_state GROUP BY 1, 2")}
-            rec = {(t, s): n for t, s, n in c.execute(
-                "SELECT message_type, status, COUNT(*) FROM receipt GROUP BY 1, 2")}
-            (unacked,) = c.execute(
-                "SELECT COUNT(*) FROM mailbox mb LEFT JOIN mailbox_ack a ON a.tenant = mb.tenant"
-                " WHERE mb.cursor > COALESCE(a.cursor, 0)").fetchone()
-            (dead,) = c.execute("SELECT COUNT(*) FROM dead_letter WHERE resolved_us IS NULL").fetchone()
+            t = sqlops.tally(c)  # kept by triggers: a few rows, not a count of every row
             stats = self._writer.stats
-            return StoreMetrics(decl, rec, sqlops.outbox_depth(c), unacked, dead, stats.batches, stats.jobs)
+            return StoreMetrics(t.declarations, t.receipts, t.outbox_pending, sum(t.mailbox_unacked.values()),
+                                t.dead_letters_open, stats.batches, stats.jobs)
         return await self._read(q)
 
     # ------------------------------------------------------------ lifecycle

@@ -455,8 +455,55 @@ def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
 
 
 def outbox_depth(conn: sqlite3.Connection) -> int:
-    """Envelopes not yet acknowledged."""
-    return int(conn.execute("SELECT COUNT(*) FROM outbox WHERE acked_us IS NULL").fetchone()[0])
+    """Envelopes not yet acknowledged (kept by triggers: one row read, however deep)."""
+    row = conn.execute("SELECT n FROM tally WHERE name = 'outbox_pending' AND k1 = '' AND k2 = ''").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The counts the triggers keep (migration 5): per (message_type, state), per (message_type,
+    returnStatus), pending envelopes, open dead letters, and unread mail per tenant."""
+
+    declarations: dict[tuple[str, str], int]
+    receipts: dict[tuple[str, str], int]
+    outbox_pending: int
+    dead_letters_open: int
+    mailbox_unacked: dict[str, int]
+
+
+def tally(conn: sqlite3.Connection) -> Tally:
+    """The kept counts, read from the ``tally`` table (a few rows, whatever the store's size)."""
+    rows = conn.execute("SELECT name, k1, k2, n FROM tally").fetchall()
+    return _tally_of(rows)
+
+
+def tally_by_scan(conn: sqlite3.Connection) -> Tally:
+    """The same counts computed from the rows themselves (whole-index reads: for checking the
+    kept counts, not for every request)."""
+    rows: list[tuple[str, str, str, int]] = []
+    for name, query in (
+            ("declaration_state",
+             "SELECT message_type, state, COUNT(*) FROM declaration_state GROUP BY 1, 2"),
+            ("receipt", "SELECT message_type, status, COUNT(*) FROM receipt GROUP BY 1, 2"),
+            ("outbox_pending", "SELECT '', '', COUNT(*) FROM outbox WHERE acked_us IS NULL"),
+            ("dead_letter_open", "SELECT '', '', COUNT(*) FROM dead_letter WHERE resolved_us IS NULL"),
+            ("mailbox_unacked",
+             "SELECT mb.tenant, '', COUNT(*) FROM mailbox mb LEFT JOIN mailbox_ack a"
+             " ON a.tenant = mb.tenant WHERE mb.cursor > COALESCE(a.cursor, 0) GROUP BY 1")):
+        rows += [(name, k1, k2, n) for k1, k2, n in conn.execute(query)]
+    return _tally_of(rows)
+
+
+def _tally_of(rows: Iterable[tuple[str, str, str, int]]) -> Tally:
+    found: dict[str, dict[tuple[str, str], int]] = {}
+    for name, k1, k2, n in rows:
+        if n:  # a count that went back to 0 is no row at all, as in a scan
+            found.setdefault(name, {})[(k1, k2)] = n
+    return Tally(found.get("declaration_state", {}), found.get("receipt", {}),
+                 sum(found.get("outbox_pending", {}).values()),
+                 sum(found.get("dead_letter_open", {}).values()),
+                 {k1: n for (k1, _), n in found.get("mailbox_unacked", {}).items()})
 
 
 def audit(conn: sqlite3.Connection,
