@@ -43,6 +43,10 @@ class Settings:
     # Group commit: under sustained load a commit waits this long for more submissions to
     # share its sync (fewer syncs and WAL pages per message; adds at most this to latency).
     commit_delay_ms: float = 0.0
+    # SQLite page cache of the store's write connection, per serving process.  The indexes
+    # that take random inserts (guid, business keys) outgrow a small cache as the store grows;
+    # a larger one keeps their pages in memory, at the cost of that much RSS.
+    cache_mb: int = 2
 
     @cached_property
     def policy(self) -> Policy:
@@ -68,6 +72,8 @@ class Settings:
             raise ConfigError("lease_timeout_s must be > 0 and long_poll_max_s >= 0", field="lease_timeout_s")
         if not 0 <= self.commit_delay_ms <= 100:
             raise ConfigError("commit_delay_ms must be between 0 and 100", field="commit_delay_ms")
+        if not 1 <= self.cache_mb <= 65536:
+            raise ConfigError("cache_mb must be between 1 and 65536", field="cache_mb")
         if min(self.outbox_max_batch, self.mailbox_max_batch) < 1:
             raise ConfigError("batch limits must be positive", field="outbox_max_batch")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -87,7 +93,8 @@ class Settings:
 _PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_cert", "tls_key",
           "tls_client_ca")
 _FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms")
-_INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch")
+_INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch",
+         "cache_mb")
 _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 

@@ -79,7 +79,8 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
     app.router.add_get("/openapi.json", openapi_json)
     app[OUTBOX_SIGNAL] = Signal()
     if store is None:
-        store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000)
+        store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000,
+                           cache_mb=settings.cache_mb)
         app.on_cleanup.append(_close_store)
     app[STORE] = store
     return app

@@ -348,13 +348,15 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 0.0) -> Store:
+def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 0.0,
+               cache_mb: int | None = None) -> Store:
     """Open (creating and migrating if needed) the store named by ``url``.
 
     ``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs/path`` also works) or
     ``sqlite://:memory:`` for a private in-memory store.  Raises ConfigError for any
     other URL; ``postgres://`` is recognised but not built yet.  ``commit_delay_s``: how long
-    a busy writer waits for more writes to share one sync.
+    a busy writer waits for more writes to share one sync; ``cache_mb``: the write connection's
+    page cache (SQLite's default, 2 MB, when None).
     """
     from .sqlite import SqliteStore  # deferred: keeps the interface importable alone
 
@@ -364,6 +366,7 @@ def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 
     if url == "sqlite://:memory:":
         return SqliteStore(":memory:", clock=clock)
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///"):], clock=clock, commit_delay_s=commit_delay_s)
+        return SqliteStore(url[len("sqlite:///"):], clock=clock, commit_delay_s=commit_delay_s,
+                           cache_mb=cache_mb)
     raise ConfigError(f"unsupported store URL {url.split('://', 1)[0]!r}://…; expected sqlite:///path",
                       code="CEBGW-CONFIG-STORE-URL")

@@ -112,17 +112,21 @@ class SqliteStore:
     Opening creates the file if needed and applies pending migrations; it blocks
     briefly, so do it at start-up.  ``clock`` (seconds since the epoch) stamps
     receipt times and leases.  ``commit_delay_s``: under sustained load the writer waits
-    this long for more writes to share a sync (see :class:`GroupCommitWriter`).  Raises
+    this long for more writes to share a sync (see :class:`GroupCommitWriter`).  ``cache_mb``:
+    the write connection's page cache in MiB (None: SQLite's default, 2 MB).  Raises
     StoreError if the file cannot be opened or its schema is newer than this code.
     """
 
     def __init__(self, path: str, *, clock: Clock | None = None, readers: int = 4,
                  max_batch: int = 1024, migrations: Sequence[Migration] = MIGRATIONS,
-                 checkpoint_thread: bool = True, commit_delay_s: float = 0.0) -> None:
+                 checkpoint_thread: bool = True, commit_delay_s: float = 0.0,
+                 cache_mb: int | None = None) -> None:
         self._clock: Clock = clock or time.time
         self._memory = path == ":memory:"
         conn = _connect(path, read_only=False)
         try:
+            if cache_mb is not None:
+                conn.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")  # negative: KiB
             migrate(conn, migrations)
         except sqlite3.Error as exc:
             conn.close()

@@ -59,8 +59,10 @@ def test_settings_are_checked(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text("")
     base = {"store_url": "sqlite:///x.db", "registry_path": "r.toml", "accounts_path": "a.toml"}
     assert from_mapping(base, tmp_path).max_body_bytes == 10 * 1024 * 1024
+    assert from_mapping(base, tmp_path).cache_mb == 2
+    assert from_mapping({**base, "cache_mb": 64}, tmp_path).cache_mb == 64
     for bad in ({"sign_envelopes": True}, {"max_depth": 2}, {"allowed_algorithms": ["md5"]}, {"nope": 1},
-                {"tls_client_ca": "ca.pem"}):
+                {"tls_client_ca": "ca.pem"}, {"cache_mb": 0}, {"cache_mb": "big"}):
         with pytest.raises(ConfigError):
             from_mapping({**base, **bad}, tmp_path)
 

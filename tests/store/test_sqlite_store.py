@@ -396,6 +396,17 @@ async def test_migrations_apply_once_and_new_versions_apply_on_open(db: str) -> 
 
 
 @aio
+async def test_write_connection_cache_size_is_configurable(db: str) -> None:
+    def size(c: sqlite3.Connection) -> int:
+        return int(c.execute("PRAGMA cache_size").fetchone()[0])
+
+    async with SqliteStore(db) as store:
+        assert await store._writer.submit(size) == -2000          # SQLite's default: 2,000 KiB
+    async with SqliteStore(db, cache_mb=32) as store:
+        assert await store._writer.submit(size) == -32 * 1024
+
+
+@aio
 async def test_concurrent_puts_are_all_durable_and_batched(db: str) -> None:
     async with SqliteStore(db) as store:
         puts = (store.put_message(message(n, sender=f"S{n % 5}")) for n in range(300))
