@@ -1,6 +1,7 @@
-"""Durable put_message throughput of the SQLite store with 1, 16 and 64 concurrent submitters.
+"""Durable put_message throughput of the SQLite store with 1, 16 and 64 concurrent submitters,
+and how long an outbox lease takes behind a deep queue.
 
-Prints messages/s and the average group-commit batch size; asserts nothing.
+Prints messages/s and the average group-commit batch size, then the lease times; asserts nothing.
 Run: ``.venv/bin/python bench/store.py [--seconds 3] [--dir /path/on/the/real/disk]``.
 """
 
@@ -11,13 +12,17 @@ import asyncio
 import os
 import platform
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from gateway.store import NewMessage
-from gateway.store.sqlite import SqliteStore
+# bench/ is sys.path[0] when this runs as a script, and bench/gateway.py would shadow the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.store import NewMessage, migrations, sqlops  # noqa: E402
+from gateway.store.sqlite import SqliteStore  # noqa: E402
 
 BODY = "<ceb:InventoryList><ceb:gnum>1</ceb:gnum></ceb:InventoryList>" * 20   # ~1.3 KB like a small 621
 
@@ -58,6 +63,30 @@ async def _run(path: Path, submitters: int, seconds: float, bg: bool) -> tuple[i
         await store.close()
 
 
+def _lease_times(path: Path, depth: int) -> tuple[float, float, float]:
+    """ms for: leasing the oldest 100 (all one big sender's), leasing again while those are out
+    (the big sender is skipped: the other senders' 100), and once more (nothing is leasable)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.migrate(conn)
+    conn.execute("BEGIN")
+    for i in range(1, depth + 1):
+        sender = "BIG" if i <= depth - 100 else f"small{i % 10}"
+        conn.execute("INSERT INTO message VALUES (?, 't', ?, 'CEB621', ?, ?, 'x', x'00', 0, '', '')",
+                     (i, sender, f"g{i}", f"c{i}"))
+        conn.execute("INSERT INTO outbox (id, message_id, sender, envelope, enqueued_us)"
+                     " VALUES (?, ?, ?, x'00', 0)", (i, i, sender))
+    conn.execute("COMMIT")
+    times = []
+    for k in range(3):
+        start = time.perf_counter()
+        conn.execute("BEGIN")
+        sqlops.lease_outbox(conn, 100, k + 1, 10**12)
+        conn.execute("COMMIT")
+        times.append((time.perf_counter() - start) * 1000)
+    conn.close()
+    return times[0], times[1], times[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -76,6 +105,12 @@ def main() -> None:
             done, elapsed, batch = asyncio.run(_run(path, submitters, args.seconds,
                                                    not args.inline_checkpoint))
             print(f"{submitters:>10} {done:>9} {done / elapsed:>9.0f} {batch:>10.1f}")
+        print()
+        print("outbox lease of 100, ms: first (the big sender's oldest), again while those are out,")
+        print("once more (nothing leasable); the queue is one big sender and 100 envelopes of 10 others")
+        for depth in (10_000, 100_000, 1_000_000):
+            first, again, empty = _lease_times(Path(tmp) / f"lease-{depth}.db", depth)
+            print(f"{depth:>10} pending  {first:7.1f} {again:7.1f} {empty:7.1f}")
 
 
 if __name__ == "__main__":

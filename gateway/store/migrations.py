@@ -249,6 +249,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     # /metrics and /healthz counted rows on every call (whole indexes: slow at millions of
     # declarations); triggers now keep the counts as the rows change.
     Migration(5, "counts kept by triggers (tally)", _V5),
+    # Leasing walked the pending outbox in id order, testing each envelope's sender: behind a
+    # large sender whose envelopes were out with customs, every lease read all of its queue.
+    # Leases now go sender by sender (sqlops.lease_outbox), on each sender's queue in order.
+    Migration(6, "outbox queues per sender",
+              ("DROP INDEX outbox_pending",
+               "CREATE INDEX outbox_queue ON outbox (sender, id) WHERE acked_us IS NULL")),
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ def _b64_len(n: int) -> int:
 
 _HEAD = "SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ? ORDER BY id DESC LIMIT 1"
 _IN_CHUNK = 512  # guids per ``IN (...)``: well under SQLite's 32,766 bound parameters
+_MAX_ID = 2**63 - 1
 
 
 def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
@@ -213,14 +215,48 @@ def _envelope(stored: bytes, head: bytes | None, tail: bytes | None, data: bytes
     return head + base64.b64encode(data) + tail
 
 
+# The senders with pending envelopes, one index seek each (a skip scan of ``outbox_queue``),
+# that have none out on a live lease; with the id of each one's oldest pending envelope.
+_LEASABLE_SENDERS = """
+WITH RECURSIVE pending(sender) AS (
+    SELECT (SELECT MIN(sender) FROM outbox WHERE acked_us IS NULL)
+    UNION ALL
+    SELECT (SELECT MIN(o.sender) FROM outbox o WHERE o.acked_us IS NULL AND o.sender > pending.sender)
+    FROM pending WHERE pending.sender IS NOT NULL)
+SELECT p.sender, (SELECT MIN(q.id) FROM outbox q WHERE q.sender = p.sender AND q.acked_us IS NULL)
+FROM pending p
+WHERE p.sender IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM outbox b WHERE b.sender = p.sender AND b.acked_us IS NULL AND b.lease_until_us > ?)"""
+
+
 def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int) -> list[OutboxItem]:
-    """Lease the oldest available envelopes of senders with nothing currently leased."""
-    rows = conn.execute(
-        "SELECT o.id, o.message_id, o.envelope, o.attempts, o.envelope_head, o.envelope_tail, m.data"
-        " FROM outbox o JOIN message m ON m.id = o.message_id"
-        " WHERE o.acked_us IS NULL AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.sender = o.sender"
-        "   AND b.acked_us IS NULL AND b.lease_until_us > ?)"
-        " ORDER BY o.id LIMIT ?", (now_us, limit)).fetchall()
+    """Lease the oldest available envelopes of senders with nothing currently leased: the
+    ``limit`` smallest ids among those senders' pending envelopes.
+
+    Sender by sender, not envelope by envelope: a sender with a live lease costs one index
+    seek however long its queue, and only the senders whose oldest envelope is among the
+    ``limit`` oldest heads can contribute, each at most ``limit`` envelopes.
+    """
+    if limit < 1:
+        return []
+    heads = sorted((first, sender) for sender, first in conn.execute(_LEASABLE_SENDERS, (now_us,)))[:limit]
+    if not heads:
+        return []
+    # No envelope younger than the limit-th oldest head can be among the limit oldest.
+    bound = heads[-1][0] if len(heads) == limit else None
+    ids: list[int] = []
+    for _, sender in heads:
+        ids += [i for (i,) in conn.execute(
+            "SELECT id FROM outbox WHERE sender = ? AND acked_us IS NULL AND id <= ? ORDER BY id LIMIT ?",
+            (sender, bound if bound is not None else _MAX_ID, limit))]
+    ids = heapq.nsmallest(limit, ids)
+    rows = []
+    for at in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[at:at + _IN_CHUNK]
+        rows += conn.execute(
+            "SELECT o.id, o.message_id, o.envelope, o.attempts, o.envelope_head, o.envelope_tail, m.data"
+            " FROM outbox o JOIN message m ON m.id = o.message_id"
+            f" WHERE o.id IN ({','.join('?' * len(chunk))}) ORDER BY o.id", chunk).fetchall()
     conn.executemany("UPDATE outbox SET attempts = attempts + 1, lease_until_us = ? WHERE id = ?",
                      [(now_us + lease_us, r[0]) for r in rows])
     return [OutboxItem(r[0], r[1], _envelope(r[2], r[4], r[5], r[6]), r[3] + 1) for r in rows]
