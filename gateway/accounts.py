@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import re
 import secrets
 import time
 import tomllib
@@ -132,16 +134,115 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
 
 def render_accounts(accounts: Iterable[Account]) -> str:
     """TOML text for ``accounts`` (what :func:`parse_accounts` reads back)."""
+    def string(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+
     def arr(values: Iterable[str]) -> str:
-        return "[" + ", ".join(f'"{v}"' for v in sorted(values)) + "]"
+        return "[" + ", ".join(string(v) for v in sorted(values)) + "]"
 
     parts = ["# ceb-gateway accounts; tokens are stored as SHA-256 hex only.\n"]
     for a in accounts:
         parts.append(
-            f'\n[[account]]\nname = "{a.name}"\nroles = {arr(a.roles)}\ncodes = {arr(a.codes)}\n'
-            f'dxp_id = "{a.dxp_id}"\ncertificates = {arr(a.certificates)}\n'
+            f"\n[[account]]\nname = {string(a.name)}\nroles = {arr(a.roles)}\ncodes = {arr(a.codes)}\n"
+            f"dxp_id = {string(a.dxp_id)}\ncertificates = {arr(a.certificates)}\n"
             f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n")
     return "".join(parts)
+
+
+def read_accounts(path: str | os.PathLike[str], *, missing_ok: bool = False) -> Accounts:
+    """The accounts in ``path`` (none if it does not exist and ``missing_ok``). Raises ConfigError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return Accounts(())
+        raise ConfigError(f"{p}: no such accounts file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    return parse_accounts(text, str(p))
+
+
+def write_accounts(path: str | os.PathLike[str], accounts: Accounts) -> None:
+    """Replace ``path`` with ``accounts`` at once (a running service rereads it whole, never
+    half-written); readable by its owner only. Raises ConfigError."""
+    p = Path(path)
+    text = render_accounts(accounts.accounts)
+    parse_accounts(text, str(p))  # what is written must read back
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {p}: {exc}") from None
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DXP_ID = re.compile(r"[A-Za-z0-9]{1,16}")  # TransInfo/SenderId: 1..16 (spec §9)
+_CODE = re.compile(r"\S{1,64}")
+# Accounts that send declarations need the codes they send for and the DXP id customs answers to.
+_SENDING_ROLES = ROLES - {"customs", "operator"}
+
+
+def new_account(name: str, roles: Iterable[str], codes: Iterable[str], dxp_id: str,
+                certificates: Iterable[str] = ()) -> Account:
+    """A checked account without tokens. Raises ConfigError naming the bad field."""
+    role_set, code_set = frozenset(roles), frozenset(codes)
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"account name {name!r}: letters, digits, '.', '_' or '-', at most 64",
+                          field="name")
+    if not role_set or role_set - ROLES:
+        raise ConfigError(f"roles {sorted(role_set - ROLES) or '(none)'}: "
+                          f"each must be one of {sorted(ROLES)}", field="roles")
+    bad = sorted(c for c in code_set if not _CODE.fullmatch(c))
+    if bad:
+        raise ConfigError(f"codes {bad}: no spaces, at most 64 characters", field="codes")
+    if dxp_id and not _DXP_ID.fullmatch(dxp_id):
+        raise ConfigError(f"dxp_id {dxp_id!r}: 1 to 16 letters or digits (DXP SenderId)", field="dxp_id")
+    if role_set & _SENDING_ROLES and not (code_set and dxp_id):
+        raise ConfigError(f"an account with roles {sorted(role_set & _SENDING_ROLES)} sends declarations: "
+                          "it needs its enterprise codes and its DXP id",
+                          field="codes" if not code_set else "dxp_id")
+    return Account(name, role_set, code_set, dxp_id, tuple(certificates))
+
+
+def with_account(accounts: Accounts, account: Account) -> Accounts:
+    """``accounts`` plus ``account``. Raises ConfigError if its name, a code or its DXP id is taken."""
+    if accounts.by_name(account.name) is not None:
+        raise ConfigError(f"account {account.name!r} exists already", field="name")
+    holder = accounts.by_dxp_id(account.dxp_id) if account.dxp_id else None
+    if holder is not None:
+        raise ConfigError(f"DXP id {account.dxp_id} belongs to account {holder.name!r}", field="dxp_id")
+    for other in accounts.accounts:
+        shared = sorted(account.codes & other.codes)
+        if shared:
+            raise ConfigError(f"codes {shared} belong to account {other.name!r}", field="codes")
+    return Accounts((*accounts.accounts, account))
+
+
+def replaced(accounts: Accounts, account: Account) -> Accounts:
+    """``accounts`` with the account of the same name replaced by ``account``."""
+    return Accounts(tuple(account if a.name == account.name else a for a in accounts.accounts))
+
+
+def without(accounts: Accounts, name: str) -> Accounts:
+    """``accounts`` without the account ``name``."""
+    return Accounts(tuple(a for a in accounts.accounts if a.name != name))
+
+
+def client_cert_fingerprint(cert_bytes: bytes) -> str:
+    """SHA-256 hex of a certificate's DER (PEM or DER given): what mutual TLS matches against.
+    Raises ConfigError if the bytes are not a certificate."""
+    from .dsig.certutil import CertificateFormatError, der, load_certificate
+    try:
+        return hashlib.sha256(der(load_certificate(cert_bytes))).hexdigest()
+    except CertificateFormatError as exc:
+        raise ConfigError(str(exc), field="client_cert") from None
 
 
 class AccountFile:

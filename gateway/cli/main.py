@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "sign",
     "verify",
     "certs",
+    "accounts",
     "translate",
     "serve",
     "send",
