@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import web
 
@@ -95,6 +95,25 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+MAX_ID = 2**63 - 1  # ids are SQLite (and PostgreSQL bigint) integers
+
+
+def _path_id(request: web.Request, what: str) -> int:
+    """The ``{id}`` of the path; one that cannot name a row is simply not found."""
+    raw = request.match_info["id"]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise NotFoundError(f"no such {what}") from None
+    if not 0 < value <= MAX_ID:
+        raise NotFoundError(f"no such {what}")
+    return value
+
+
+def _is_id(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
 def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -150,10 +169,7 @@ def _root_name(data: bytes) -> str:
 
 async def get_message(request: web.Request) -> web.Response:
     """One of the account's declarations with its state and receipt timeline (404 otherwise)."""
-    try:
-        mid = int(request.match_info["id"])
-    except ValueError:
-        raise NotFoundError("no such message") from None
+    mid = _path_id(request, "message")
     rec = await request.app[STORE].get_message(mid, request[ACCOUNT].name)
     if rec is None:
         raise NotFoundError("no such message")
@@ -205,8 +221,8 @@ async def ack_receipts(request: web.Request) -> web.Response:
     """Mark the account's mail read up to ``cursor``."""
     body = await _json_body(request)
     cursor = body.get("cursor")
-    if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
-        raise UsageError("cursor must be a non-negative integer", field="cursor")
+    if not _is_id(cursor):
+        raise UsageError(f"cursor must be an integer from 0 to {MAX_ID}", field="cursor")
     await request.app[STORE].ack_mailbox(request[ACCOUNT].name, cursor)
     return _json({"acked": cursor})
 
@@ -241,8 +257,8 @@ async def ack_outbox(request: web.Request) -> web.Response:
     """Acknowledge delivered envelopes (their declarations become ``sent``)."""
     _require_customs(request[ACCOUNT])
     ids = (await _json_body(request)).get("ids")
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise UsageError("ids must be a list of integers", field="ids")
+    if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
+        raise UsageError(f"ids must be a list of integers from 0 to {MAX_ID}", field="ids")
     return _json({"acked": await request.app[STORE].ack_outbox(ids)})
 
 
@@ -288,13 +304,10 @@ async def reroute_dead_letter(request: web.Request) -> web.Response:
     """Attach a dead letter to a declaration and deliver it to that declaration's tenant and
     its ALL/RET subscribers."""
     _require_operator(request[ACCOUNT])
-    try:
-        rid = int(request.match_info["id"])
-    except ValueError:
-        raise NotFoundError("no such dead letter") from None
+    rid = _path_id(request, "dead letter")
     mid = (await _json_body(request)).get("message_id")
-    if not isinstance(mid, int) or isinstance(mid, bool):
-        raise UsageError("message_id must be an integer", field="message_id")
+    if not _is_id(mid):
+        raise UsageError(f"message_id must be an integer from 0 to {MAX_ID}", field="message_id")
     r = await pipeline.reroute(rid, mid, request.app[STORE], request.app[ACCOUNTS].current(),
                                request.app[CATALOG])
     return _json({"receipt_id": r.receipt_id, "message_id": r.declaration_id,

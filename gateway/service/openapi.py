@@ -40,13 +40,17 @@ def _op(summary: str, ok: dict[str, Any], *errs: int, body: dict[str, Any] | Non
     return op
 
 
+# Row ids, cursors: 64-bit signed integers in the store.
+_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
 def _q(name: str, kind: str = "integer", description: str = "") -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": {"type": kind},
             "description": description}
 
 
 def _p(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
 
 
 def _obj(**props: Any) -> dict[str, Any]:
@@ -94,7 +98,7 @@ def document() -> dict[str, Any]:
         "/v1/receipts/ack": {"post": _op(
             "Mark receipts read up to a cursor",
             {"200": _json(_obj(acked={"type": "integer"}), "acknowledged")},
-            400, 401, body={"application/json": {"schema": _obj(cursor={"type": "integer"})}})},
+            400, 401, body={"application/json": {"schema": _obj(cursor=_ID)}})},
         "/v1/customs/outbox": {"get": _op(
             "Customs: lease a batch of DXP envelopes",
             {"200": _json(_obj(items={"type": "array"}), "leased envelopes")}, 401, 403,
@@ -103,7 +107,7 @@ def document() -> dict[str, Any]:
             "Customs: acknowledge delivered envelopes",
             {"200": _json(_obj(acked={"type": "integer"}), "acknowledged")}, 400, 401, 403,
             body={"application/json": {
-                "schema": _obj(ids={"type": "array", "items": {"type": "integer"}})}})},
+                "schema": _obj(ids={"type": "array", "items": _ID})}})},
         "/v1/customs/receipts": {"post": _op(
             "Customs: post a receipt message (any receipt type, bare or enveloped)",
             {"200": _json(_obj(message_type={"type": "string"}, records={"type": "array"}), "per record")},
@@ -116,7 +120,7 @@ def document() -> dict[str, Any]:
             "Operators: attach a dead letter to a declaration",
             {"200": _json(_obj(message_id={"type": "integer"}), "delivered")}, 400, 401, 403, 404,
             params=[_p("id")],
-            body={"application/json": {"schema": _obj(message_id={"type": "integer"})}})},
+            body={"application/json": {"schema": _obj(message_id=_ID)}})},
         "/healthz": {"get": _op("Liveness", {"200": _json(_obj(status={"type": "string"}), "up")},
                                 public=True)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text exposition",

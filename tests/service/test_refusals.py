@@ -183,3 +183,30 @@ async def test_metrics_text_parses_and_counts(sb: Sandbox) -> None:
     assert 'cebgw_messages_total{type="CEB311",outcome="accepted"} 1' in text
     assert 'outcome="rejected"' in text and "cebgw_outbox_depth 1" in text
     assert 'cebgw_request_seconds_count{route="/v1/messages",method="POST"} 2' in text
+
+
+@aio
+async def test_ids_beyond_64_bits_are_not_found_or_refused_never_an_internal_error(sb: Sandbox) -> None:
+    """Found by schemathesis: ids SQLite cannot hold made the store raise OverflowError (500)."""
+    huge, customs, tok = 2**64 + 7, sb.info["customs"]["token"], sb.token("ecommerce")
+    async with running(sb.settings) as api:
+        for path in (f"/v1/messages/{huge}", f"/v1/messages/-{huge}", "/v1/messages/9223372036854775808"):
+            status, body = await api.get(tok, path)
+            assert (status, body["error"]["code"]) == (404, "CEBGW-NOT-FOUND"), path
+        cases = [
+            (customs, "/v1/customs/outbox/ack", {"ids": [1, huge]}, "ids"),
+            (customs, "/v1/customs/outbox/ack", {"ids": [-1]}, "ids"),
+            (tok, "/v1/receipts/ack", {"cursor": huge}, "cursor"),
+            (customs, f"/v1/dead-letters/{huge}/reroute", {"message_id": 1}, None),
+            (customs, "/v1/dead-letters/1/reroute", {"message_id": huge}, "message_id"),
+        ]
+        for token, path, payload, field in cases:
+            status, body = await api.post_json(token, path, payload)
+            if field is None:
+                assert status == 404, (path, body)
+            else:
+                assert status == 400 and body["error"]["errors"][0]["field"] == field, (path, body)
+                assert "9223372036854775807" in body["error"]["message"]
+        status, body = await api.post_json(customs, "/v1/customs/outbox/ack", {"ids": [2**63 - 1]})
+        assert (status, body) == (200, {"acked": 0})
+        await still_serving(api, sb)
