@@ -125,6 +125,52 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port`` (each ``--workers`` process has its own, SO_REUSEPORT)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                n += 1
+    return n
+
+
+def _connections_per_worker(server: Server) -> list[int]:
+    """Established client connections held by each serving process (how the kernel spread them)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    counts = []
+    for pid in server.pids():
+        held = 0
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    held += 1
+        except OSError:
+            continue
+        if held:
+            counts.append(held)
+    return sorted(counts)
+
+
 def _is_server(pid: int) -> bool:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -180,8 +226,12 @@ def serve(args: list[str], log: Path, workers: int, db: Path) -> Iterator[Server
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not healthy after 60 s; see {log}") from None
                 time.sleep(0.05)
-        # with workers, each must be up before load starts: wait until they are all listening
-        while workers > 1 and len(server.pids()) < workers + 1 and time.monotonic() < deadline:
+        # With workers, each must be listening before load starts: the kernel spreads new
+        # connections over the sockets listening at that moment, and a worker that binds after
+        # wrk has connected would get none of them (seen: all 32 connections on one worker).
+        while workers > 1 and _listeners(port) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{_listeners(port)} of {workers} workers listening after 60 s; see {log}")
             time.sleep(0.05)
         yield server
     finally:
@@ -224,6 +274,7 @@ class LoadResult:
     other_kinds: str = ""
     server_cpu_s: float = 0.0  # user + system CPU of the serving processes during the run
     wrk_cpu_s: float = 0.0
+    split: tuple[int, ...] = ()  # client connections per serving process, sampled during the run
 
     @property
     def cpu_us_per_msg(self) -> float:
@@ -263,8 +314,11 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
     wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     done, last_change, seen = base, start, base
     wrk_cpu = 0.0
+    split: list[int] | None = None
     while done < target and wrk.poll() is None and time.monotonic() - last_change < 10:
         time.sleep(0.1)
+        if split is None and time.monotonic() - start > 0.5:
+            split = _connections_per_worker(server)
         done = server.accepted()
         if done != seen:
             seen, last_change = done, time.monotonic()
@@ -284,7 +338,8 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
         print(f"  (first answer other than 202: {first[:300]})")
     return LoadResult(done - base, f["accepted"], f["other"], f["errors"], elapsed,
                       f["p50_us"] / 1000, f["p99_us"] / 1000, rss,
-                      f"200 (replays) {f['dup200']}, 4xx {f['c4xx']}, 5xx {f['c5xx']}", server_cpu, wrk_cpu)
+                      f"200 (replays) {f['dup200']}, 4xx {f['c4xx']}, 5xx {f['c5xx']}", server_cpu, wrk_cpu,
+                      tuple(split or ()))
 
 
 # ---------------------------------------------------------------- in-process
@@ -334,7 +389,8 @@ def _line(name: str, r: LoadResult, target: str) -> str:
     return (f"{name:<34} {r.accepted:>7} in {r.seconds:6.1f} s  {r.rate:7.0f} accepted/s  "
             f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:7.1f} ms   {target}{extra}\n"
             f"{'':<34} server CPU {r.cpu_us_per_msg:.0f} µs/msg ({r.server_cpu_s / secs:.2f} cores),"
-            f" wrk {r.wrk_cpu_s / secs:.2f} cores")
+            f" wrk {r.wrk_cpu_s / secs:.2f} cores,"
+            f" connections per worker {'/'.join(map(str, r.split)) or '?'}")
 
 
 def main() -> None:
