@@ -34,7 +34,7 @@ from .keys import (
     Signal,
 )
 from .metrics import Metrics
-from .middleware import MIDDLEWARES
+from .middleware import MIDDLEWARES, quiet_malformed_http
 from .openapi import document
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,6 +64,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 def build_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     """The application for ``settings`` (already checked). Raises ConfigError for unusable files."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes + 1)
+    quiet_malformed_http()
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog()
     xsd.preload()       # compile the schemas and derive the overlays now: no request pays for it

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import AuthError, GatewayError, MediaTypeError, NotFoundError, UsageError
 from ..pipeline import Rejected
@@ -137,3 +138,28 @@ async def timing(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 MIDDLEWARES = (request_id, errors, timing, auth)
+
+
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp answers a request it cannot parse (bad header bytes, broken framing) with 400
+    itself and logs it as an error with a traceback: one line per bad request from the
+    Internet, each looking like a crash.  This turns those records into a one-line warning
+    naming the client and what was wrong; other records pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            what = " ".join(str(exc.message).split())[:200]
+            record.msg = "malformed HTTP request from %s refused (%s): %s"
+            record.args = (remote, exc.code, what)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_http() -> None:
+    """Install :class:`MalformedHttpFilter` on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpFilter) for f in logger.filters):
+        logger.addFilter(MalformedHttpFilter())

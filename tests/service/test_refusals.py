@@ -210,3 +210,23 @@ async def test_ids_beyond_64_bits_are_not_found_or_refused_never_an_internal_err
         status, body = await api.post_json(customs, "/v1/customs/outbox/ack", {"ids": [2**63 - 1]})
         assert (status, body) == (200, {"acked": 0})
         await still_serving(api, sb)
+
+
+@aio
+async def test_malformed_http_is_a_one_line_warning(sb: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp answers unparsable requests with 400 itself and logs them with a traceback."""
+    async with running(sb.settings) as api:
+        host, port = api.url.removeprefix("http://").split(":")
+        for raw in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Probe: \x00\r\n\r\n",
+                    b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(raw)
+            await writer.drain()
+            answer = await reader.read(200)
+            writer.close()
+            assert answer.split(b" ", 2)[1] == b"400", answer
+        records = [r for r in caplog.records if r.name == "aiohttp.server"]
+        assert len(records) == 2 and all(r.levelname == "WARNING" and not r.exc_info for r in records)
+        assert "malformed HTTP request from 127.0.0.1 refused (400)" in records[0].getMessage()
+        await still_serving(api, sb)
