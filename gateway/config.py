@@ -56,6 +56,8 @@ class Settings:
 
     def check(self) -> Settings:
         """Return ``self`` if consistent; raise :class:`ConfigError` naming the first problem."""
+        from .store import check_url  # deferred: the store package imports nothing from here
+        check_url(self.store_url)
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024", field="max_body_bytes")
         if not 8 <= self.max_depth <= 256:

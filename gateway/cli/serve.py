@@ -80,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ceb-gateway listening on {args.host}:{args.port} with {args.workers} worker(s)", flush=True)
     else:
         raise UsageError("give --sandbox or --config FILE")
+    if args.db:
+        settings = settings.with_(store_url=args.db)
     if args.workers == 1:
         _serve(settings, args.host, args.port, reuse_port=False)
         return EXIT_OK
@@ -145,6 +147,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sandbox", action="store_true", help="sandbox accounts, keys and store in --data")
     p.add_argument("--data", default="var/sandbox", help="sandbox data directory (default var/sandbox)")
     p.add_argument("--config", help="settings TOML for a real deployment")
+    p.add_argument("--db", metavar="URL",
+                   help="the store, e.g. sqlite:///var/cebgw/gateway.db (default: the settings' store_url;"
+                        " with --sandbox, DATA/gateway.db)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8631)
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")

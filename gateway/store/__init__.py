@@ -348,6 +348,17 @@ class Store(Protocol):
         ...
 
 
+def check_url(url: str) -> None:
+    """Raise ConfigError (naming what is expected) unless :func:`open_store` can open ``url``."""
+    if url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("the PostgreSQL store backend is not built yet; use a sqlite:/// URL",
+                          code="CEBGW-CONFIG-STORE-URL", field="store_url")
+    if url == "sqlite://:memory:" or (url.startswith("sqlite:///") and len(url) > len("sqlite:///")):
+        return
+    raise ConfigError(f"unsupported store URL {url.split('://', 1)[0]!r}://…; expected sqlite:///path",
+                      code="CEBGW-CONFIG-STORE-URL", field="store_url")
+
+
 def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 0.0,
                cache_mb: int | None = None) -> Store:
     """Open (creating and migrating if needed) the store named by ``url``.
@@ -360,13 +371,8 @@ def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 
     """
     from .sqlite import SqliteStore  # deferred: keeps the interface importable alone
 
-    if url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError("the PostgreSQL store backend is not built yet; use a sqlite:/// URL",
-                          code="CEBGW-CONFIG-STORE-URL")
+    check_url(url)
     if url == "sqlite://:memory:":
         return SqliteStore(":memory:", clock=clock)
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///"):], clock=clock, commit_delay_s=commit_delay_s,
-                           cache_mb=cache_mb)
-    raise ConfigError(f"unsupported store URL {url.split('://', 1)[0]!r}://…; expected sqlite:///path",
-                      code="CEBGW-CONFIG-STORE-URL")
+    return SqliteStore(url[len("sqlite:///"):], clock=clock, commit_delay_s=commit_delay_s,
+                       cache_mb=cache_mb)

@@ -21,6 +21,7 @@ import pytest
 
 from gateway.cli.serve import _supervise
 from gateway.errors import EXIT_USAGE
+from gateway.sandbox import datadir
 from gateway.store import open_store
 
 from .kit import Sandbox, aio, declaration
@@ -168,3 +169,40 @@ def test_a_crash_loop_stops_the_server() -> None:
 
     assert _supervise(start, 2, max_restarts=3, window_s=60) == EXIT_USAGE
     assert len(started) == 2 + 3
+
+
+@aio
+async def test_db_names_the_store(tmp_path: Path) -> None:
+    data, port, db = tmp_path / "sbx", _free_port(), tmp_path / "elsewhere.db"
+    cmd = [sys.executable, "-m", "gateway.cli.main", "serve", "--sandbox", "--data", str(data),
+           "--port", str(port), "--db", f"sqlite:///{db}"]
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await _up(url, proc)
+        info = json.loads((data / "sandbox.json").read_text())
+        sb = Sandbox(data, info, datadir.settings_for(data))
+        owner, body = declaration(sb, "CEB311", seed=5)
+        async with aiohttp.ClientSession() as session, session.post(
+                url + "/v1/messages", data=body, headers={"Authorization": f"Bearer {sb.token(owner)}",
+                                                          "Content-Type": "application/xml"}) as r:
+            assert r.status == 202, await r.text()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    store = open_store(f"sqlite:///{db}")
+    try:
+        assert await store.outbox_depth() == 1
+    finally:
+        await store.close()
+    assert not (data / "gateway.db").exists()
+
+
+def test_an_unusable_db_url_is_refused_before_serving(tmp_path: Path) -> None:
+    for url, said in (("postgres://localhost/test", "PostgreSQL store backend is not built yet"),
+                      ("mysql://x", "unsupported store URL 'mysql'")):
+        done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "serve", "--sandbox", "--data",
+                               str(tmp_path / "sbx"), "--port", str(_free_port()), "--workers", "2",
+                               "--db", url], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and said in done.stderr and "CEBGW-CONFIG-STORE-URL" in done.stderr
