@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "send",
     "receipts",
     "dead_letters",
+    "customs",
     "audit",
 )
 

@@ -59,6 +59,10 @@ def _print_sandbox(info: dict[str, Any]) -> None:
     print("\nSubmit a sample order:")
     print(f"  curl -sS -X POST {url}/v1/messages -H 'Authorization: Bearer {ecommerce['token']}' "
           f"-H 'Content-Type: application/xml' --data-binary @{SAMPLE}")
+    customs = info["customs"]
+    print(f"Answer it as customs (the sandbox plays customs; signed CEB312 receipts, statuses 2 and 120):\n"
+          f"  cebgw customs answer --url {url} --token {customs['token']} --key {customs['key']} "
+          f"--cert {customs['cert']}")
     print(f"Then poll receipts:\n  curl -sS '{url}/v1/receipts?wait=20' "
           f"-H 'Authorization: Bearer {ecommerce['token']}'", flush=True)
 

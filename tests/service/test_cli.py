@@ -77,3 +77,29 @@ def test_sandbox_dir_is_created_once_and_reused(tmp_path: Path) -> None:
     assert "cebgw_" not in (tmp_path / "sbx" / "accounts.toml").read_text()
     settings = datadir.settings_for(tmp_path / "sbx")
     assert settings.store_url.endswith("gateway.db") and settings.require_customs_signature
+
+
+def test_customs_answer_plays_the_customs_side(sb: Sandbox, server: str, tmp_path: Path,
+                                               cli: Callable[..., tuple[int, str, str]]) -> None:
+    customs = sb.account("customs")
+    play = ("customs", "answer", "--url", server, "--token", customs["token"], "--key", customs["key"],
+            "--cert", customs["cert"])
+    files = []
+    for code in ("CEB311", "CEB621"):
+        owner, data = declaration(sb, code, seed=77)
+        (tmp_path / f"{code}.xml").write_bytes(data)
+        files.append((owner, tmp_path / f"{code}.xml"))
+        assert cli("send", str(tmp_path / f"{code}.xml"), "--url", server, "--token", sb.token(owner))[0] == 0
+    code, out, err = cli(*play, "--status", "2", "120")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 4 and all("-> delivered" in line for line in lines), out
+    assert "CEB311 message 1 record 0: CEB312 status 120 -> delivered, state accepted" in out
+    assert "CEB621 message 2 record 0: CEB622 status 120 -> delivered, state accepted" in out
+    for owner in {o for o, _ in files}:   # each sender finds two receipts per declaration in its mailbox
+        code, out, _ = cli("receipts", "--url", server, "--token", sb.token(owner), "--ack")
+        mine = sum(o == owner for o, _ in files)
+        assert code == 0 and len(out.strip().splitlines()) == 2 * mine, out
+    assert cli(*play)[1] == ""                            # nothing left: the envelopes were acknowledged
+    code, out, err = cli(*play[:4], "--token", sb.token("ecommerce"), *play[6:])
+    assert code == 1 and "403" in err                     # only customs may play customs

@@ -1,0 +1,93 @@
+"""``cebgw customs answer``: play the customs side against a gateway (sandbox, demos, tests).
+
+Leases envelopes from ``/v1/customs/outbox`` as the customs account, posts for each the
+receipts customs would send (:mod:`gateway.sandbox.customs`: one per record and status,
+signed with the customs key), then acknowledges the envelopes.  Without ``--follow`` it
+answers what is pending and stops; with it, it waits for more until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..dsig import load_key
+from ..errors import EXIT_INVALID, EXIT_OK, GatewayError
+from ..sandbox.customs import answers
+from .http import call, post_json
+
+
+def _answer(args: argparse.Namespace) -> int:
+    base = args.url.rstrip("/")
+    key = load_key(args.key, args.cert)
+    statuses = args.status or ["2", "120"]
+    failed = 0
+    while True:
+        wait = args.wait if args.follow else 0
+        status, body = call("GET", f"{base}/v1/customs/outbox?limit={args.limit}&wait={wait}", args.token,
+                            timeout=wait + 60)
+        if status != 200:
+            print(f"customs: outbox: {status} {body.get('error', {}).get('message')}", file=sys.stderr)
+            return EXIT_INVALID
+        items = body.get("items", [])
+        if not items and not args.follow:
+            return EXIT_INVALID if failed else EXIT_OK
+        done: list[int] = []
+        for item in items:
+            ok = _answer_one(base, args.token, item, statuses, key, args.info)
+            failed += not ok
+            if ok:
+                done.append(int(item["id"]))
+        if done:
+            status, body = post_json(f"{base}/v1/customs/outbox/ack", args.token, {"ids": done})
+            if status != 200:
+                print(f"customs: ack: {status} {body.get('error', {}).get('message')}", file=sys.stderr)
+                return EXIT_INVALID
+        if failed and not args.follow:
+            return EXIT_INVALID  # what failed stays leased and comes back: do not loop on it
+
+
+def _answer_one(base: str, token: str, item: dict[str, Any], statuses: list[str], key: Any,
+                info: str | None) -> bool:
+    """Post the receipts for one envelope; False (it is not acknowledged) if any was refused."""
+    where = f"envelope {item.get('id')} (message {item.get('message_id')})"
+    try:
+        found = answers(str(item["envelope"]).encode("utf-8"), statuses, key, info=info)
+    except (GatewayError, KeyError) as exc:
+        print(f"customs: {where}: cannot answer it: {exc}", file=sys.stderr)
+        return False
+    if not found:
+        print(f"message {item.get('message_id')}: no receipt type answers it; acknowledged without one")
+    for a in found:
+        status, body = call("POST", f"{base}/v1/customs/receipts", token, body=a.data,
+                            content_type="application/xml")
+        if status != 200:
+            err = body.get("error", {})
+            print(f"customs: {where}: {a.receipt_type} status {a.status} refused: {status} "
+                  f"{err.get('message')} [{err.get('code')}]", file=sys.stderr)
+            return False
+        for rec in body.get("records", []):
+            to = ", ".join(rec.get("delivered_to") or []) or "nobody"
+            print(f"{a.declaration_type} message {rec.get('message_id')} record {a.record_no}: "
+                  f"{a.receipt_type} status {a.status} -> {rec.get('outcome')}, state {rec.get('state')}"
+                  f" (to {to})")
+    return True
+
+
+def register(subparsers: Any) -> None:
+    """Add ``customs``."""
+    p = subparsers.add_parser("customs", help="play the customs side (sandbox, demos, integration tests)")
+    sub = p.add_subparsers(dest="customs_command", metavar="ACTION", required=True)
+    a = sub.add_parser("answer", help="answer pending declarations with signed receipts, then ack them")
+    a.add_argument("--url", required=True)
+    a.add_argument("--token", required=True, help="the customs account's token")
+    a.add_argument("--key", required=True, help="customs signing key (PEM, or .p12 with --cert omitted)")
+    a.add_argument("--cert", help="customs certificate (PEM)")
+    a.add_argument("--status", nargs="+", metavar="CODE",
+                   help="returnStatus of each receipt, in order (default: 2 120; e.g. 2 120 800, or 100)")
+    a.add_argument("--info", help="returnInfo text (default: one typical of each status)")
+    a.add_argument("--limit", type=int, default=100, help="envelopes per lease (default 100)")
+    a.add_argument("--follow", action="store_true", help="keep waiting for new declarations")
+    a.add_argument("--wait", type=int, default=20, help="long-poll seconds with --follow (default 20)")
+    a.set_defaults(func=_answer)
