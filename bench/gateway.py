@@ -125,9 +125,10 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def _listeners(port: int) -> int:
-    """Sockets listening on ``port`` (each ``--workers`` process has its own, SO_REUSEPORT)."""
-    n = 0
+def _tcp_sockets(port: int, state: str) -> list[str]:
+    """Inodes of the local TCP sockets on ``port`` in ``state`` (hex, as /proc/net/tcp writes
+    it: ``0A`` LISTEN, ``01`` ESTABLISHED)."""
+    inodes = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -135,24 +136,19 @@ def _listeners(port: int) -> int:
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                n += 1
-    return n
+            if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.append(fields[9])
+    return inodes
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port`` (each ``--workers`` process has its own, SO_REUSEPORT)."""
+    return len(_tcp_sockets(port, "0A"))
 
 
 def _connections_per_worker(server: Server) -> list[int]:
     """Established client connections held by each serving process (how the kernel spread them)."""
-    port = int(server.url.rsplit(":", 1)[1])
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
-                inodes.add(fields[9])
+    inodes = set(_tcp_sockets(int(server.url.rsplit(":", 1)[1]), "01"))
     counts = []
     for pid in server.pids():
         held = 0

@@ -28,11 +28,14 @@ def accounts_path(given: str | None) -> str:
     return path
 
 
-def _account(accounts: acc.Accounts, name: str, path: str) -> acc.Account:
-    found = accounts.by_name(name)
+def _load(args: argparse.Namespace) -> tuple[str, acc.Accounts, acc.Account]:
+    """The accounts file, its accounts, and the one ``args.name`` names (UsageError if none)."""
+    path = accounts_path(args.accounts)
+    current = acc.read_accounts(path)
+    found = current.by_name(args.name)
     if found is None:
-        raise UsageError(f"{path}: no account {name!r} (cebgw accounts list)")
-    return found
+        raise UsageError(f"{path}: no account {args.name!r} (cebgw accounts list)")
+    return path, current, found
 
 
 def _describe(a: acc.Account) -> dict[str, Any]:
@@ -66,9 +69,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    path = accounts_path(args.accounts)
-    current = acc.read_accounts(path)
-    account = _account(current, args.name, path)
+    path, current, account = _load(args)
     token, digest = acc.new_token()
     kept = () if args.replace else account.token_hashes
     acc.write_accounts(path, acc.replaced(current, replace(account, token_hashes=(*kept, digest))))
@@ -79,9 +80,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _client_cert(args: argparse.Namespace) -> int:
-    path = accounts_path(args.accounts)
-    current = acc.read_accounts(path)
-    account = _account(current, args.name, path)
+    path, current, account = _load(args)
     try:
         data = Path(args.cert).read_bytes()
     except OSError as exc:
@@ -103,9 +102,7 @@ def _client_cert(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    path = accounts_path(args.accounts)
-    current = acc.read_accounts(path)
-    account = _account(current, args.name, path)
+    path, current, account = _load(args)
     acc.write_accounts(path, acc.without(current, account.name))
     print(f"removed account {account.name}: its tokens and client certificates no longer authenticate"
           " (its stored messages and receipts stay)")
