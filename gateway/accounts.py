@@ -159,7 +159,7 @@ def read_accounts(path: str | os.PathLike[str], *, missing_ok: bool = False) -> 
             return Accounts(())
         raise ConfigError(f"{p}: no such accounts file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+        raise ConfigError(f"accounts file {p}: {exc}") from None
     return parse_accounts(text, str(p))
 
 
@@ -235,12 +235,17 @@ def without(accounts: Accounts, name: str) -> Accounts:
     return Accounts(tuple(a for a in accounts.accounts if a.name != name))
 
 
+def der_fingerprint(der: bytes) -> str:
+    """How an account's ``client_cert_sha256`` names a certificate: SHA-256 hex of its DER."""
+    return hashlib.sha256(der).hexdigest()
+
+
 def client_cert_fingerprint(cert_bytes: bytes) -> str:
-    """SHA-256 hex of a certificate's DER (PEM or DER given): what mutual TLS matches against.
-    Raises ConfigError if the bytes are not a certificate."""
+    """:func:`der_fingerprint` of a certificate given as PEM or DER. Raises ConfigError if the
+    bytes are not a certificate."""
     from .dsig.certutil import CertificateFormatError, der, load_certificate
     try:
-        return hashlib.sha256(der(load_certificate(cert_bytes))).hexdigest()
+        return der_fingerprint(der(load_certificate(cert_bytes)))
     except CertificateFormatError as exc:
         raise ConfigError(str(exc), field="client_cert") from None
 
@@ -270,11 +275,7 @@ class AccountFile:
             raise ConfigError(f"accounts file {self.path}: {exc}") from None
 
     def _read(self) -> Accounts:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"accounts file {self.path}: {exc}") from None
-        return parse_accounts(text, str(self.path))
+        return read_accounts(self.path)
 
     def current(self) -> Accounts:
         """The current snapshot, reloading first if the file changed since the last look."""

@@ -9,7 +9,6 @@ never the payload.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..accounts import der_fingerprint
 from ..errors import AuthError, GatewayError, MediaTypeError, NotFoundError, UsageError
 from ..pipeline import Rejected
 from .keys import ACCOUNT, ACCOUNTS, METRICS, REQUEST_ID, REQUEST_IDS
@@ -102,7 +102,7 @@ def client_cert_fingerprint(request: web.Request) -> str | None:
     if ssl_object is None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
-    return hashlib.sha256(der).hexdigest() if der else None
+    return der_fingerprint(der) if der else None
 
 
 @web.middleware
