@@ -99,4 +99,8 @@ class Metrics:
                        "# TYPE cebgw_declarations gauge")
             for (t, s), n in sorted(store.declarations.items()):
                 out.append(f"cebgw_declarations{_labels((('type', t), ('state', s)))} {n}")
+            out.append("# HELP cebgw_receipt_records Receipt records stored, by type and returnStatus"
+                       " (all processes, since the store began).\n# TYPE cebgw_receipt_records gauge")
+            for (t, s), n in sorted(store.receipts.items()):
+                out.append(f"cebgw_receipt_records{_labels((('type', t), ('status', s)))} {n}")
         return "\n".join(out) + "\n"

@@ -89,6 +89,9 @@ async def test_rejection_receipt_reaches_sender_and_ret_subscriber_only(sb: Sand
         assert item["xml"].encode() == receipt
         status, rec = await api.get(sb.token(owner), f"/v1/messages/{body['id']}")
         assert rec["status"] == "rejected" and rec["timeline"][0]["status"] == "100"
+        _, text = await api.text("/metrics")
+        assert 'cebgw_receipt_records{type="CEB312",status="100"} 1' in text
+        assert 'cebgw_declarations{type="CEB311",state="rejected"} 1' in text
 
 
 @aio
