@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..dsig import load_key
+from ..dsig import KeyProvider, load_key
 from ..errors import EXIT_INVALID, EXIT_OK, GatewayError
 from ..sandbox.customs import answers
 from .http import call, post_json
@@ -48,7 +48,7 @@ def _answer(args: argparse.Namespace) -> int:
             return EXIT_INVALID  # what failed stays leased and comes back: do not loop on it
 
 
-def _answer_one(base: str, token: str, item: dict[str, Any], statuses: list[str], key: Any,
+def _answer_one(base: str, token: str, item: dict[str, Any], statuses: list[str], key: KeyProvider,
                 info: str | None) -> bool:
     """Post the receipts for one envelope; False (it is not acknowledged) if any was refused."""
     where = f"envelope {item.get('id')} (message {item.get('message_id')})"
