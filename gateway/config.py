@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .catalog import EDITIONS
 from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
 from .errors import ConfigError
 from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
@@ -47,6 +48,8 @@ class Settings:
     # that take random inserts (guid, business keys) outgrow a small cache as the store grows;
     # a larger one keeps their pages in memory, at the cost of that much RSS.
     cache_mb: int = 2
+    # The editions of the standard this deployment takes declarations in (both by default).
+    accept_editions: tuple[str, ...] = EDITIONS
 
     @cached_property
     def policy(self) -> Policy:
@@ -76,6 +79,9 @@ class Settings:
             raise ConfigError("commit_delay_ms must be between 0 and 100", field="commit_delay_ms")
         if not 1 <= self.cache_mb <= 65536:
             raise ConfigError("cache_mb must be between 1 and 65536", field="cache_mb")
+        if not self.accept_editions or set(self.accept_editions) - set(EDITIONS):
+            raise ConfigError(f"accept_editions must name one or both of {', '.join(EDITIONS)}; "
+                              f"got {list(self.accept_editions)}", field="accept_editions")
         if min(self.outbox_max_batch, self.mailbox_max_batch) < 1:
             raise ConfigError("batch limits must be positive", field="outbox_max_batch")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -102,7 +108,7 @@ _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 def from_mapping(data: dict[str, Any], base: Path) -> Settings:
     """Settings from a parsed TOML table; relative paths are taken from ``base``. Raises ConfigError."""
-    known = {"store_url", "allowed_algorithms", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
+    known = {"store_url", "allowed_algorithms", "accept_editions", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"unknown settings: {sorted(extra)}", field=sorted(extra)[0])
@@ -121,6 +127,12 @@ def from_mapping(data: dict[str, Any], base: Path) -> Settings:
                 kw[n] = data[n]
         if "allowed_algorithms" in data:
             kw["allowed_algorithms"] = frozenset(str(a) for a in data["allowed_algorithms"])
+        if "accept_editions" in data:
+            raw = data["accept_editions"]
+            if not isinstance(raw, list):
+                raise ConfigError("accept_editions must be a list, e.g. [\"202205\", \"2018\"]",
+                                  field="accept_editions")
+            kw["accept_editions"] = tuple(str(e) for e in raw)
         kw["store_url"] = str(data["store_url"])
         for required in ("registry_path", "accounts_path"):
             if required not in kw:

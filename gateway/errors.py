@@ -72,6 +72,8 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-XSD-ATTRIBUTE", 422, 1, "-2", "attribute missing or not allowed", "属性缺失或不允许"),
     ("CEBGW-XSD-COUNT", 422, 1, "-2", "too many occurrences", "节点出现次数超出限制"),
     ("CEBGW-XSD-INVALID", 422, 1, "-2", "fails the schema", "报文不符合XSD"),
+    ("CEBGW-EDITION-REFUSED", 422, 1, "-2", "message follows an edition of the standard this gateway does not accept",
+     "报文所属的报文规范版本不被本网关接受"),
     # signatures
     ("CEBGW-SIG-MISSING", 422, 1, "-1001", "signature required but missing", "缺少报文签名"),
     ("CEBGW-SIG-MALFORMED", 422, 1, "-1001", "signature element is malformed", "签名节点格式错误"),

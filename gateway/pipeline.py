@@ -29,7 +29,8 @@ from lxml import etree
 
 from . import ceb900, routing
 from .accounts import Account, Accounts
-from .catalog import CEB_NS, DS_NS, Catalog, Identified, MessageType
+from .catalog import CEB_NS, DS_NS, DXP_NS, Catalog, Identified, MessageType
+from .catalog import load as load_catalog
 from .dsig import KeyProvider, Policy, Registry, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
@@ -46,8 +47,8 @@ from .errors import (
     ValidationFailed,
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
-from .validate import findings_of
-from .xmlio import Parsed, local_name, parse
+from .validate import EDITIONS, Checked, Report, findings_of
+from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Parsed, element_path, local_name, parse
 
 
 class Rejected(InputError):
@@ -67,8 +68,8 @@ class Rejected(InputError):
 class Limits:
     """Size and depth bounds for untrusted bytes."""
 
-    max_bytes: int
-    max_depth: int
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,11 @@ class Opened:
 
 @dataclass(frozen=True)
 class Validated:
-    """Passed XSD and rules; ``warnings`` are kept for the answer."""
+    """Passed XSD and rules under ``edition``; ``warnings`` are kept for the answer."""
 
     opened: Opened
     warnings: tuple[Finding, ...]
+    edition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Accepted:
     message_type: str
     business_keys: tuple[dict[str, str], ...]
     duplicate: bool
+    edition: str | None = None
 
 
 # ---------------------------------------------------------------- shared stages
@@ -151,7 +154,7 @@ def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened
         return Opened(ident)
     if ident.type.code not in ("DxpMsg", "DxpMsgSv"):
         raise IdentifyError(f"{ident.type.code} does not carry a CEB message", field=ident.type.root)
-    _raise_errors(findings_of(ident, schema_only=True))
+    _raise_errors(findings_of(ident, schema_only=True).findings)
     inner = unwrap(ident.parsed, max_bytes=limits.max_bytes)
     inner_ident = catalog.identify(inner.inner)
     if inner_ident.type.is_envelope:
@@ -167,11 +170,22 @@ def require_kind(opened: Opened, kind: str) -> Opened:
     return opened
 
 
-def validate(opened: Opened) -> Validated:
-    """Stage 5: XSD and rules; raises one ValidationFailed with every finding."""
-    found = findings_of(opened.ident)
-    _raise_errors(found)
-    return Validated(opened, tuple(found))
+def validate(opened: Opened, editions: tuple[str, ...] = EDITIONS) -> Validated:
+    """Stage 5: XSD (of the edition the message follows, one of ``editions``) and rules;
+    raises one ValidationFailed with every finding."""
+    checked = findings_of(opened.ident, accept=editions)
+    _raise_errors(checked.findings)
+    return Validated(opened, tuple(checked.findings), checked.edition)
+
+
+def _without_signature(ident: Identified) -> Identified:
+    """A signed receipt as its schema sees it: receipt schemas have no place for ``ds:Signature``."""
+    if not _signed(ident.root) or ident.type.signature != "none":
+        return ident
+    bare = copy.deepcopy(ident.root)
+    for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
+        bare.remove(el)
+    return Identified(replace(ident.parsed, root=bare), ident.type)
 
 
 def validate_receipt(opened: Opened) -> Validated:
@@ -179,16 +193,9 @@ def validate_receipt(opened: Opened) -> Validated:
     sign a bare receipt (enveloped, spec §10).  The signature covers the document without it,
     so that is what is checked against the XSD and rules; :func:`verify_customs` then checks
     the signature itself, its position included."""
-    root = opened.ident.root
-    if not _signed(root) or opened.type.signature != "none":
-        return validate(opened)
-    bare = copy.deepcopy(root)
-    for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
-        bare.remove(el)
-    unsigned = Identified(replace(opened.ident.parsed, root=bare), opened.type)
-    found = findings_of(unsigned)
-    _raise_errors(found)
-    return Validated(opened, tuple(found))
+    checked = findings_of(_without_signature(opened.ident))
+    _raise_errors(checked.findings)
+    return Validated(opened, tuple(checked.findings), checked.edition)
 
 
 def _raise_errors(found: Sequence[Finding]) -> None:
@@ -204,6 +211,57 @@ def _text(root: etree._Element, path: str) -> str:
 
 
 _COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
+
+
+def check_message(ident: Identified, *, schema_only: bool = False,
+                  editions: tuple[str, ...] = EDITIONS) -> Checked:
+    """The validate stage's findings without raising: a receipt as its schema sees it (no
+    ``ds:Signature``), a declaration as it is."""
+    if ident.type.kind == "receipt":
+        ident = _without_signature(ident)
+    return findings_of(ident, schema_only=schema_only, accept=editions)
+
+
+def _inside(findings: Sequence[Finding], data_el: etree._Element | None) -> list[Finding]:
+    """Findings of the message inside an envelope, placed at the envelope's ``Data`` element."""
+    prefix = element_path(data_el) if data_el is not None else "/DxpMsg/Data"
+    line: object = data_el.sourceline if data_el is not None else None
+    out = []
+    for f in findings:
+        where = f" (line {f.line} of the message in Data)" if f.line else ""
+        out.append(Finding(f.code, f.message + where, f.severity, line if isinstance(line, int) else None,
+                           prefix + (f.path or ""), f.field, f.message_zh))
+    return out
+
+
+def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False, limits: Limits = Limits(),
+                   catalog: Catalog | None = None, with_keys: bool = True,
+                   editions: tuple[str, ...] = EDITIONS) -> Report:
+    """Parse, identify, open and validate, as :func:`submit` and :func:`receive` do, but report
+    every problem as a finding instead of raising (``cebgw validate``, the benchmarks).
+
+    A DxpMsg/DxpMsgSv is checked against its schema and opened, and the message inside it is
+    validated too (its findings carry paths under ``/DxpMsg/Data``).  ``with_keys`` adds each
+    record's business keys to the report.
+    """
+    catalog = catalog or load_catalog()
+    mtype: MessageType | None = None
+    try:
+        ident = identify(parse_body(data, limits, source), catalog)
+        mtype = ident.type
+        if mtype.code not in ("DxpMsg", "DxpMsgSv"):
+            checked = check_message(ident, schema_only=schema_only, editions=editions)
+            keys = tuple(mtype.business_keys(ident.root)) if with_keys else ()
+            return Report(source, mtype.code, tuple(checked.findings), None, keys, checked.edition)
+        opened = open_envelope(ident, catalog, limits)
+        inner = opened.ident
+        checked = check_message(inner, schema_only=schema_only, editions=editions)
+        data_el = next(ident.root.iter(f"{{{DXP_NS}}}Data"), None)
+        keys = tuple(inner.type.business_keys(inner.root)) if with_keys else ()
+        return Report(source, mtype.code, tuple(_inside(checked.findings, data_el)), inner.type.code, keys,
+                      checked.edition)
+    except InputError as exc:
+        return Report(source, mtype.code if mtype else None, exc.findings)
 
 
 # ---------------------------------------------------------------- declarations
@@ -274,14 +332,14 @@ def prepare(verified: Verified, *, now: datetime | None = None,
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
         business_keys=mtype.business_keys(ident.root), envelope=envelope, cop_msg_id=cop_msg_id,
-        subscribers=subscribers_of(ident.root), envelope_parts=parts)
+        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition)
     return Prepared(verified, message)
 
 
 async def persist(m: NewMessage, store: Store) -> Accepted:
     """Stage 9: one durable transaction (idempotent on the same bytes; ConflictError on a reused guid)."""
     put = await store.put_message(m)
-    return Accepted(put.message_id, m.guid, m.message_type, tuple(m.business_keys), put.duplicate)
+    return Accepted(put.message_id, m.guid, m.message_type, tuple(m.business_keys), put.duplicate, m.edition)
 
 
 @dataclass(frozen=True)
@@ -295,6 +353,7 @@ class SubmitDeps:
     limits: Limits
     gateway_key: KeyProvider | None = None
     clock: Callable[[], datetime] | None = None
+    editions: tuple[str, ...] = EDITIONS
 
 
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
@@ -307,7 +366,7 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
         ori_type = local_name(ident.root.tag)
         opened = open_envelope(ident, deps.catalog, deps.limits)
         ori_type, cop_msg_id = opened.type.root, opened.cop_msg_id
-        validated = validate(require_kind(opened, "declaration"))
+        validated = validate(require_kind(opened, "declaration"), deps.editions)
         verified = verify_signature(authorise(validated, account), deps.registry, deps.policy)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None

@@ -15,7 +15,8 @@ from lxml import etree
 from gateway import samplegen
 from gateway.catalog import CEB_NS, DS_NS, load
 from gateway.errors import ConfigError, Finding, InputError
-from gateway.validate import findings_of, overlay, rules, validate_bytes, xsd
+from gateway.pipeline import validate_bytes
+from gateway.validate import findings_of, overlay, rules, xsd
 from gateway.xmlio import parse
 
 
@@ -140,7 +141,7 @@ def _plain_path(data: bytes) -> list[Finding]:
 
 
 def _overlay_path(data: bytes) -> list[Finding]:
-    return findings_of(load().identify(parse(data)))
+    return findings_of(load().identify(parse(data))).findings
 
 
 PATTERN_PROBES = [

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.validate import validate_bytes
+from gateway.pipeline import validate_bytes
 from gateway.validate.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[1]

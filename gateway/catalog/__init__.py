@@ -22,6 +22,11 @@ CEB_NS = "http://www.chinaport.gov.cn/ceb"
 DXP_NS = "http://www.chinaport.gov.cn/dxp"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 
+# The editions of the standard in use, newest first: 202205 (current) and 2018 (still sent).
+# Both write version="1.0"; which one a message follows is decided by its structure.
+EDITIONS: tuple[str, ...] = ("202205", "2018")
+CURRENT_EDITION = EDITIONS[0]
+
 Kind = Literal["declaration", "receipt", "envelope"]
 Flow = Literal["import", "export", "transport"]
 SignaturePolicy = Literal["required", "optional", "when_declared", "none"]

@@ -139,8 +139,9 @@ async def post_message(request: web.Request) -> web.Response:
     """Submit one declaration: 202 once durable, 200 for the same bytes again."""
     app, account = request.app, request[ACCOUNT]
     data = await read_xml(request)
-    deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], app[SETTINGS].policy, app[STORE],
-                               _limits(request), app.get(GATEWAY_KEY))
+    settings = app[SETTINGS]
+    deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
+                               _limits(request), app.get(GATEWAY_KEY), editions=settings.accept_editions)
     metrics = app[METRICS]
     try:
         accepted = await pipeline.submit(data, account, deps)
@@ -156,7 +157,8 @@ async def post_message(request: web.Request) -> web.Response:
     else:
         app[OUTBOX_SIGNAL].notify()
     return _json({"id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
-                  "status": status, "business_keys": list(accepted.business_keys)},
+                  "status": status, "edition": accepted.edition,
+                  "business_keys": list(accepted.business_keys)},
                  status=200 if accepted.duplicate else 202)
 
 

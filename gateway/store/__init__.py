@@ -66,6 +66,7 @@ class NewMessage:
     cop_msg_id: str
     subscribers: Sequence[Subscriber] = ()
     envelope_parts: tuple[bytes, bytes] | None = None
+    edition: str | None = None  # the edition of the standard the message follows (2018, 202205)
 
     @property
     def sha256(self) -> str:

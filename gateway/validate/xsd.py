@@ -15,13 +15,15 @@ from typing import Any
 
 from lxml import etree
 
-from ..catalog import MessageType
+from ..catalog import CURRENT_EDITION, MessageType
 from ..errors import ERRORS, ConfigError, Finding
 from ..xmlio import element_path, local_name, parse_trusted_file
 
 SCHEMA_FILES = {
     "import": "ceb-import.xsd",
     "export": "ceb-export.xsd",
+    "import-2018": "ceb-import-2018.xsd",
+    "export-2018": "ceb-export-2018.xsd",
     "DxpMsg": "dxp-terminal.xsd",
     "DxpMsgSv": "dxp-transport.xsd",
     "DxpRep": "dxp-response.xsd",
@@ -74,15 +76,21 @@ def _default_schema(key: str) -> etree.XMLSchema:
     return _compile(str(xsd_dir() / SCHEMA_FILES[key]))
 
 
-def schema_path(mtype: MessageType, directory: Path | None = None) -> Path:
-    """The schema file for a message type: its flow's, or its own for an envelope."""
-    key = mtype.code if mtype.is_envelope else mtype.flow
-    return (directory or xsd_dir()) / SCHEMA_FILES[key]
+def _key(mtype: MessageType, edition: str) -> str:
+    if mtype.is_envelope:
+        return mtype.code
+    return mtype.flow if edition == CURRENT_EDITION else f"{mtype.flow}-{edition}"
 
 
-def schema_for(mtype: MessageType, directory: Path | None = None) -> etree.XMLSchema:
+def schema_path(mtype: MessageType, directory: Path | None = None, *, edition: str = CURRENT_EDITION) -> Path:
+    """The schema file for a message type: its flow's in that edition, or its own for an envelope."""
+    return (directory or xsd_dir()) / SCHEMA_FILES[_key(mtype, edition)]
+
+
+def schema_for(mtype: MessageType, directory: Path | None = None, *,
+               edition: str = CURRENT_EDITION) -> etree.XMLSchema:
     """The compiled schema for a message type (compiled on first use, then reused)."""
-    key = mtype.code if mtype.is_envelope else mtype.flow
+    key = _key(mtype, edition)
     if directory is None:
         return _default_schema(key)
     return _compile(str(directory / SCHEMA_FILES[key]))
@@ -128,6 +136,11 @@ def _min_occurs(path: str) -> dict[tuple[str, str], int]:
             key = (name, cname)
             found[key] = min(found.get(key, occurs), occurs)
     return found
+
+
+def required_children(mtype: MessageType, edition: str = CURRENT_EDITION) -> frozenset[tuple[str, str]]:
+    """(parent, child) local names of the elements the type's schema requires (minOccurs >= 1)."""
+    return frozenset(k for k, n in _min_occurs(str(schema_path(mtype, edition=edition))).items() if n >= 1)
 
 
 def _required(schema_path: str | None, parent: str, child: str) -> bool:
@@ -198,12 +211,13 @@ def _finding(root: etree._Element, entry: Any, schema_path: str | None = None) -
     return Finding(code, detail, line=line, path=path, field=field)
 
 
-def validate(root: etree._Element, mtype: MessageType, directory: Path | None = None) -> list[Finding]:
-    """Validate a tree against its type's schema; return one finding per problem (empty = valid)."""
-    schema = schema_for(mtype, directory)
+def validate(root: etree._Element, mtype: MessageType, directory: Path | None = None, *,
+             edition: str = CURRENT_EDITION) -> list[Finding]:
+    """Validate a tree against its type's schema in ``edition``; one finding per problem (empty = valid)."""
+    schema = schema_for(mtype, directory, edition=edition)
     if schema.validate(root):
         return []
-    path = str(schema_path(mtype, directory))
+    path = str(schema_path(mtype, directory, edition=edition))
     seen: set[tuple[int, str | None]] = set()
     out: list[Finding] = []
     log: Any = schema.error_log

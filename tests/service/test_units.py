@@ -10,10 +10,10 @@ from gateway import ceb900
 from gateway.accounts import Account, AccountFile, hash_token, new_token, render_accounts
 from gateway.config import from_mapping
 from gateway.errors import ConfigError, ParseError, ValidationFailed
+from gateway.pipeline import validate_bytes
 from gateway.service.keys import RequestIds
 from gateway.service.metrics import BUCKETS, Metrics
 from gateway.service.middleware import _SAFE_ID
-from gateway.validate import validate_bytes
 
 
 class Tick:
