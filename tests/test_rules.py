@@ -16,7 +16,7 @@ from gateway import samplegen
 from gateway.catalog import CEB_NS, DS_NS, load
 from gateway.errors import ConfigError, Finding, InputError
 from gateway.pipeline import validate_bytes
-from gateway.validate import findings_of, overlay, rules, xsd
+from gateway.validate import detect, findings_of, overlay, rules
 from gateway.xmlio import parse
 
 
@@ -137,7 +137,7 @@ def _accepted(fmt: str, value: str) -> bool:
 def _plain_path(data: bytes) -> list[Finding]:
     """Findings as computed without the overlay: the plain XSD, then every rule."""
     ident = load().identify(parse(data))
-    return xsd.validate(ident.root, ident.type) + rules.check(ident.root, ident.type)
+    return detect(ident)[1] + rules.check(ident.root, ident.type)
 
 
 def _overlay_path(data: bytes) -> list[Finding]:

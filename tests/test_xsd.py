@@ -39,7 +39,9 @@ def schema_file(name: str) -> Path:
             return XSD / xsd
     m = re.match(r"CEB(\d{3})", stem)
     assert m, name
-    return XSD / ("ceb-export.xsd" if m.group(1) in EXPORT_CODES else "ceb-import.xsd")
+    flow = "export" if m.group(1) in EXPORT_CODES else "import"
+    # samples/valid/CODE-2018.xml follow the 2018 edition; everything else the current one
+    return XSD / (f"ceb-{flow}-2018.xsd" if stem.endswith("-2018") else f"ceb-{flow}.xsd")
 
 
 @cache
