@@ -171,6 +171,7 @@ def _edition_variants(files: dict[Path, bytes]) -> None:
         for el, parent, name in _leaves(root):
             if name in empty[t.flow].get(parent, ()) and name not in keep:
                 el.text = ""
+        _new_guid(root, "0E00")  # other bytes under the same guid would be a conflict (409)
         files[VALID / f"{t.code}-empty.xml"] = _signed_if_needed(t.code, _ser(root))
 
         if "2018" not in t.editions:
@@ -192,6 +193,7 @@ def _edition_variants(files: dict[Path, bytes]) -> None:
                 el.text = (el.text or "") + "0" * (_max(spec) - len(el.text or ""))
                 changed = True
         if changed:
+            _new_guid(root, "2018")
             files[VALID / f"{t.code}-2018.xml"] = _signed_if_needed(t.code, _ser(root))
 
 
@@ -208,6 +210,11 @@ def _max_now(flow: str, parent: str, name: str) -> int:
                 return int(f.get("value", "0"))
         assert found is not None
     raise AssertionError(f"{flow} {parent}/{name} not in the schema")
+
+
+def _new_guid(root: etree._Element, tail: str) -> None:
+    guid = root.get("guid", "")
+    root.set("guid", guid[:-len(tail)] + tail)
 
 
 def sg_tree(data: bytes) -> etree._Element:
