@@ -45,10 +45,14 @@ def _serve(settings: Settings, host: str, port: int, reuse_port: bool, announce:
     """Serve until interrupted; ``announce`` is printed once the app is built (store open,
     registry and keys loaded) and the port is bound, so a bad setting prints nothing else."""
     app = build_app(settings)
+    tls = ssl_context(settings)
     settle_heap()
-    web.run_app(app, host=host, port=port, ssl_context=ssl_context(settings),
-                reuse_port=reuse_port, print=(lambda _: print(announce, flush=True)) if announce else None,
-                access_log=None, loop=_event_loop())
+    try:
+        web.run_app(app, host=host, port=port, ssl_context=tls, reuse_port=reuse_port,
+                    print=(lambda _: print(announce, flush=True)) if announce else None,
+                    access_log=None, loop=_event_loop())
+    except OSError as exc:  # binding is the only socket work run_app itself does
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
