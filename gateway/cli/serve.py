@@ -138,7 +138,8 @@ def _supervise(start_worker: Callable[[], BaseProcess], count: int, *, grace_s: 
 def register(subparsers: Any) -> None:
     """Add ``serve``."""
     p = subparsers.add_parser("serve", help="run the gateway service")
-    p.add_argument("--sandbox", action="store_true", help="sandbox accounts, keys and store in --data")
+    p.add_argument("--sandbox", action="store_true",
+                   help="sandbox accounts and store in --data; keys and registry: certs/sandbox")
     p.add_argument("--data", default="var/sandbox", help="sandbox data directory (default var/sandbox)")
     p.add_argument("--config", help="settings TOML for a real deployment")
     p.add_argument("--db", metavar="URL",
