@@ -274,3 +274,30 @@ def test_a_port_in_use_is_refused_before_anything_is_printed(tmp_path: Path) -> 
     err = (tmp_path / "serve.err").read_text(encoding="utf-8")
     assert code == 2 and "cannot listen on 127.0.0.1:" in err, err
     assert out.read_text(encoding="utf-8") == ""
+
+
+def _listeners(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:``port`` (with SO_REUSEPORT, one per worker)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for r in rows if r.split()[1] == f"0100007F:{port:04X}" and r.split()[3] == "0A")
+
+
+def test_with_two_workers_the_banner_comes_once_from_a_listening_worker(tmp_path: Path) -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp to count the workers' listening sockets")
+    proc, out, port = serve(tmp_path, "--workers", "2")
+    try:
+        Served(proc, f"http://127.0.0.1:{port}", tmp_path / "sbx", out).banner()
+        deadline = time.monotonic() + 60
+        while _listeners(port) < 2:  # both workers up: each prints, if at all, as it starts listening
+            assert time.monotonic() < deadline and proc.poll() is None, "the second worker did not listen"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    text = out.read_text(encoding="utf-8")
+    assert text.count("listening on") == 1, text
