@@ -1,10 +1,12 @@
 """``cebgw serve``: run the gateway service.
 
-``--sandbox`` creates (first time) or reuses a data directory with a SQLite store,
-accounts with fresh tokens and sandbox keys, then prints the URL, the tokens and a
-``curl`` line.  ``--config FILE`` runs a real deployment; ``--workers N`` starts N
-processes sharing the port (SO_REUSEPORT), each with its own app on the same store
-(their store writers take turns through a file lock, see gateway/store/writer.py).
+``--sandbox`` creates (first time) or reuses a data directory with a SQLite store and
+accounts with fresh tokens (keys and registry: the committed ``certs/sandbox``); once it
+listens it prints the URL, the tokens and the commands to try it (:mod:`gateway.sandbox.banner`);
+settings, store, registry and port are all checked before anything is printed.
+``--config FILE`` runs a real deployment; ``--workers N`` starts N processes sharing the port
+(SO_REUSEPORT), each with its own app on the same store (their store writers take turns
+through a file lock, see gateway/store/writer.py).
 """
 
 from __future__ import annotations
@@ -26,10 +28,8 @@ from aiohttp import web
 from ..config import Settings
 from ..config import load as load_settings
 from ..errors import EXIT_OK, EXIT_USAGE, UsageError
-from ..sandbox import datadir
+from ..sandbox import banner, datadir
 from ..service.app import build_app, settle_heap, ssl_context
-
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "valid" / "CEB311.xml"
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -41,30 +41,18 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+def _serve(settings: Settings, host: str, port: int, reuse_port: bool, announce: str | None = None) -> None:
+    """Serve until interrupted; ``announce`` is printed once the app is built (store open,
+    registry and keys loaded) and the port is bound, so a bad setting prints nothing else."""
     app = build_app(settings)
+    tls = ssl_context(settings)
     settle_heap()
-    web.run_app(app, host=host, port=port, ssl_context=ssl_context(settings),
-                reuse_port=reuse_port, print=None, access_log=None, loop=_event_loop())
-
-
-def _print_sandbox(info: dict[str, Any]) -> None:
-    url = info["url"]
-    print(f"ceb-gateway sandbox listening on {url}")
-    print(f"  sandbox details (tokens, keys): {info.get('_path', '')}")
-    for acc in info["accounts"]:
-        print(f"  {acc['name']:<14} codes={','.join(acc['codes'])} token={acc['token']}")
-    print(f"  {'customs':<14} token={info['customs']['token']}")
-    ecommerce = next((a for a in info["accounts"] if a["name"] == "ecommerce"), info["accounts"][0])
-    print("\nSubmit a sample order:")
-    print(f"  curl -sS -X POST {url}/v1/messages -H 'Authorization: Bearer {ecommerce['token']}' "
-          f"-H 'Content-Type: application/xml' --data-binary @{SAMPLE}")
-    customs = info["customs"]
-    print(f"Answer it as customs (the sandbox plays customs; signed CEB312 receipts, statuses 2 and 120):\n"
-          f"  cebgw customs answer --url {url} --token {customs['token']} --key {customs['key']} "
-          f"--cert {customs['cert']}")
-    print(f"Then poll receipts:\n  curl -sS '{url}/v1/receipts?wait=20' "
-          f"-H 'Authorization: Bearer {ecommerce['token']}'", flush=True)
+    try:
+        web.run_app(app, host=host, port=port, ssl_context=tls, reuse_port=reuse_port,
+                    print=(lambda _: print(announce, flush=True)) if announce else None,
+                    access_log=None, loop=_event_loop())
+    except OSError as exc:  # binding is the only socket work run_app itself does
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -74,25 +62,27 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     if args.sandbox:
         data = Path(args.data)
-        scheme = "http"
-        info = datadir.ensure(data, url=f"{scheme}://{args.host}:{args.port}")
-        info["_path"] = str((data / datadir.INFO_FILE).resolve())
+        info = datadir.ensure(data, url=f"http://{args.host}:{args.port}")
         settings = datadir.settings_for(data)
-        _print_sandbox(info)
+        if args.db:
+            settings = settings.with_(store_url=args.db)
+        announce = banner.render(info, info_path=data / datadir.INFO_FILE)
     elif args.config:
         settings = load_settings(args.config)
-        print(f"ceb-gateway listening on {args.host}:{args.port} with {args.workers} worker(s)", flush=True)
+        if args.db:
+            settings = settings.with_(store_url=args.db)
+        announce = f"ceb-gateway listening on {args.host}:{args.port} with {args.workers} worker(s)"
     else:
         raise UsageError("give --sandbox or --config FILE")
-    if args.db:
-        settings = settings.with_(store_url=args.db)
     if args.workers == 1:
-        _serve(settings, args.host, args.port, reuse_port=False)
+        _serve(settings, args.host, args.port, reuse_port=False, announce=announce)
         return EXIT_OK
     ctx = multiprocessing.get_context("spawn")
+    first = [announce]  # the first worker to listen says so; replacements say nothing
 
     def start_worker() -> BaseProcess:
-        proc = ctx.Process(target=_serve, args=(settings, args.host, args.port, True), daemon=False)
+        text = first.pop() if first else None
+        proc = ctx.Process(target=_serve, args=(settings, args.host, args.port, True, text), daemon=False)
         proc.start()
         return proc
 
@@ -148,7 +138,8 @@ def _supervise(start_worker: Callable[[], BaseProcess], count: int, *, grace_s: 
 def register(subparsers: Any) -> None:
     """Add ``serve``."""
     p = subparsers.add_parser("serve", help="run the gateway service")
-    p.add_argument("--sandbox", action="store_true", help="sandbox accounts, keys and store in --data")
+    p.add_argument("--sandbox", action="store_true",
+                   help="sandbox accounts and store in --data; keys and registry: certs/sandbox")
     p.add_argument("--data", default="var/sandbox", help="sandbox data directory (default var/sandbox)")
     p.add_argument("--config", help="settings TOML for a real deployment")
     p.add_argument("--db", metavar="URL",
