@@ -47,7 +47,7 @@ from .errors import (
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import findings_of
-from .xmlio import Parsed, local_name, parse
+from .xmlio import Parsed, local_name, parse, text
 
 
 class Rejected(InputError):
@@ -199,10 +199,6 @@ def _raise_errors(found: Sequence[Finding]) -> None:
                                code=first.code, findings=tuple(found))
 
 
-def _text(root: etree._Element, path: str) -> str:
-    return (root.findtext(path, namespaces={"c": CEB_NS}) or "").strip()
-
-
 _COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
 
 
@@ -246,7 +242,7 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
     """The BaseSubscribe entries with a known status."""
     out: list[Subscriber] = []
     for el in root.iterfind("c:BaseSubscribe", namespaces={"c": CEB_NS}):
-        status, address = _text(el, "c:status"), _text(el, "c:dxpAddress")
+        status, address = text(el.find(f"{{{CEB_NS}}}status")), text(el.find(f"{{{CEB_NS}}}dxpAddress"))
         if status in ("ALL", "DATA", "RET") and address:
             out.append(Subscriber(address, status))  # type: ignore[arg-type]  # checked just above
     return tuple(out)

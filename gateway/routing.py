@@ -19,6 +19,7 @@ from lxml import etree
 from .accounts import Accounts
 from .catalog import Identified, MessageType
 from .store import DeclarationRef
+from .xmlio import text
 
 
 class DeclarationLookup(Protocol):
@@ -60,8 +61,7 @@ class Routed:
 
 
 def _field(rec: etree._Element, mtype: MessageType, name: str) -> str:
-    el = next(rec.iter(mtype.q(name)), None)
-    return (el.text or "").strip() if el is not None else ""
+    return text(next(rec.iter(mtype.q(name)), None))
 
 
 def records_of(ident: Identified) -> list[ReceiptRecord]:

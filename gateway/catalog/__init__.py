@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from ..xmlio import Parsed, local_name, namespace
 CEB_NS = "http://www.chinaport.gov.cn/ceb"
 DXP_NS = "http://www.chinaport.gov.cn/dxp"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+BEIJING = timezone(timedelta(hours=8))  # the zone of appTime, CreatTime and other customs times
 
 Kind = Literal["declaration", "receipt", "envelope"]
 Flow = Literal["import", "export", "transport"]

@@ -1,6 +1,6 @@
 """Verify a customs enveloped signature, exactly this profile and nothing more (spec §10).
 
-:func:`verify` returns a :class:`Verified` saying what was verified: the root element
+:func:`verify` returns a :class:`VerifiedSignature` saying what was verified: the root element
 (the only content the signature covers), the signer's certificate and registry entry,
 and the algorithm suite.  Every refusal is a :class:`~gateway.errors.SignatureError`
 (or :class:`~gateway.errors.CertificateError`) with its own code.  Order of checks:
@@ -29,13 +29,13 @@ from cryptography import x509
 from lxml import etree
 
 from .. import errors
-from ..catalog import CEB_NS, DXP_NS, Identified, MessageType
+from ..catalog import BEIJING, CEB_NS, DS_NS, DXP_NS, Identified, MessageType
 from ..catalog import load as load_catalog
 from ..errors import CertificateError, SignatureError
 from ..xmlio import Parsed
 from . import certutil, layout
 from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite, suite_for_uris
-from .registry import BEIJING, Entry, Registry
+from .registry import Entry, Registry
 
 errors.register(
     "CEBGW-SIG-KEYNAME",
@@ -46,7 +46,7 @@ errors.register(
     "KeyName与证书序列号不符",
 )
 
-_DS = f"{{{layout.DS_NS}}}"
+_DS = f"{{{DS_NS}}}"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 _APP_TIME_TAG = f"{{{CEB_NS}}}appTime"
 _SIGNED_INFO = _DS + "SignedInfo"
@@ -68,7 +68,7 @@ _ALLOWED_TRANSFORMS = ((Algorithm.ENVELOPED.value,), (Algorithm.ENVELOPED.value,
 
 
 @dataclass(frozen=True)
-class Verified:
+class VerifiedSignature:
     """What a valid signature covers and who made it.
 
     ``root`` is the signed element (the whole document); callers process only it.
@@ -574,7 +574,7 @@ def verify(
     sender_code: str | None = None,
     expected_signers: Collection[str] = (),
     at: datetime | None = None,
-) -> Verified:
+) -> VerifiedSignature:
     """Verify the message's signature against the registry and the policy.
 
     ``sender_code``, when given (e.g. the authenticated account), must also be registered
@@ -616,4 +616,4 @@ def verify(
 
     when = _signing_time(app_time, at)
     _check_window(entry, when)
-    return Verified(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)
+    return VerifiedSignature(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..catalog import Catalog
+from ..catalog import BEIJING, Catalog
 from ..catalog import load as load_catalog
 from ..dsig import KeyProvider, sign
-from ..envelope import BEIJING, unwrap, wrap
+from ..envelope import unwrap, wrap
 from ..samplegen import RECEIPT_LAYOUTS, build_receipt
 from ..xmlio import parse
 

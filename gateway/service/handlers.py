@@ -22,7 +22,7 @@ from ..errors import (
     ParseError,
     UsageError,
 )
-from ..store import MailItem, MessageRecord
+from ..store import MAX_ID, MailItem, MessageRecord
 from ..xmlio import local_name, parse
 from .keys import (
     ACCOUNT,
@@ -93,9 +93,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise UsageError("the body must be a JSON object")
     return body
-
-
-MAX_ID = 2**63 - 1  # ids are SQLite (and PostgreSQL bigint) integers
 
 
 def _path_id(request: web.Request, what: str) -> int:

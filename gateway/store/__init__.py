@@ -26,6 +26,8 @@ from typing import Literal, Protocol
 from ..errors import ConfigError, register
 from ..state import State
 
+MAX_ID = 2**63 - 1  # the largest row id or cursor: SQLite integers (and PostgreSQL bigint) are 64-bit signed
+
 SubscribeStatus = Literal["ALL", "DATA", "RET"]
 Clock = Callable[[], float]
 """Seconds since the epoch (``time.time``); injectable so tests control leases."""

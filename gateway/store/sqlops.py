@@ -20,6 +20,7 @@ from typing import TypeVar
 from .. import state as st
 from ..errors import ConflictError, GatewayError, NotFoundError
 from . import (
+    MAX_ID,
     ChainBreak,
     DeadLetter,
     DeclarationRef,
@@ -86,7 +87,6 @@ def _b64_len(n: int) -> int:
 
 _HEAD = "SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ? ORDER BY id DESC LIMIT 1"
 _IN_CHUNK = 512  # guids per ``IN (...)``: well under SQLite's 32,766 bound parameters
-_MAX_ID = 2**63 - 1
 
 
 def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
@@ -248,7 +248,7 @@ def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: in
     for _, sender in heads:
         ids += [i for (i,) in conn.execute(
             "SELECT id FROM outbox WHERE sender = ? AND acked_us IS NULL AND id <= ? ORDER BY id LIMIT ?",
-            (sender, bound if bound is not None else _MAX_ID, limit))]
+            (sender, bound if bound is not None else MAX_ID, limit))]
     ids = heapq.nsmallest(limit, ids)
     rows = []
     for at in range(0, len(ids), _IN_CHUNK):
