@@ -20,6 +20,7 @@ Severity = Literal["error", "warning"]
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_CRASH_LOOP = 3  # cebgw serve --workers: workers kept dying, so the service stopped
 
 
 @dataclass(frozen=True)

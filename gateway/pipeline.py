@@ -47,16 +47,18 @@ from .errors import (
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import findings_of
-from .xmlio import Parsed, local_name, parse, text
+from .xmlio import Parsed, parse, text
 
 
 class Rejected(InputError):
-    """A submission refused for its content; ``ceb900`` is the receipt that says why."""
+    """A submission refused for its content; ``ceb900`` is the receipt that says why, and
+    ``message_type`` the catalogue code of the message, if it got as far as being identified."""
 
-    def __init__(self, cause: GatewayError, ceb900_xml: bytes) -> None:
+    def __init__(self, cause: GatewayError, ceb900_xml: bytes, message_type: str | None = None) -> None:
         super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field)
         self.cause = cause
         self.ceb900 = ceb900_xml
+        self.message_type = message_type
 
     @property
     def http_status(self) -> int:
@@ -296,25 +298,35 @@ class SubmitDeps:
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
     ForbiddenError, ConflictError, StoreError."""
-    ori_type: str | None = None
+    known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
     try:
         ident = identify(parse_body(data, deps.limits), deps.catalog)
-        ori_type = local_name(ident.root.tag)
+        known = ident.type
         opened = open_envelope(ident, deps.catalog, deps.limits)
-        ori_type, cop_msg_id = opened.type.root, opened.cop_msg_id
+        known, cop_msg_id = opened.type, opened.cop_msg_id
         validated = validate(require_kind(opened, "declaration"))
         verified = verify_signature(authorise(validated, account), deps.registry, deps.policy)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None
-        raise Rejected(exc, ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
-                                         ori_message_type=ori_type, now=now)) from exc
+        receipt = ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
+                               ori_message_type=known.root if known else None, now=now)
+        raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
     message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
     # Let go of the parsed tree before waiting for the commit: with many requests waiting at
     # once, their trees would otherwise stay alive and crowd the CPU caches.
     del ident, opened, validated, verified
     return await persist(message, deps.store)
+
+
+def message_type_of(data: bytes, catalog: Catalog, limits: Limits) -> str | None:
+    """The catalogue code of the message in ``data`` (opened from its envelope), or ``None`` if it
+    cannot be identified: for naming a refusal that is not a :class:`Rejected` (which says it)."""
+    try:
+        return open_envelope(identify(parse_body(data, limits), catalog), catalog, limits).type.code
+    except GatewayError:
+        return None
 
 
 # ---------------------------------------------------------------- receipts
@@ -408,6 +420,12 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
             declaration_record=routed.record_no, assigned_keys=routed.assigned))
         out.append(Delivered(rec, result))
     return ident.type.code, out
+
+
+def stored_record(data: bytes, record_no: int, catalog: Catalog) -> dict[str, str]:
+    """Record ``record_no`` of a receipt message the store kept (what :func:`receive` took), as its
+    leaf fields by local name: parse → identify → :func:`routing.record_fields`."""
+    return routing.record_fields(identify(parse(data, source="stored receipt"), catalog), record_no)
 
 
 async def reroute(receipt_id: int, message_id: int, store: Store, accounts: Accounts,

@@ -188,7 +188,8 @@ class ReceiptResult:
 
 @dataclass(frozen=True)
 class MailItem:
-    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order."""
+    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order.  ``data`` is the
+    whole receipt message; ``record_no`` (0-based) is the record of it this item is about."""
 
     cursor: int
     receipt_id: int
@@ -196,6 +197,7 @@ class MailItem:
     declaration_type: str
     declaration_guid: str
     message_type: str
+    record_no: int
     status: str
     return_time: str
     info: str

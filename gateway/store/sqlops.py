@@ -470,14 +470,18 @@ def mailbox(conn: sqlite3.Connection, tenant: str, after: int | None, limit: int
         after = row[0] if row is not None else 0
     rows = conn.execute(
         "SELECT mb.cursor, mb.receipt_id, mb.declaration_id, m.message_type, m.guid, r.message_type,"
-        " r.status, r.return_time, r.info, b.data, mb.delivered_us FROM mailbox mb"
+        " r.record_no, r.status, r.return_time, r.info, b.data, mb.delivered_us FROM mailbox mb"
         " JOIN receipt r ON r.id = mb.receipt_id JOIN receipt_blob b ON b.sha256 = r.blob_sha256"
         " JOIN message m ON m.id = mb.declaration_id"
         " WHERE mb.tenant = ? AND mb.cursor > ? ORDER BY mb.cursor LIMIT ?",
         (tenant, after, limit)).fetchall()
     keys = _receipt_keys(conn, (r[1] for r in rows))
-    return [MailItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], keys[r[1]], r[9], to_dt(r[10]))
-            for r in rows]
+    return [MailItem(cursor=cursor, receipt_id=receipt_id, message_id=message_id, declaration_type=decl_type,
+                     declaration_guid=decl_guid, message_type=mtype, record_no=record_no, status=status,
+                     return_time=return_time, info=info, business_keys=keys[receipt_id], data=data,
+                     delivered_at=to_dt(delivered_us))
+            for (cursor, receipt_id, message_id, decl_type, decl_guid, mtype, record_no, status, return_time,
+                 info, data, delivered_us) in rows]
 
 
 def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
