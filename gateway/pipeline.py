@@ -75,11 +75,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Opened:
-    """The business message, and the envelope it came in (if any)."""
+    """The business message, and the envelope it came in (if any): its header, and the
+    envelope itself as identified."""
 
     ident: Identified
     envelope: Unwrapped | None = None
-    envelope_parsed: Parsed | None = None
+    envelope_ident: Identified | None = None
 
     @property
     def type(self) -> MessageType:
@@ -158,7 +159,7 @@ def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened
     inner_ident = catalog.identify(inner.inner)
     if inner_ident.type.is_envelope:
         raise EnvelopeError("an envelope inside an envelope", code="CEBGW-ENV-NESTED", field="Data")
-    return Opened(inner_ident, inner, ident.parsed)
+    return Opened(inner_ident, inner, ident)
 
 
 def require_kind(opened: Opened, kind: str) -> Opened:
@@ -352,7 +353,7 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
     posting account). Raises SignatureError."""
     opened = validated.opened
     signer: str | None = None
-    env = opened.envelope_parsed
+    env = opened.envelope_ident
     if env is not None and _envelope_signed(env.root):
         v = dsig_verify(env, registry, policy=policy)
         acc = accounts.by_dxp_id(v.signer)

@@ -1,7 +1,7 @@
 """XML signatures the customs way (spec §10): sign, verify, algorithms, keys, certificate registry.
 
 ``sign(data, key)`` splices an enveloped ``ds:Signature`` into the original bytes;
-``verify(parsed, registry)`` returns a :class:`VerifiedSignature` naming what was signed and by whom.
+``verify(identified, registry)`` returns a :class:`VerifiedSignature` naming what was signed and by whom.
 """
 
 from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite

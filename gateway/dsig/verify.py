@@ -30,7 +30,6 @@ from lxml import etree
 
 from .. import errors
 from ..catalog import BEIJING, CEB_NS, DS_NS, DXP_NS, Identified, MessageType
-from ..catalog import load as load_catalog
 from ..errors import CertificateError, SignatureError
 from ..xmlio import Parsed
 from . import certutil, layout
@@ -567,7 +566,7 @@ def _digest_matches(data: bytes, root: etree._Element, sig: etree._Element, s: S
 
 
 def verify(
-    message: Parsed | Identified,
+    ident: Identified,
     registry: Registry,
     *,
     policy: Policy = DEFAULT_POLICY,
@@ -575,7 +574,8 @@ def verify(
     expected_signers: Collection[str] = (),
     at: datetime | None = None,
 ) -> VerifiedSignature:
-    """Verify the message's signature against the registry and the policy.
+    """Verify the signature of a message the catalogue has identified (the pipeline's identify
+    stage, or ``catalog.identify``) against the registry and the policy.
 
     ``sender_code``, when given (e.g. the authenticated account), must also be registered
     for the certificate.  A receipt (catalogue kind ``receipt``) names no sender of its
@@ -587,10 +587,8 @@ def verify(
     messages without ``appTime``.  Promises: on
     return, the root and everything in it except the signature is exactly what the
     registered signer signed.  Raises :class:`~gateway.errors.SignatureError` or
-    :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code, or
-    :class:`~gateway.errors.IdentifyError` for an unknown message type.
+    :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code.
     """
-    ident = message if isinstance(message, Identified) else load_catalog().identify(message)
     root, mtype = ident.root, ident.type
     sig, app_time = _scan(root)
     _check_position(root, sig, mtype)
