@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import samplegen as sg
 from gateway.catalog import CEB_NS, DS_NS
 from gateway.catalog import load as load_catalog
+from gateway.sandbox import samplegen as sg
 from gateway.validate import findings_of, rules, validate_bytes, xsd
 from gateway.validate.rules import load_rules
 from gateway.validate.xsd import xsd_dir

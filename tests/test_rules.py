@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import CEB_NS, DS_NS, load
 from gateway.errors import ConfigError, Finding, InputError
+from gateway.sandbox import samplegen
 from gateway.validate import findings_of, overlay, rules, validate_bytes, xsd
 from gateway.xmlio import parse
 

@@ -1,4 +1,4 @@
-"""The XSDs in xsd/, the samples in samples/ and gateway.samplegen agree with each other and the spec."""
+"""The XSDs in xsd/, the samples in samples/ and the sample generator agree with each other and the spec."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
-from gateway import samplegen as sg
+from gateway.sandbox import samplegen as sg
 
 ROOT = Path(__file__).resolve().parent.parent
 XSD = ROOT / "xsd"

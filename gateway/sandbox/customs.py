@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from ..catalog import BEIJING, Identified
 from ..dsig import KeyProvider, sign
 from ..envelope import TransInfo, wrap
-from ..samplegen import RECEIPT_LAYOUTS, build_receipt
+from .samplegen import RECEIPTS, build_receipt, receipt_fields
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ def answers(declaration: Identified, trans: TransInfo, statuses: Sequence[str], 
     ``trans`` (as the pipeline's stages open an outbox ``DxpMsg``), in order: for each status,
     one per record, each in a ``DxpMsg`` back to the envelope's sender, signed with ``key``."""
     receipt_type = declaration.type.receipt
-    if receipt_type is None or receipt_type not in RECEIPT_LAYOUTS:
+    if receipt_type is None or receipt_type not in RECEIPTS:
         return []
-    fields = set(RECEIPT_LAYOUTS[receipt_type].fields)
+    fields = set(receipt_fields(receipt_type))
     records = declaration.type.business_keys(declaration.root)
     start = (now or datetime.now(BEIJING)).astimezone(BEIJING)
     out: list[Answer] = []

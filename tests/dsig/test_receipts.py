@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import samplegen
 from gateway.dsig import Registry, sign, verify
 from gateway.errors import CertificateError, SignatureError
+from gateway.sandbox import samplegen
 
 from .conftest import ECOMMERCE_CODE, identified, sandbox_key
 

@@ -11,12 +11,12 @@ import sys
 import pytest
 from lxml import etree
 
-from gateway import samplegen
 from gateway.dsig import Policy, sign, verify
 from gateway.dsig.algorithms import Algorithm
 from gateway.dsig.layout import SIGNATURE_TAG
 from gateway.dsig.registry import Registry
 from gateway.errors import SignatureError
+from gateway.sandbox import samplegen
 from gateway.xmlio import parse
 
 from .conftest import identified, key_for

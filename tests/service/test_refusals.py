@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import samplegen
+from gateway.sandbox import samplegen
 from gateway.service.app import ROUTES
 from gateway.service.openapi import document
 from gateway.validate import validate_bytes
