@@ -12,7 +12,11 @@ x ``qty`` exactly; ``goodsValue`` = sum of the line totals; ``acturalPaid`` = go
 Signature-required types (CEB621/623/625/711) are produced WITHOUT ``ds:Signature``: signing is
 the job of :mod:`gateway.dsig`.
 
-This module only builds trusted XML with :mod:`lxml.etree`; it never parses input.
+What a message holds comes from the catalogue (records, heads, lists, senders) and from the
+schemas in ``xsd/`` (the fields, in order); envelopes are :func:`gateway.envelope.wrap`'s.  It
+builds trusted XML only and never parses input (it reads the schemas and its own envelopes).
+Used by the customs sandbox (:mod:`gateway.sandbox.customs`), the tests, the benchmarks and
+``samples/make_samples.py``.
 """
 
 from __future__ import annotations
