@@ -10,7 +10,8 @@ because the signing time (``appTime``) is only trusted once the signature holds.
 
 Cost: a Signature laid out exactly as the profile writes it is recognised in one short
 pass (:func:`_profile_nodes`); anything else goes through the detailed checks
-(:func:`_checked_nodes`), which accept a superset of it and name the fault.  What only
+(:func:`_checked_nodes`), which accept a superset of it and name the fault; one function,
+:func:`_signature_nodes`, chooses.  What only
 depends on the certificate (base64, fingerprint, serial) is remembered by the registry,
 so what remains per message is mostly the C14N, the digest and the public-key operation.
 """
@@ -306,8 +307,17 @@ def _check_text_only(*leaves: etree._Element) -> None:
             raise _fail("CEBGW-SIG-WRAPPING", f"elements inside ds:{name}, which holds text only", name)
 
 
+def _signature_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
+    """The parts of the Signature, after checking its shape and algorithms: at once when it is
+    written exactly the profile's way (:func:`_profile_nodes`), else part by part
+    (:func:`_checked_nodes`). Raises SignatureError with the code of the first fault."""
+    fast = _profile_nodes(sig, policy)
+    return fast if fast is not None else _checked_nodes(sig, policy)
+
+
 def _checked_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
     """The slow path: check the Signature part by part, raising with the code of the first fault."""
+    _check_children(sig)
     si, sv_el, key_info = layout.element_children(sig)
     s, dv = _check_signed_info(si, policy)
     kn, cert_el = _key_info(key_info)
@@ -592,12 +602,8 @@ def verify(
     root, mtype = ident.root, ident.type
     sig, app_time = _scan(root)
     _check_position(root, sig, mtype)
-    nodes = _profile_nodes(sig, policy)
-    if nodes is None:
-        _check_children(sig)
     _check_xml_attributes(root, sig)
-    if nodes is None:
-        nodes = _checked_nodes(sig, policy)
+    nodes = _signature_nodes(sig, policy)
     s = nodes.suite
     digest_value = _b64(nodes.digest_value, "DigestValue")
     sig_value = _b64(nodes.signature_value, "SignatureValue")
