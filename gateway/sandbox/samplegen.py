@@ -34,8 +34,8 @@ from lxml import etree
 from ..catalog import CEB_NS, DS_NS, DXP_NS
 from ..catalog import load as load_catalog
 from ..envelope import RECEIVER_IMPORT, receiver_for, wrap
-from ..validate.xsd import schema_path
-from ..xmlio import parse, parse_trusted_file
+from ..validate.xsd import child_elements
+from ..xmlio import parse
 
 __all__ = [
     "DECLARATIONS",
@@ -113,7 +113,6 @@ _UNUSED: dict[str, frozenset[str]] = {
     "CEB213": frozenset({"loctNo"}),
     "CEB816": frozenset({"orderNo", "logisticsNo"}),
 }
-_XS = "{http://www.w3.org/2001/XMLSchema}"
 
 
 @dataclass(frozen=True)
@@ -131,41 +130,29 @@ class _Layout:
 
 
 @cache
-def _schema_leaves(path: str, root: str) -> dict[str, tuple[tuple[str, bool], ...]]:
-    """For each complex element of message ``root`` in the schema at ``path``: its leaf children
-    in order, each as (name, optional)."""
-    doc = parse_trusted_file(path).getroot()
-    decl = next(el for el in doc.iterchildren(f"{_XS}element") if el.get("name") == root)
-    out: dict[str, tuple[tuple[str, bool], ...]] = {}
-    for el in decl.iter(f"{_XS}element"):
-        children = el.findall(f"{_XS}complexType/{_XS}sequence/{_XS}element")
-        out[str(el.get("name"))] = tuple((str(c.get("name")), c.get("minOccurs") == "0") for c in children
-                                         if c.get("name") and c.find(f"{_XS}complexType") is None)
-    return out
-
-
-@cache
 def _layout(code: str) -> _Layout:
     mtype = _CATALOG.types.get(code)
     if mtype is None or mtype.is_envelope:
         raise ValueError(f"unknown message code {code!r}")
-    leaves = _schema_leaves(str(schema_path(mtype)), mtype.root)
     flat = not mtype.head
+    record = (mtype.root, mtype.record)
     sample = _scenario(mtype.flow, 0, 0, 1, EnterpriseIds())
     unused = _UNUSED.get(code, frozenset())
 
-    def chosen(element: str, values: Mapping[str, str]) -> tuple[str, ...]:
+    def chosen(path: tuple[str, ...], values: Mapping[str, str]) -> tuple[str, ...]:
+        fields = child_elements(mtype, path)
         if mtype.kind == "receipt" and flat:
-            return tuple(name for name, _ in leaves[element])  # receipts: every field, keys included
-        return tuple(name for name, optional in leaves[element]
+            return tuple(name for name, _ in fields)  # receipts: every field, keys included
+        return tuple(name for name, optional in fields
                      if not optional or (name in values and name not in unused))
 
     sender = None
     if mtype.kind == "declaration":
         sender = _PARTY[_SENDER_ROLE.get(code, mtype.sender[0])]
+    head_values = {**sample.head, **_OVERRIDES.get(code, {})}
     return _Layout(mtype.flow, mtype.record, None if flat else mtype.head,
-                   chosen(mtype.record if flat else mtype.head, {**sample.head, **_OVERRIDES.get(code, {})}),
-                   mtype.lines, chosen(mtype.lines, sample.lines[0]) if mtype.lines else (),
+                   chosen(record if flat else (*record, mtype.head), head_values),
+                   mtype.lines, chosen((*record, mtype.lines), sample.lines[0]) if mtype.lines else (),
                    sender, mtype.max_records)
 
 
