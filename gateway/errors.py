@@ -20,7 +20,8 @@ Severity = Literal["error", "warning"]
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
-EXIT_CRASH_LOOP = 3  # cebgw serve --workers: workers kept dying, so the service stopped
+EXIT_INTERNAL = 3  # a bug: the CLI's outermost handler caught an unexpected exception
+EXIT_CRASH_LOOP = 4  # cebgw serve --workers: workers kept dying, so the service stopped
 
 
 @dataclass(frozen=True)
