@@ -1,6 +1,6 @@
 """The message catalogue: every CEB and DXP message type, as data (``messages.toml``).
 
-:func:`load` reads it once; :func:`identify` names the type of a parsed message by
+:func:`load` reads it once; :meth:`Catalog.identify` names the type of a parsed message by
 its root element's namespace and local name (never by prefix).
 """
 

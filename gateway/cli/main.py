@@ -35,7 +35,8 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cebgw", description="Validate, sign, verify and exchange CEB customs messages; run the gateway.")
+        prog="cebgw",
+        description="Validate, sign, verify and exchange CEB customs messages; run the gateway.")
     parser.add_argument("--version", action="version", version=f"cebgw {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
