@@ -269,35 +269,56 @@ class _Scenario:
     lines: tuple[dict[str, str], ...]
 
 
-def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
-              order_no: str | None = None) -> _Scenario:
-    """All values of one business record (order, waybill, inventory, ...) of a deal."""
-    rng = _rng("scenario", flow, seed, idx, order_no or "")
-    t0 = _BASE_TIME + timedelta(minutes=(seed * 37 + idx * 3) % 600, seconds=rng.randrange(60))
-    day = f"{t0:%Y%m%d}"
-    serial = (seed * 1000 + idx) % 10**9
-    district, address = _ADDRESSES[rng.randrange(len(_ADDRESSES))]
-    buyer = _SURNAMES[rng.randrange(len(_SURNAMES))] + _GIVEN[rng.randrange(len(_GIVEN))]
-    consignee = buyer if rng.random() < 0.7 else _SURNAMES[rng.randrange(len(_SURNAMES))] + "先生"
-    phone = f"13{rng.randrange(0, 10)}{_digits(rng, 8)}"
-    imp = flow == "import"
-    currency = "142" if imp else "502"
-    catalogue = _IMPORT_PRODUCTS if imp else _EXPORT_PRODUCTS
-    letter = "I" if imp else "E"
+def _parties(ids: EnterpriseIds) -> dict[str, str]:
+    """The codes and names of the deal's parties, by the fields that name them."""
+    return {
+        "ebpCode": ids.ebp_code, "ebpName": ids.ebp_name,
+        "ebcCode": ids.ebc_code, "ebcName": ids.ebc_name,
+        "payCode": ids.pay_code, "payName": ids.pay_name,
+        "logisticsCode": ids.logistics_code, "logisticsName": ids.logistics_name,
+        "agentCode": ids.agent_code, "agentName": ids.agent_name,
+        "operatorCode": ids.operator_code, "operatorName": ids.operator_name,
+        "ownerCode": ids.ebc_code, "ownerName": ids.ebc_name,
+        "declAgentCode": ids.agent_code, "declAgentName": ids.agent_name,
+        "assureCode": ids.ebc_code,
+    }
 
+
+def _customs_issued(rng: random.Random, t0: datetime, invt_no: str, vat_total: Decimal,
+                    serial: int) -> dict[str, str]:
+    """The values of the documents customs issues for the deal (tax, summary results, receipts)."""
+    return {
+        "returnTime": f"{t0 + timedelta(hours=1):%Y%m%d%H%M%S}{rng.randrange(1000):03d}",
+        "taxNo": f"{invt_no}_0",
+        "customsTax": "0",
+        "valueAddedTax": _money(vat_total),
+        "consumptionTax": "0",
+        "status": "1",
+        "entDutyNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "sumNo": f"{_CUSTOMS}{t0:%Y}E{_digits(rng, 9)}",
+        "opDate": f"{t0 + timedelta(days=5):%Y%m%d%H%M%S}000",
+        "declSeqNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "decTmpNo": f"T{t0:%Y}{_digits(rng, 13)}",
+        "decPreNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "entryId": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
+        "decState": "1",
+        "rkdNo": f"RKD{t0:%Y%m%d}{serial % 10**7:07d}",
+    }
+
+
+def _scenario_lines(rng: random.Random, n_lines: int, imp: bool, t0: datetime,
+                    serial: int) -> list[dict[str, str]]:
+    """The list lines of a deal: products drawn from the flow's catalogue, with their sums."""
+    catalogue = _IMPORT_PRODUCTS if imp else _EXPORT_PRODUCTS
+    currency = "142" if imp else "502"
+    letter = "I" if imp else "E"
+    day = f"{t0:%Y%m%d}"
     lines: list[dict[str, str]] = []
-    goods = Decimal(0)
-    net = Decimal(0)
-    vat_total = Decimal(0)
     for j in range(n_lines):
         p = catalogue[(rng.randrange(len(catalogue)) + j) % len(catalogue)]
         qty = Decimal(rng.randrange(1, 4))
         total = p.price * qty
-        goods += total
-        qty1 = p.net_kg * qty
-        net += qty1
         vat = (total * Decimal("0.091")).quantize(Decimal("0.01"))
-        vat_total += vat
         lines.append({
             "gnum": str(j + 1),
             "itemNo": f"SKU{p.gcode[:4]}{j + 1:04d}",
@@ -310,7 +331,7 @@ def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
             "unit": p.unit,
             "unit1": "035",
             "qty": str(qty),
-            "qty1": _weight(qty1),
+            "qty1": _weight(p.net_kg * qty),
             "price": _money(p.price),
             "totalPrice": _money(total),
             "currency": currency,
@@ -325,6 +346,28 @@ def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
             "valueAddedTax": _money(vat),
             "consumptionTax": "0",
         })
+    return lines
+
+
+def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
+              order_no: str | None = None) -> _Scenario:
+    """All values of one business record (order, waybill, inventory, ...) of a deal."""
+    rng = _rng("scenario", flow, seed, idx, order_no or "")
+    t0 = _BASE_TIME + timedelta(minutes=(seed * 37 + idx * 3) % 600, seconds=rng.randrange(60))
+    day = f"{t0:%Y%m%d}"
+    serial = (seed * 1000 + idx) % 10**9
+    district, address = _ADDRESSES[rng.randrange(len(_ADDRESSES))]
+    buyer = _SURNAMES[rng.randrange(len(_SURNAMES))] + _GIVEN[rng.randrange(len(_GIVEN))]
+    consignee = buyer if rng.random() < 0.7 else _SURNAMES[rng.randrange(len(_SURNAMES))] + "先生"
+    phone = f"13{rng.randrange(0, 10)}{_digits(rng, 8)}"
+    imp = flow == "import"
+    currency = "142" if imp else "502"
+    letter = "I" if imp else "E"
+
+    lines = _scenario_lines(rng, n_lines, imp, t0, serial)
+    goods = sum((Decimal(ln["totalPrice"]) for ln in lines), Decimal(0))
+    net = sum((Decimal(ln["qty1"]) for ln in lines), Decimal(0))
+    vat_total = sum((Decimal(ln["valueAddedTax"]) for ln in lines), Decimal(0))
 
     freight = Decimal(rng.choice(("0", "8", "10", "15")))
     discount = Decimal(rng.choice(("0", "0", "5", "10")))
@@ -345,15 +388,7 @@ def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
         "appStatus": "2",
         "orderType": "I" if imp else "E",
         "orderNo": order,
-        "ebpCode": ids.ebp_code, "ebpName": ids.ebp_name,
-        "ebcCode": ids.ebc_code, "ebcName": ids.ebc_name,
-        "payCode": ids.pay_code, "payName": ids.pay_name,
-        "logisticsCode": ids.logistics_code, "logisticsName": ids.logistics_name,
-        "agentCode": ids.agent_code, "agentName": ids.agent_name,
-        "operatorCode": ids.operator_code, "operatorName": ids.operator_name,
-        "ownerCode": ids.ebc_code, "ownerName": ids.ebc_name,
-        "declAgentCode": ids.agent_code, "declAgentName": ids.agent_name,
-        "assureCode": ids.ebc_code,
+        **_parties(ids),
         "goodsValue": _money(goods),
         "freight": _money(freight),
         "discount": _money(discount),
@@ -420,22 +455,7 @@ def _scenario(flow: str, seed: int, idx: int, n_lines: int, ids: EnterpriseIds,
         "payerIdType": "1",
         "payerIdNumber": "",  # filled below (= buyer)
         "payerName": buyer,
-        # customs-issued documents
-        "returnTime": f"{t0 + timedelta(hours=1):%Y%m%d%H%M%S}{rng.randrange(1000):03d}",
-        "taxNo": f"{invt_no}_0",
-        "customsTax": "0",
-        "valueAddedTax": _money(vat_total),
-        "consumptionTax": "0",
-        "status": "1",
-        "entDutyNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
-        "sumNo": f"{_CUSTOMS}{t0:%Y}E{_digits(rng, 9)}",
-        "opDate": f"{t0 + timedelta(days=5):%Y%m%d%H%M%S}000",
-        "declSeqNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
-        "decTmpNo": f"T{t0:%Y}{_digits(rng, 13)}",
-        "decPreNo": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
-        "entryId": f"{_CUSTOMS}{t0:%Y}{_digits(rng, 10)}",
-        "decState": "1",
-        "rkdNo": f"RKD{day}{serial % 10**7:07d}",
+        **_customs_issued(rng, t0, invt_no, vat_total, serial),  # last: it draws from rng after the rest
     }
     head["payerIdNumber"] = head["buyerIdNumber"]
     return _Scenario(head, tuple(lines))
