@@ -277,15 +277,22 @@ def _finding(root: etree._Element, entry: Any, schema_path: str | None = None) -
 
 def _element_at(root: etree._Element, path: str | None) -> etree._Element | None:
     """The element at libxml2's XPath of the node in error (``/ceb:A/ceb:B[2]`` or ``/*/*[2]``)."""
-    try:
-        found: Any = root.getroottree().xpath(path, namespaces=_prefixes(root)) if path else []
-    except etree.XPathError:
+    if not path:
         return None
+    tree = root.getroottree()
+    found: Any
+    try:
+        found = tree.xpath(path, namespaces=_prefixes(root.nsmap))
+    except etree.XPathError:  # a prefix declared below the root
+        try:
+            found = tree.xpath(path, namespaces=_prefixes(*(el.nsmap for el in root.iter("*"))))
+        except etree.XPathError:
+            return None
     return found[0] if isinstance(found, list) and found and isinstance(found[0], etree._Element) else None
 
 
-def _prefixes(root: etree._Element) -> dict[str, str]:
-    return {str(k): v for el in root.iter("*") for k, v in el.nsmap.items() if k}
+def _prefixes(*maps: Any) -> dict[str, str]:
+    return {str(k): str(v) for nsmap in maps for k, v in nsmap.items() if k}
 
 
 def _detail(message: str) -> str:
