@@ -1,7 +1,8 @@
 """One frozen settings object, built and validated at start, then passed down.
 
-:func:`load` reads a TOML file (``cebgw serve --config FILE``); :func:`sandbox` builds
-the settings of a sandbox data directory.  Nothing reads settings from globals.
+:func:`load` reads a TOML file (``cebgw serve --config FILE``);
+:func:`gateway.sandbox.datadir.settings_for` builds the settings of a sandbox data directory.
+Nothing reads settings from globals.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Settings:
         return self
 
     def with_(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied and checked (tests use it for short timeouts)."""
+        """A copy with ``changes`` applied and checked (``cebgw serve --db``; tests, for short timeouts)."""
         return replace(self, **changes).check()
 
 

@@ -11,7 +11,7 @@ Rule codes (``CEBGW-RULE-…``) come from the rule data files and are registered
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 Severity = Literal["error", "warning"]
@@ -20,6 +20,8 @@ Severity = Literal["error", "warning"]
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3  # a bug: the CLI's outermost handler caught an unexpected exception
+EXIT_CRASH_LOOP = 4  # cebgw serve --workers: workers kept dying, so the service stopped
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,6 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-CONFLICT-GUID", 409, 1, "-2999", "guid already used with different content", "guid已被不同内容的报文使用"),
     ("CEBGW-MEDIA-TYPE", 415, 2, "-1", "unsupported media type", "不支持的媒体类型"),
     ("CEBGW-STORE", 503, 2, "-3999", "store unavailable", "存储不可用"),
-    ("CEBGW-MAPPING", 422, 1, "-2", "JSON does not fit the mapping", "JSON与映射不符"),
     # CLI and configuration
     ("CEBGW-USAGE", 400, 2, "-3999", "usage error", "用法错误"),
     ("CEBGW-IO", 400, 2, "-3999", "cannot read or write file", "文件读写失败"),
@@ -204,18 +205,6 @@ class ValidationFailed(InputError):
     code = "CEBGW-XSD-INVALID"
 
 
-class SchemaError(ValidationFailed):
-    code = "CEBGW-XSD-INVALID"
-
-
-class RuleError(ValidationFailed):
-    code = "CEBGW-RULE-INVALID"
-
-
-class MappingError(InputError):
-    code = "CEBGW-MAPPING"
-
-
 class SignatureError(GatewayError):
     """A signature is missing, malformed, or does not verify."""
 
@@ -270,20 +259,3 @@ class IOFailure(GatewayError):
 
 class ConfigError(GatewayError):
     code = "CEBGW-CONFIG"
-
-
-register("CEBGW-RULE-INVALID", 422, 1, "-2999", "fails the business rules", "不符合业务规则")
-
-
-@dataclass
-class FindingList:
-    """Collects findings; validation raises once with all of them."""
-
-    items: list[Finding] = field(default_factory=list)
-
-    def add(self, finding: Finding) -> None:
-        self.items.append(finding)
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.items if f.severity == "error"]

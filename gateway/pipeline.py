@@ -48,16 +48,18 @@ from .errors import (
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import EDITIONS, Checked, Report, findings_of
-from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Parsed, element_path, local_name, parse
+from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Parsed, element_path, parse, text
 
 
 class Rejected(InputError):
-    """A submission refused for its content; ``ceb900`` is the receipt that says why."""
+    """A submission refused for its content; ``ceb900`` is the receipt that says why, and
+    ``message_type`` the catalogue code of the message, if it got as far as being identified."""
 
-    def __init__(self, cause: GatewayError, ceb900_xml: bytes) -> None:
+    def __init__(self, cause: GatewayError, ceb900_xml: bytes, message_type: str | None = None) -> None:
         super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field)
         self.cause = cause
         self.ceb900 = ceb900_xml
+        self.message_type = message_type
 
     @property
     def http_status(self) -> int:
@@ -74,11 +76,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Opened:
-    """The business message, and the envelope it came in (if any)."""
+    """The business message, and the envelope it came in (if any): its header, and the
+    envelope itself as identified."""
 
     ident: Identified
     envelope: Unwrapped | None = None
-    envelope_parsed: Parsed | None = None
+    envelope_ident: Identified | None = None
 
     @property
     def type(self) -> MessageType:
@@ -159,7 +162,7 @@ def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened
     inner_ident = catalog.identify(inner.inner)
     if inner_ident.type.is_envelope:
         raise EnvelopeError("an envelope inside an envelope", code="CEBGW-ENV-NESTED", field="Data")
-    return Opened(inner_ident, inner, ident.parsed)
+    return Opened(inner_ident, inner, ident)
 
 
 def require_kind(opened: Opened, kind: str) -> Opened:
@@ -204,10 +207,6 @@ def _raise_errors(found: Sequence[Finding]) -> None:
         first = errors[0]
         raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
                                code=first.code, findings=tuple(found))
-
-
-def _text(root: etree._Element, path: str) -> str:
-    return (root.findtext(path, namespaces={"c": CEB_NS}) or "").strip()
 
 
 _COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
@@ -304,7 +303,7 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
     """The BaseSubscribe entries with a known status."""
     out: list[Subscriber] = []
     for el in root.iterfind("c:BaseSubscribe", namespaces={"c": CEB_NS}):
-        status, address = _text(el, "c:status"), _text(el, "c:dxpAddress")
+        status, address = text(el.find(f"{{{CEB_NS}}}status")), text(el.find(f"{{{CEB_NS}}}dxpAddress"))
         if status in ("ALL", "DATA", "RET") and address:
             out.append(Subscriber(address, status))  # type: ignore[arg-type]  # checked just above
     return tuple(out)
@@ -359,25 +358,35 @@ class SubmitDeps:
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
     ForbiddenError, ConflictError, StoreError."""
-    ori_type: str | None = None
+    known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
     try:
         ident = identify(parse_body(data, deps.limits), deps.catalog)
-        ori_type = local_name(ident.root.tag)
+        known = ident.type
         opened = open_envelope(ident, deps.catalog, deps.limits)
-        ori_type, cop_msg_id = opened.type.root, opened.cop_msg_id
+        known, cop_msg_id = opened.type, opened.cop_msg_id
         validated = validate(require_kind(opened, "declaration"), deps.editions)
         verified = verify_signature(authorise(validated, account), deps.registry, deps.policy)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None
-        raise Rejected(exc, ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
-                                         ori_message_type=ori_type, now=now)) from exc
+        receipt = ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
+                               ori_message_type=known.root if known else None, now=now)
+        raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
     message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
     # Let go of the parsed tree before waiting for the commit: with many requests waiting at
     # once, their trees would otherwise stay alive and crowd the CPU caches.
     del ident, opened, validated, verified
     return await persist(message, deps.store)
+
+
+def message_type_of(data: bytes, catalog: Catalog, limits: Limits) -> str | None:
+    """The catalogue code of the message in ``data`` (opened from its envelope), or ``None`` if it
+    cannot be identified: for naming a refusal that is not a :class:`Rejected` (which says it)."""
+    try:
+        return open_envelope(identify(parse_body(data, limits), catalog), catalog, limits).type.code
+    except GatewayError:
+        return None
 
 
 # ---------------------------------------------------------------- receipts
@@ -403,7 +412,7 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
     posting account). Raises SignatureError."""
     opened = validated.opened
     signer: str | None = None
-    env = opened.envelope_parsed
+    env = opened.envelope_ident
     if env is not None and _envelope_signed(env.root):
         v = dsig_verify(env, registry, policy=policy)
         acc = accounts.by_dxp_id(v.signer)
@@ -471,6 +480,12 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
             declaration_record=routed.record_no, assigned_keys=routed.assigned))
         out.append(Delivered(rec, result))
     return ident.type.code, out
+
+
+def stored_record(data: bytes, record_no: int, catalog: Catalog) -> dict[str, str]:
+    """Record ``record_no`` of a receipt message the store kept (what :func:`receive` took), as its
+    leaf fields by local name: parse → identify → :func:`routing.record_fields`."""
+    return routing.record_fields(identify(parse(data, source="stored receipt"), catalog), record_no)
 
 
 async def reroute(receipt_id: int, message_id: int, store: Store, accounts: Accounts,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from lxml import etree
@@ -19,6 +20,7 @@ from lxml import etree
 from .accounts import Accounts
 from .catalog import Identified, MessageType
 from .store import DeclarationRef
+from .xmlio import local_name, text
 
 
 class DeclarationLookup(Protocol):
@@ -60,8 +62,7 @@ class Routed:
 
 
 def _field(rec: etree._Element, mtype: MessageType, name: str) -> str:
-    el = next(rec.iter(mtype.q(name)), None)
-    return (el.text or "").strip() if el is not None else ""
+    return text(next(rec.iter(mtype.q(name)), None))
 
 
 def records_of(ident: Identified) -> list[ReceiptRecord]:
@@ -74,6 +75,16 @@ def records_of(ident: Identified) -> list[ReceiptRecord]:
                                  _field(rec, mtype, "returnTime"), _field(rec, mtype, "returnInfo"),
                                  keys[i] if i < len(keys) else {}))
     return out
+
+
+def record_fields(ident: Identified, record_no: int) -> dict[str, str]:
+    """Record ``record_no`` (0-based, as :func:`records_of` numbers them) of a receipt message,
+    as its leaf fields by local name; empty if it has no such record."""
+    mtype = ident.type
+    rec = next(islice(ident.root.iterchildren(mtype.q(mtype.record)), record_no, None), None)
+    if rec is None:
+        return {}
+    return {local_name(el.tag): text(el) for el in rec.iter() if isinstance(el.tag, str) and len(el) == 0}
 
 
 async def _find(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLookup,

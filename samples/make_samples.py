@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the sample messages under samples/valid/ and samples/unsigned/ with gateway.samplegen.
+"""Write the sample messages under samples/valid/ and samples/unsigned/ with gateway.sandbox.samplegen.
 
 Usage: .venv/bin/python samples/make_samples.py
 
@@ -19,10 +19,11 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import samplegen as sg  # noqa: E402
 from gateway.catalog import load as load_catalog  # noqa: E402
 from gateway.dsig.keys import load_key  # noqa: E402
 from gateway.dsig.sign import sign  # noqa: E402
+from gateway.envelope import RECEIVER_IMPORT  # noqa: E402
+from gateway.sandbox import samplegen as sg  # noqa: E402
 from gateway.xmlio import parse  # noqa: E402
 
 VALID = ROOT / "samples" / "valid"
@@ -81,7 +82,7 @@ def main() -> int:
                                                    seed=SEED)
     receipt = files[VALID / "CEB312.xml"]
     files[VALID / "DxpMsgSv.xml"] = sg.build_dxp_msg_sv(
-        receipt, msg_type="CEB312Message", sender_id=sg.CUSTOMS_IMPORT_DXP, receiver_ids=[ebc_dxp], seed=SEED
+        receipt, msg_type="CEB312Message", sender_id=RECEIVER_IMPORT, receiver_ids=[ebc_dxp], seed=SEED
     )
     files[VALID / "DxpRep.xml"] = sg.build_dxp_rep(receiver_id=ebc_dxp, seed=SEED)
 

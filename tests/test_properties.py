@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import samplegen as sg
 from gateway.catalog import CEB_NS, DS_NS, EDITIONS
 from gateway.catalog import load as load_catalog
 from gateway.pipeline import validate_bytes
+from gateway.sandbox import samplegen as sg
 from gateway.validate import detect, findings_of, rules
 from gateway.validate.rules import load_rules
 from gateway.validate.xsd import xsd_dir

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import CEB_NS, DS_NS, load
 from gateway.errors import ConfigError, Finding, InputError
 from gateway.pipeline import validate_bytes
+from gateway.sandbox import samplegen
 from gateway.validate import detect, findings_of, overlay, rules
 from gateway.xmlio import parse
 

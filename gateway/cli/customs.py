@@ -12,9 +12,12 @@ import argparse
 import sys
 from typing import Any
 
+from .. import pipeline
+from ..catalog import load as load_catalog
 from ..dsig import KeyProvider, load_key
-from ..errors import EXIT_INVALID, EXIT_OK, GatewayError
+from ..errors import EXIT_INVALID, EXIT_OK, EnvelopeError, GatewayError
 from ..sandbox.customs import answers
+from ..xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 from .http import call, post_json
 
 
@@ -53,7 +56,9 @@ def _answer_one(base: str, token: str, item: dict[str, Any], statuses: list[str]
     """Post the receipts for one envelope; False (it is not acknowledged) if any was refused."""
     where = f"envelope {item.get('id')} (message {item.get('message_id')})"
     try:
-        found = answers(str(item["envelope"]).encode("utf-8"), statuses, key, info=info)
+        opened = _open(str(item["envelope"]).encode("utf-8"))
+        assert opened.envelope is not None  # the outbox holds DxpMsg envelopes only; _open checks
+        found = answers(opened.ident, opened.envelope.trans, statuses, key, info=info)
     except (GatewayError, KeyError) as exc:
         print(f"customs: {where}: cannot answer it: {exc}", file=sys.stderr)
         return False
@@ -73,6 +78,17 @@ def _answer_one(base: str, token: str, item: dict[str, Any], statuses: list[str]
                   f"{a.receipt_type} status {a.status} -> {rec.get('outcome')}, state {rec.get('state')}"
                   f" (to {to})")
     return True
+
+
+def _open(envelope: bytes) -> pipeline.Opened:
+    """The declaration in an outbox envelope, opened by the pipeline's own stages. Raises
+    InputError for anything but a DxpMsg around a declaration."""
+    limits = pipeline.Limits(DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH)
+    catalog = load_catalog()
+    ident = pipeline.identify(pipeline.parse_body(envelope, limits, source="outbox envelope"), catalog)
+    if not ident.type.is_envelope:
+        raise EnvelopeError("an outbox item is a DxpMsg envelope", field="DxpMsg")
+    return pipeline.require_kind(pipeline.open_envelope(ident, catalog, limits), "declaration")
 
 
 def register(subparsers: Any) -> None:

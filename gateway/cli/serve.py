@@ -14,11 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import signal
-import sys
-import time
-from collections.abc import Callable
-from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -27,9 +22,10 @@ from aiohttp import web
 
 from ..config import Settings
 from ..config import load as load_settings
-from ..errors import EXIT_OK, EXIT_USAGE, UsageError
+from ..errors import EXIT_OK, UsageError
 from ..sandbox import banner, datadir
 from ..service.app import build_app, settle_heap, ssl_context
+from ..service.supervisor import supervise
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -86,53 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         proc.start()
         return proc
 
-    return _supervise(start_worker, args.workers)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _supervise(start_worker: Callable[[], BaseProcess], count: int, *, grace_s: float = 30.0,
-               max_restarts: int = 5, window_s: float = 60.0) -> int:
-    """Run ``count`` workers until SIGTERM or Ctrl-C to this process, then stop them all (a
-    service manager may signal only the parent, and orphaned workers would keep serving).
-
-    A worker that dies is replaced; more than ``max_restarts`` deaths within ``window_s``
-    seconds is a crash loop: everything stops and the exit code says so.
-    """
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    procs: list[BaseProcess] = []
-    deaths: list[float] = []
-    code = EXIT_OK
-    try:
-        procs = [start_worker() for _ in range(count)]
-        while True:
-            wait([p.sentinel for p in procs])
-            for i, p in enumerate(procs):
-                if p.is_alive():
-                    continue
-                now = time.monotonic()
-                deaths = [t for t in deaths if now - t < window_s] + [now]
-                print(f"cebgw serve: worker {p.pid} exited with {p.exitcode}", file=sys.stderr, flush=True)
-                if len(deaths) > max_restarts:
-                    print(f"cebgw serve: {len(deaths)} worker deaths within {window_s:.0f} s; stopping",
-                          file=sys.stderr, flush=True)
-                    return EXIT_USAGE
-                procs[i] = start_worker()
-    except KeyboardInterrupt:
-        return code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()  # SIGTERM: aiohttp finishes in-flight requests and closes the store
-        for p in procs:
-            if p.pid is not None:
-                p.join(grace_s)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    return supervise(start_worker, args.workers)
 
 
 def register(subparsers: Any) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ..catalog import load as load_catalog
 from ..dsig import registry as registry_mod
 from ..dsig import verify
 from ..errors import EXIT_OK, GatewayError, InputError, SignatureError
@@ -19,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     reg = registry_mod.load(registry_path(args.registry))  # config errors: exit 2 via main
     data = read_input(args.file)
     try:
-        v = verify(parse(data, source=args.file), reg)
+        v = verify(load_catalog().identify(parse(data, source=args.file)), reg)
     except (SignatureError, InputError) as exc:
         return _report_invalid(args, exc)
     if args.format == "json":

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from ..catalog import CEB_NS, MessageType
+from ..catalog import CEB_NS, DS_NS, MessageType
 
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DS_NS}}}Signature"
 EXTEND_TAG = f"{{{CEB_NS}}}ExtendMessage"
 

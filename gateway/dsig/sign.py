@@ -23,7 +23,7 @@ from functools import lru_cache
 from cryptography import x509
 from lxml import etree
 
-from ..catalog import Catalog, MessageType
+from ..catalog import DS_NS, Catalog, MessageType
 from ..catalog import load as load_catalog
 from ..errors import SignatureError
 from ..xmlio import parse
@@ -50,7 +50,7 @@ def _signed_info(s: Suite, digest_b64: str) -> str:
 
 def _signature(signed_info: str, value_b64: str, key_name: str, cert_b64: str) -> bytes:
     return (
-        f'<ds:Signature xmlns:ds="{layout.DS_NS}">'
+        f'<ds:Signature xmlns:ds="{DS_NS}">'
         f"{signed_info}"
         f"<ds:SignatureValue>{value_b64}</ds:SignatureValue>"
         "<ds:KeyInfo>"
@@ -82,7 +82,7 @@ def canonical_signed_info(root: etree._Element, signed_info: str) -> bytes:
     anywhere among its children, it canonicalizes as in the final document.  ``root`` is
     the signer's own parse of the message and is left as it was.
     """
-    text = f'<ds:Signature xmlns:ds="{layout.DS_NS}">{signed_info}</ds:Signature>'
+    text = f'<ds:Signature xmlns:ds="{DS_NS}">{signed_info}</ds:Signature>'
     sig = parse(text.encode("utf-8"), source="SignedInfo").root  # our own markup, still the one parser
     root.append(sig)
     try:

@@ -1,6 +1,6 @@
 """Verify a customs enveloped signature, exactly this profile and nothing more (spec §10).
 
-:func:`verify` returns a :class:`Verified` saying what was verified: the root element
+:func:`verify` returns a :class:`VerifiedSignature` saying what was verified: the root element
 (the only content the signature covers), the signer's certificate and registry entry,
 and the algorithm suite.  Every refusal is a :class:`~gateway.errors.SignatureError`
 (or :class:`~gateway.errors.CertificateError`) with its own code.  Order of checks:
@@ -10,7 +10,8 @@ because the signing time (``appTime``) is only trusted once the signature holds.
 
 Cost: a Signature laid out exactly as the profile writes it is recognised in one short
 pass (:func:`_profile_nodes`); anything else goes through the detailed checks
-(:func:`_checked_nodes`), which accept a superset of it and name the fault.  What only
+(:func:`_checked_nodes`), which accept a superset of it and name the fault; one function,
+:func:`_signature_nodes`, chooses.  What only
 depends on the certificate (base64, fingerprint, serial) is remembered by the registry,
 so what remains per message is mostly the C14N, the digest and the public-key operation.
 """
@@ -29,13 +30,12 @@ from cryptography import x509
 from lxml import etree
 
 from .. import errors
-from ..catalog import CEB_NS, DXP_NS, Identified, MessageType
-from ..catalog import load as load_catalog
+from ..catalog import BEIJING, CEB_NS, DS_NS, DXP_NS, Identified, MessageType
 from ..errors import CertificateError, SignatureError
 from ..xmlio import Parsed
 from . import certutil, layout
 from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite, suite_for_uris
-from .registry import BEIJING, Entry, Registry
+from .registry import Entry, Registry
 
 errors.register(
     "CEBGW-SIG-KEYNAME",
@@ -46,7 +46,7 @@ errors.register(
     "KeyName与证书序列号不符",
 )
 
-_DS = f"{{{layout.DS_NS}}}"
+_DS = f"{{{DS_NS}}}"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 _APP_TIME_TAG = f"{{{CEB_NS}}}appTime"
 _SIGNED_INFO = _DS + "SignedInfo"
@@ -68,7 +68,7 @@ _ALLOWED_TRANSFORMS = ((Algorithm.ENVELOPED.value,), (Algorithm.ENVELOPED.value,
 
 
 @dataclass(frozen=True)
-class Verified:
+class VerifiedSignature:
     """What a valid signature covers and who made it.
 
     ``root`` is the signed element (the whole document); callers process only it.
@@ -307,8 +307,17 @@ def _check_text_only(*leaves: etree._Element) -> None:
             raise _fail("CEBGW-SIG-WRAPPING", f"elements inside ds:{name}, which holds text only", name)
 
 
+def _signature_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
+    """The parts of the Signature, after checking its shape and algorithms: at once when it is
+    written exactly the profile's way (:func:`_profile_nodes`), else part by part
+    (:func:`_checked_nodes`). Raises SignatureError with the code of the first fault."""
+    fast = _profile_nodes(sig, policy)
+    return fast if fast is not None else _checked_nodes(sig, policy)
+
+
 def _checked_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
     """The slow path: check the Signature part by part, raising with the code of the first fault."""
+    _check_children(sig)
     si, sv_el, key_info = layout.element_children(sig)
     s, dv = _check_signed_info(si, policy)
     kn, cert_el = _key_info(key_info)
@@ -567,15 +576,16 @@ def _digest_matches(data: bytes, root: etree._Element, sig: etree._Element, s: S
 
 
 def verify(
-    message: Parsed | Identified,
+    ident: Identified,
     registry: Registry,
     *,
     policy: Policy = DEFAULT_POLICY,
     sender_code: str | None = None,
     expected_signers: Collection[str] = (),
     at: datetime | None = None,
-) -> Verified:
-    """Verify the message's signature against the registry and the policy.
+) -> VerifiedSignature:
+    """Verify the signature of a message the catalogue has identified (the pipeline's identify
+    stage, or ``catalog.identify``) against the registry and the policy.
 
     ``sender_code``, when given (e.g. the authenticated account), must also be registered
     for the certificate.  A receipt (catalogue kind ``receipt``) names no sender of its
@@ -587,19 +597,13 @@ def verify(
     messages without ``appTime``.  Promises: on
     return, the root and everything in it except the signature is exactly what the
     registered signer signed.  Raises :class:`~gateway.errors.SignatureError` or
-    :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code, or
-    :class:`~gateway.errors.IdentifyError` for an unknown message type.
+    :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code.
     """
-    ident = message if isinstance(message, Identified) else load_catalog().identify(message)
     root, mtype = ident.root, ident.type
     sig, app_time = _scan(root)
     _check_position(root, sig, mtype)
-    nodes = _profile_nodes(sig, policy)
-    if nodes is None:
-        _check_children(sig)
     _check_xml_attributes(root, sig)
-    if nodes is None:
-        nodes = _checked_nodes(sig, policy)
+    nodes = _signature_nodes(sig, policy)
     s = nodes.suite
     digest_value = _b64(nodes.digest_value, "DigestValue")
     sig_value = _b64(nodes.signature_value, "SignatureValue")
@@ -616,4 +620,4 @@ def verify(
 
     when = _signing_time(app_time, at)
     _check_window(entry, when)
-    return Verified(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)
+    return VerifiedSignature(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)

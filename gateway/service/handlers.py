@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .. import pipeline
 from ..accounts import Account
+from ..catalog import Catalog
 from ..errors import (
     ForbiddenError,
     GatewayError,
@@ -22,8 +23,7 @@ from ..errors import (
     ParseError,
     UsageError,
 )
-from ..store import MailItem, MessageRecord
-from ..xmlio import local_name, parse
+from ..store import MAX_ID, MailItem, MessageRecord
 from .keys import (
     ACCOUNT,
     ACCOUNTS,
@@ -95,9 +95,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-MAX_ID = 2**63 - 1  # ids are SQLite (and PostgreSQL bigint) integers
-
-
 def _path_id(request: web.Request, what: str) -> int:
     """The ``{id}`` of the path; one that cannot name a row is simply not found."""
     raw = request.match_info["id"]
@@ -145,9 +142,12 @@ async def post_message(request: web.Request) -> web.Response:
     metrics = app[METRICS]
     try:
         accepted = await pipeline.submit(data, account, deps)
+    except pipeline.Rejected as exc:
+        metrics.message(exc.message_type or "unknown", "rejected")
+        raise
     except GatewayError as exc:
         outcome = {403: "forbidden", 409: "conflict"}.get(exc.http_status, "rejected")
-        metrics.message(_root_name(data), outcome)
+        metrics.message(pipeline.message_type_of(data, deps.catalog, deps.limits) or "unknown", outcome)
         raise
     metrics.message(accepted.message_type, "duplicate" if accepted.duplicate else "accepted")
     status = "declared"
@@ -162,13 +162,6 @@ async def post_message(request: web.Request) -> web.Response:
                  status=200 if accepted.duplicate else 202)
 
 
-def _root_name(data: bytes) -> str:
-    """A bounded label for metrics: the catalogue code, or ``unknown``."""
-    start = data.find(b"CEB", 0, 512)
-    code = data[start:start + 6].decode("ascii", "replace") if start >= 0 else ""
-    return code if len(code) == 6 and code[3:].isdigit() else "unknown"
-
-
 async def get_message(request: web.Request) -> web.Response:
     """One of the account's declarations with its state and receipt timeline (404 otherwise)."""
     mid = _path_id(request, "message")
@@ -178,19 +171,7 @@ async def get_message(request: web.Request) -> web.Response:
     return _json(_message_view(rec))
 
 
-def _record_json(item: MailItem) -> dict[str, object] | None:
-    """The receipt record this mail item is about, as a flat dict of its fields."""
-    root = parse(item.data, source="mailbox").root
-    for rec in root:
-        fields: dict[str, object] = {local_name(el.tag): (el.text or "").strip() for el in rec.iter()
-                                     if len(el) == 0 and isinstance(el.tag, str)}
-        if fields.get("returnStatus", item.status) == item.status and all(
-                fields.get(k) == v for k, v in item.business_keys.items()):
-            return fields
-    return None
-
-
-def _mail_view(item: MailItem, as_json: bool) -> dict[str, object]:
+def _mail_view(item: MailItem, as_json: bool, catalog: Catalog) -> dict[str, object]:
     view: dict[str, object] = {
         "cursor": item.cursor, "receipt_id": item.receipt_id, "message_id": item.message_id,
         "declaration_type": item.declaration_type, "declaration_guid": item.declaration_guid,
@@ -198,7 +179,7 @@ def _mail_view(item: MailItem, as_json: bool) -> dict[str, object]:
         "info": item.info, "business_keys": item.business_keys, "delivered_at": item.delivered_at.isoformat(),
         "xml": item.data.decode("utf-8", "replace")}
     if as_json:
-        view["record"] = _record_json(item)
+        view["record"] = pipeline.stored_record(item.data, item.record_no, catalog)
     return view
 
 
@@ -216,7 +197,8 @@ async def get_receipts(request: web.Request) -> web.Response:
     else:
         items = await store.mailbox(account.name, after, limit)
     cursor = items[-1].cursor if items else after
-    return _json({"items": [_mail_view(i, fmt == "json") for i in items], "cursor": cursor})
+    views = [_mail_view(i, fmt == "json", request.app[CATALOG]) for i in items]
+    return _json({"items": views, "cursor": cursor})
 
 
 async def ack_receipts(request: web.Request) -> web.Response:

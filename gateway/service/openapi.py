@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..store import MAX_ID
 
 
 def _xml() -> dict[str, Any]:
@@ -41,7 +42,7 @@ def _op(summary: str, ok: dict[str, Any], *errs: int, body: dict[str, Any] | Non
 
 
 # Row ids, cursors: 64-bit signed integers in the store.
-_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_ID = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
 
 
 def _q(name: str, kind: str = "integer", description: str = "") -> dict[str, Any]:

@@ -26,6 +26,8 @@ from typing import Literal, Protocol
 from ..errors import ConfigError, register
 from ..state import State
 
+MAX_ID = 2**63 - 1  # the largest row id or cursor: SQLite integers (and PostgreSQL bigint) are 64-bit signed
+
 SubscribeStatus = Literal["ALL", "DATA", "RET"]
 Clock = Callable[[], float]
 """Seconds since the epoch (``time.time``); injectable so tests control leases."""
@@ -187,7 +189,8 @@ class ReceiptResult:
 
 @dataclass(frozen=True)
 class MailItem:
-    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order."""
+    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order.  ``data`` is the
+    whole receipt message; ``record_no`` (0-based) is the record of it this item is about."""
 
     cursor: int
     receipt_id: int
@@ -195,6 +198,7 @@ class MailItem:
     declaration_type: str
     declaration_guid: str
     message_type: str
+    record_no: int
     status: str
     return_time: str
     info: str

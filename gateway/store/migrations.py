@@ -18,7 +18,7 @@ Tables (all but the state tables are append-only):
 ``receipt_blob``       exact bytes of each receipt message, once per content
 ``receipt``            one row per receipt record; ``receipt_key`` its business keys
 ``receipt_link``       receipt → declaration (by correlation or by an operator's reroute)
-``dead_letter``        receipts that matched nothing (``resolved_at`` set on reroute)
+``dead_letter``        receipts that matched nothing (``resolved_us`` set on reroute)
 ``mailbox``            deliveries per tenant, cursor = row id; ``mailbox_ack`` read marks
 ``tally``              the counts ``/metrics`` and ``/healthz`` show, kept by triggers in the same
                        transaction as the rows they count (so reading them costs the same at a

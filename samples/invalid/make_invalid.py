@@ -3,7 +3,7 @@
 
 Usage: .venv/bin/python samples/invalid/make_invalid.py
 
-Every sample starts from a VALID message built by gateway.samplegen (seed 1; types that need a
+Every sample starts from a VALID message built by gateway.sandbox.samplegen (seed 1; types that need a
 signature get a structurally complete dummy ``ds:Signature`` in its place) and changes it in ONE
 deliberate way.  The expected findings next to each sample were worked out from the spec
 (ceb-standard.md §3, §7/§8, §12) and gateway/validate/rules/*.toml, not copied from the
@@ -27,12 +27,12 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gateway import samplegen as sg  # noqa: E402
+from gateway.catalog import CEB_NS, DS_NS, DXP_NS  # noqa: E402
+from gateway.envelope import RECEIVER_IMPORT  # noqa: E402
+from gateway.sandbox import samplegen as sg  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SEED = 1
-CEB_NS = sg.CEB_NS
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 C = "{" + CEB_NS + "}"
 DS = "{" + DS_NS + "}"
 
@@ -260,7 +260,7 @@ def _dxp(payload: bytes, msg_type: str, receivers: list[str] | None = None) -> b
 
 
 def _dxp_sv(payload: bytes, msg_type: str) -> bytes:
-    return sg.build_dxp_msg_sv(payload, msg_type=msg_type, sender_id=sg.CUSTOMS_IMPORT_DXP,
+    return sg.build_dxp_msg_sv(payload, msg_type=msg_type, sender_id=RECEIVER_IMPORT,
                                receiver_ids=[sg.EnterpriseIds().ebc_dxp_id], seed=SEED)
 
 
@@ -277,8 +277,12 @@ def _inner_receipt() -> bytes:
 
 
 def _six_receivers() -> bytes:
-    payload = ser(base("CEB311"))
-    return _dxp(payload, "CEB311Message", [f"DXPENT000045876{i}" for i in range(6)])
+    # the gateway's envelope writer refuses more than five receivers: add the sixth to its output
+    root = tree(_dxp(ser(base("CEB311")), "CEB311Message", [f"DXPENT000045876{i}" for i in range(5)]))
+    receivers = root.find(f"{{{DXP_NS}}}TransInfo/{{{DXP_NS}}}ReceiverIds")
+    assert receivers is not None
+    etree.SubElement(receivers, f"{{{DXP_NS}}}ReceiverId").text = "DXPENT0000458765"
+    return ser(root)
 
 
 # --------------------------------------------------------------------------- the list

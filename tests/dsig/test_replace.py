@@ -11,9 +11,8 @@ import pytest
 from gateway.dsig import Registry, sign, verify
 from gateway.dsig.sign import unsign
 from gateway.errors import SignatureError
-from gateway.xmlio import parse
 
-from .conftest import FIXTURES, ROOT, SANDBOX, key_for
+from .conftest import FIXTURES, ROOT, SANDBOX, identified, key_for
 
 Cli = Callable[..., tuple[int, str, str]]
 SIG = b"<ds:Signature "  # the element, not SignatureValue or SignatureMethod
@@ -38,7 +37,7 @@ def test_replace_signs_a_signed_message_again(name: str, registry: Registry) -> 
     assert info.value.code == "CEBGW-SIG-MULTIPLE"
     again = sign(signed, key_for(original, "sm2"), replace=True)
     assert again.count(SIG) == 1
-    v = verify(parse(again), registry)
+    v = verify(identified(again), registry)
     assert v.suite.name == "sm2-sm3" and v.entry.name.endswith("-sm2")
     assert unsign(again) == original  # the old signature is gone without a trace
 
@@ -52,7 +51,7 @@ def test_replace_removes_every_signature_at_the_root(registry: Registry) -> None
     assert twice.count(SIG) == 2
     again = sign(twice, key, replace=True)
     assert again.count(SIG) == 1
-    verify(parse(again), registry)
+    verify(identified(again), registry)
 
 
 def test_a_signature_inside_a_record_is_not_replaced() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import samplegen
 from gateway.catalog import load as load_catalog
+from gateway.sandbox import samplegen
 from gateway.xmlio import parse
 
 from .kit import Sandbox, aio, customs_receipt, envelope_data, running
@@ -38,7 +38,8 @@ def _as_sandbox_sender(sb: Sandbox, name: str) -> tuple[str, bytes]:
     ("CEB621-2018.xml", "2018", "CEB622"),
 ])
 @aio
-async def test_edition_and_empty_content_go_through(sb: Sandbox, name: str, edition: str, receipt: str) -> None:
+async def test_edition_and_empty_content_go_through(sb: Sandbox, name: str, edition: str,
+                                                    receipt: str) -> None:
     owner, data = _as_sandbox_sender(sb, name)
     code = name.split("-")[0]
     async with running(sb.settings) as api:
@@ -53,8 +54,8 @@ async def test_edition_and_empty_content_go_through(sb: Sandbox, name: str, edit
         await api.post_json(sb.token("customs"), "/v1/customs/outbox/ack", {"ids": [item["id"]]})
         keys = CATALOG[code].business_keys(parse(data).root)[0]
         answer = samplegen.build_receipt(receipt, dict(keys), status="2")
-        status, out = await api.post_xml(sb.token("customs"), customs_receipt(sb, answer, sb.account(owner)["dxp_id"]),
-                                         path="/v1/customs/receipts")
+        posted = customs_receipt(sb, answer, sb.account(owner)["dxp_id"])
+        status, out = await api.post_xml(sb.token("customs"), posted, path="/v1/customs/receipts")
         assert status == 200, out
         (record,) = out["records"]
         assert (record["outcome"], record["message_id"]) == ("delivered", body["id"])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import samplegen
 from gateway.pipeline import validate_bytes
+from gateway.sandbox import samplegen
 from gateway.service.app import ROUTES
 from gateway.service.openapi import document
 
