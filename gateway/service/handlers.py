@@ -123,7 +123,8 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi
 
 
 def _message_view(rec: MessageRecord) -> dict[str, object]:
-    return {"id": rec.id, "guid": rec.guid, "message_type": rec.message_type, "status": rec.state.value,
+    return {"id": rec.id, "guid": rec.guid, "message_type": rec.message_type, "edition": rec.edition,
+            "status": rec.state.value,
             "business_keys": list(rec.business_keys), "received_at": rec.received_at.isoformat(),
             "timeline": [{"receipt_id": t.receipt_id, "message_type": t.message_type, "status": t.status,
                           "return_time": t.return_time, "info": t.info,

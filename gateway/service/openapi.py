@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..catalog import EDITIONS
 from ..store import MAX_ID
 
+
+# The edition of the standard a declaration follows (null: stored before editions were recorded).
+_EDITION: dict[str, object] = {"type": ["string", "null"], "enum": [*EDITIONS, None]}
 
 def _xml() -> dict[str, Any]:
     return {"application/xml": {"schema": {"type": "string"}}, "text/xml": {"schema": {"type": "string"}}}
@@ -70,10 +74,10 @@ def _schemas() -> dict[str, Any]:
                         line={"type": ["integer", "null"]}, path={"type": ["string", "null"]},
                         field={"type": ["string", "null"]}),
         "Accepted": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
-                         status={"type": "string"},
+                         status={"type": "string"}, edition=_EDITION,
                          business_keys={"type": "array", "items": {"type": "object"}}),
         "Message": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
-                        status={"type": "string"}, business_keys={"type": "array"},
+                        status={"type": "string"}, edition=_EDITION, business_keys={"type": "array"},
                         timeline={"type": "array"}),
         "Mailbox": _obj(items={"type": "array", "items": {"type": "object"}},
                         cursor={"type": ["integer", "null"]}),

@@ -113,6 +113,7 @@ class MessageRecord:
     received_at: datetime
     data: bytes
     timeline: tuple[TimelineEntry, ...]
+    edition: str | None = None  # the edition of the standard it follows; None if stored before editions
 
 
 @dataclass(frozen=True)

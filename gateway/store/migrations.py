@@ -255,6 +255,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "outbox queues per sender",
               ("DROP INDEX outbox_pending",
                "CREATE INDEX outbox_queue ON outbox (sender, id) WHERE acked_us IS NULL")),
+    # Two editions of the standard are in use (2018, 202205); each declaration keeps the one it
+    # was validated against.  NULL for declarations stored before.
+    Migration(9, "the edition of the standard each declaration follows",
+              ("""CREATE TABLE message_edition (
+                    message_id INTEGER PRIMARY KEY REFERENCES message (id),
+                    edition TEXT NOT NULL)""",)),
 )
 
 

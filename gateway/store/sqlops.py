@@ -123,6 +123,11 @@ class _MessageRow(NamedTuple):
     chain_hash: str
 
 
+class _EditionRow(NamedTuple):  # message_edition
+    message_id: int
+    edition: str
+
+
 class _KeyRow(NamedTuple):  # message_key
     message_id: int
     record_no: int
@@ -158,6 +163,7 @@ class _NewRows:
     """The rows of a batch of new messages, table by table, written by :meth:`insert`."""
 
     message: list[_MessageRow] = field(default_factory=list)
+    message_edition: list[_EditionRow] = field(default_factory=list)
     message_key: list[_KeyRow] = field(default_factory=list)
     subscriber: list[_SubscriberRow] = field(default_factory=list)
     declaration_state: list[_StateRow] = field(default_factory=list)
@@ -168,6 +174,8 @@ class _NewRows:
         envelope kept as the parts around the message's bytes where it can be)."""
         mid, now_us = row.id, row.received_us
         self.message.append(row)
+        if m.edition is not None:
+            self.message_edition.append(_EditionRow(mid, m.edition))
         self.message_key.extend(_KeyRow(mid, n, k, v) for n, rec in enumerate(m.business_keys)
                                 for k, v in rec.items())
         self.subscriber.extend(_SubscriberRow(mid, n, s.dxp_address, s.status)
@@ -179,7 +187,8 @@ class _NewRows:
 
     def insert(self, conn: sqlite3.Connection) -> None:
         # message first: the other tables refer to it
-        for table in ("message", "message_key", "subscriber", "declaration_state", "outbox"):
+        for table in ("message", "message_edition", "message_key", "subscriber", "declaration_state",
+                      "outbox"):
             _insert_rows(conn, table, getattr(self, table))
 
 
@@ -486,8 +495,9 @@ def _receipt_keys(conn: sqlite3.Connection, receipt_ids: Iterable[int]) -> dict[
 def get_message(conn: sqlite3.Connection, message_id: int, tenant: str) -> MessageRecord | None:
     """The tenant's declaration with keys, subscribers and timeline, or ``None``."""
     row = conn.execute(
-        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us, m.data"
-        " FROM message m JOIN declaration_state s ON s.message_id = m.id WHERE m.id = ? AND m.tenant = ?",
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us, m.data,"
+        " e.edition FROM message m JOIN declaration_state s ON s.message_id = m.id"
+        " LEFT JOIN message_edition e ON e.message_id = m.id WHERE m.id = ? AND m.tenant = ?",
         (message_id, tenant)).fetchone()
     if row is None:
         return None
@@ -496,7 +506,8 @@ def get_message(conn: sqlite3.Connection, message_id: int, tenant: str) -> Messa
         " JOIN receipt r ON r.id = l.receipt_id WHERE l.declaration_id = ? ORDER BY r.return_time, r.id",
         (message_id,)))
     return MessageRecord(row[0], row[1], row[2], row[3], row[4], _message_keys(conn, message_id),
-                         _subscribers(conn, message_id), st.State(row[5]), to_dt(row[6]), row[7], timeline)
+                         _subscribers(conn, message_id), st.State(row[5]), to_dt(row[6]), row[7], timeline,
+                         row[8])
 
 
 _KEY_MATCH = ("(SELECT message_id, record_no FROM message_key WHERE name = ? AND value = ?"

@@ -81,8 +81,9 @@ async def test_empty_business_key_is_refused_with_the_rule_code(sb: Sandbox, nam
     async with running(sb.settings) as api:
         status, body = await api.post_xml(sb.token(owner), data)
         assert status == 422, body
-        assert body["code"] == "CEBGW-RULE-EMPTY-KEY"
-        assert field in {e["field"] for e in body["errors"] if e["code"] == "CEBGW-RULE-EMPTY-KEY"}
+        error = body["error"]
+        assert error["code"] == "CEBGW-RULE-EMPTY-KEY"
+        assert field in {e["field"] for e in error["errors"] if e["code"] == "CEBGW-RULE-EMPTY-KEY"}
         assert "CEBGW-RULE-EMPTY-KEY" in body["ceb900"]
         status, health = await api.get(None, "/healthz")
         assert status == 200
@@ -95,7 +96,7 @@ async def test_a_deployment_may_refuse_an_edition(sb: Sandbox) -> None:
     async with running(settings) as api:
         status, body = await api.post_xml(sb.token(owner), data)
         assert status == 422, body
-        assert body["code"] == "CEBGW-EDITION-REFUSED"
+        assert body["error"]["code"] == "CEBGW-EDITION-REFUSED"
         owner, current = _as_sandbox_sender(sb, "CEB303.xml")
         status, body = await api.post_xml(sb.token(owner), current)
         assert (status, body["edition"]) == (202, "202205")
