@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any, TypeGuard
 
 from aiohttp import web
 
 from .. import pipeline
 from ..accounts import Account
+from ..config import Settings
 from ..errors import (
     ForbiddenError,
     GatewayError,
@@ -140,7 +142,7 @@ async def post_message(request: web.Request) -> web.Response:
     app, account = request.app, request[ACCOUNT]
     data = await read_xml(request)
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], app[SETTINGS].policy, app[STORE],
-                               _limits(request), app.get(GATEWAY_KEY))
+                               _limits(request), app.get(GATEWAY_KEY), times=_times(app[SETTINGS]))
     metrics = app[METRICS]
     try:
         accepted = await pipeline.submit(data, account, deps)
@@ -156,8 +158,13 @@ async def post_message(request: web.Request) -> web.Response:
     else:
         app[OUTBOX_SIGNAL].notify()
     return _json({"id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
-                  "status": status, "business_keys": list(accepted.business_keys)},
+                  "status": status, "business_keys": list(accepted.business_keys),
+                  "warnings": [f.as_dict() for f in accepted.warnings]},
                  status=200 if accepted.duplicate else 202)
+
+
+def _times(s: Settings) -> pipeline.TimePolicy:
+    return pipeline.TimePolicy(timedelta(seconds=s.cert_grace_s), timedelta(seconds=s.app_time_window_s))
 
 
 def _root_name(data: bytes) -> str:
@@ -268,7 +275,8 @@ async def post_receipts(request: web.Request) -> web.Response:
     app, s = request.app, request.app[SETTINGS]
     data = await read_xml(request)
     deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
-                                app[ACCOUNTS].current(), _limits(request), s.require_customs_signature)
+                                app[ACCOUNTS].current(), _limits(request), s.require_customs_signature,
+                                times=_times(s))
     mtype, delivered = await pipeline.receive(data, deps, request[ACCOUNT])
     out = []
     for d in delivered:

@@ -70,7 +70,10 @@ def _schemas() -> dict[str, Any]:
                         field={"type": ["string", "null"]}),
         "Accepted": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
                          status={"type": "string"},
-                         business_keys={"type": "array", "items": {"type": "object"}}),
+                         business_keys={"type": "array", "items": {"type": "object"}},
+                         warnings={"type": "array", "items": _ref("Finding"),
+                                   "description": "findings that do not refuse the message, e.g. "
+                                                  "CEBGW-APPTIME-SKEW"}),
         "Message": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
                         status={"type": "string"}, business_keys={"type": "array"},
                         timeline={"type": "array"}),
