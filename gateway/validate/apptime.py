@@ -52,7 +52,8 @@ def findings(root: etree._Element, received: datetime, window: timedelta) -> lis
             direction = "before" if skew < timedelta(0) else "after"
             out.append(Finding(
                 CODE, f"appTime {text} (Beijing time) is more than {_span(window)} {direction} the time "
-                "the gateway received the message", severity="warning", path=element_path(el), field="appTime"))
+                "the gateway received the message", severity="warning", path=element_path(el),
+                field="appTime"))
     return out
 
 

@@ -1,0 +1,389 @@
+"""The audit journal: one hash chain over everything the store records that must not change.
+
+Every declaration (its row, the digest of its bytes, its business keys, subscribers and the
+outbox envelope), every receipt record (its row, the digest of its bytes, its keys, a dead
+letter's reason), every link of a receipt to a declaration (with the keys it assigned) and
+every mailbox delivery gets one ``audit_entry`` in the same transaction that writes it.  An
+entry keeps a short hash of each part (``parts``, so a check can say *what* changed), the
+digest of those, and ``link = sha256(prev link, kind, ref, digest, time)``.
+
+A chain alone proves nothing to someone who can rewrite the file and recompute it; signed
+checkpoints of its head (``audit_checkpoint``, see :mod:`gateway.audit`) do: :func:`verify`
+recomputes every entry from the rows and compares the result with each checkpoint's claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import GatewayError
+from . import AuditProblem, CheckpointClaim, NewMessage, NewReceipt, PutResult, ReceiptResult, sqlops
+
+GENESIS = "0" * 64
+MIGRATION = 8  # the schema version that made the journal's tables
+_PART_HEX = 32  # 128-bit part hashes: the entry digest (full SHA-256) covers them all
+
+
+def _h(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:_PART_HEX]
+
+
+def _sha(data: bytes | None) -> str | None:
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
+def link_of(prev: str, kind: str, ref: int, digest: str, at_us: int) -> str:
+    """The chain link of one entry."""
+    return hashlib.sha256(f"{prev}\x1e{kind}\x1f{ref}\x1f{digest}\x1f{at_us}".encode()).hexdigest()
+
+
+def digest_of(parts: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- what each entry covers
+
+_PART_NAMES = {
+    "row": "the row itself", "data": "the stored bytes", "keys": "the business keys",
+    "subscribers": "the subscribers", "envelope": "the outbox envelope",
+    "dead_letter": "the dead-letter reason",
+    "assigned": "the keys it assigned",
+}
+
+
+def message_parts(conn: sqlite3.Connection, message_id: int, *, from_data: bool) -> dict[str, str] | None:
+    """The part hashes of declaration ``message_id`` as the rows hold it now, ``None`` if it is gone.
+    ``from_data``: hash the stored bytes (a check); else trust the row's ``sha256`` (just written)."""
+    row = conn.execute(
+        "SELECT id, tenant, sender_code, message_type, guid, cop_msg_id, sha256, received_us, prev_chain,"
+        f" chain_hash{', data' if from_data else ''} FROM message WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        return None
+    data_sha = _sha(row[10]) if from_data else row[6]
+    outbox = conn.execute("SELECT id, sender, envelope, envelope_head, envelope_tail, enqueued_us FROM outbox"
+                          " WHERE message_id = ?", (message_id,)).fetchone()
+    envelope = None if outbox is None else [outbox[0], outbox[1], _sha(outbox[2]), _sha(outbox[3]),
+                                            _sha(outbox[4]), outbox[5]]
+    return {
+        "row": _h([*row[:6], *row[7:10]]),
+        "data": _h(data_sha),
+        "keys": _h(conn.execute("SELECT record_no, name, value FROM message_key WHERE message_id = ?"
+                                " ORDER BY record_no, name", (message_id,)).fetchall()),
+        "subscribers": _h(conn.execute("SELECT position, dxp_address, status FROM subscriber"
+                                       " WHERE message_id = ? ORDER BY position", (message_id,)).fetchall()),
+        "envelope": _h(envelope),
+    }
+
+
+def receipt_parts(conn: sqlite3.Connection, receipt_id: int, *, from_data: bool) -> dict[str, str] | None:
+    """The part hashes of receipt record ``receipt_id``, ``None`` if it is gone."""
+    row = conn.execute("SELECT id, blob_sha256, record_no, message_type, guid, status, return_time, info,"
+                       " received_us FROM receipt WHERE id = ?", (receipt_id,)).fetchone()
+    if row is None:
+        return None
+    if from_data:
+        blob = conn.execute("SELECT data FROM receipt_blob WHERE sha256 = ?", (row[1],)).fetchone()
+        data_sha = _sha(blob[0]) if blob is not None else None
+    else:
+        data_sha = row[1]
+    dead = conn.execute("SELECT reason, created_us FROM dead_letter WHERE receipt_id = ?",
+                        (receipt_id,)).fetchone()
+    return {
+        "row": _h(list(row)),
+        "data": _h(data_sha),
+        "keys": _h(conn.execute("SELECT name, value FROM receipt_key WHERE receipt_id = ? ORDER BY name",
+                                (receipt_id,)).fetchall()),
+        "dead_letter": _h(list(dead) if dead is not None else None),
+    }
+
+
+def link_parts(conn: sqlite3.Connection, receipt_id: int, *, from_data: bool = True) -> dict[str, str] | None:
+    """The part hashes of the link of receipt ``receipt_id`` to its declaration, ``None`` if none."""
+    row = conn.execute("SELECT receipt_id, declaration_id, via, outcome, linked_us FROM receipt_link"
+                       " WHERE receipt_id = ?", (receipt_id,)).fetchone()
+    if row is None:
+        return None
+    assigned = conn.execute("SELECT message_id, record_no, name, value, assigned_us FROM assigned_key"
+                            " WHERE receipt_id = ? ORDER BY message_id, record_no, name, value",
+                            (receipt_id,)).fetchall()
+    return {"row": _h(list(row)), "assigned": _h(assigned)}
+
+
+def delivery_parts(conn: sqlite3.Connection, cursor: int, *, from_data: bool = True) -> dict[str, str] | None:
+    """The part hashes of mailbox delivery ``cursor``, ``None`` if it is gone."""
+    row = conn.execute("SELECT cursor, tenant, receipt_id, declaration_id, delivered_us FROM mailbox"
+                       " WHERE cursor = ?", (cursor,)).fetchone()
+    return None if row is None else {"row": _h(list(row))}
+
+
+_PartsOf = Callable[..., "dict[str, str] | None"]
+_PARTS: dict[str, _PartsOf] = {"message": message_parts, "receipt": receipt_parts, "link": link_parts,
+                               "delivery": delivery_parts}
+_WHAT = {"message": "declaration", "receipt": "receipt record", "link": "receipt link",
+         "delivery": "mailbox delivery"}
+
+
+# ---------------------------------------------------------------- writing
+
+def _head(conn: sqlite3.Connection) -> str:
+    row = conn.execute("SELECT link FROM audit_entry ORDER BY id DESC LIMIT 1").fetchone()
+    return str(row[0]) if row is not None else GENESIS
+
+
+def append(conn: sqlite3.Connection, entries: Iterable[tuple[str, int, dict[str, str]]], now_us: int) -> None:
+    """Chain ``(kind, ref, parts)`` entries after the journal's head (inside the caller's transaction)."""
+    prev = _head(conn)
+    rows = []
+    for kind, ref, parts in entries:
+        digest = digest_of(parts)
+        link = link_of(prev, kind, ref, digest, now_us)
+        text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        rows.append((kind, ref, text, digest, now_us, prev, link))
+        prev = link
+    if rows:
+        conn.executemany("INSERT INTO audit_entry (kind, ref, parts, digest, at_us, prev, link)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def record_messages(conn: sqlite3.Connection, message_ids: Sequence[int], now_us: int) -> None:
+    """Journal declarations just stored (read back from the rows, as :func:`verify` will read them)."""
+    entries = []
+    for mid in message_ids:
+        parts = message_parts(conn, mid, from_data=False)
+        if parts is not None:
+            entries.append(("message", mid, parts))
+    append(conn, entries, now_us)
+
+
+def record_receipt(conn: sqlite3.Connection, receipt_id: int, now_us: int) -> None:
+    """Journal what is new about receipt ``receipt_id``: the record, its link, its deliveries."""
+    done = {(k, r) for k, r in conn.execute(
+        "SELECT kind, ref FROM audit_entry WHERE (kind IN ('receipt', 'link') AND ref = ?)"
+        " OR (kind = 'delivery' AND ref IN (SELECT cursor FROM mailbox WHERE receipt_id = ?))",
+        (receipt_id, receipt_id))}
+    entries: list[tuple[str, int, dict[str, str]]] = []
+    if ("receipt", receipt_id) not in done:
+        parts = receipt_parts(conn, receipt_id, from_data=False)
+        if parts is not None:
+            entries.append(("receipt", receipt_id, parts))
+    if ("link", receipt_id) not in done:
+        parts = link_parts(conn, receipt_id)
+        if parts is not None:
+            entries.append(("link", receipt_id, parts))
+    for (cursor,) in conn.execute("SELECT cursor FROM mailbox WHERE receipt_id = ? ORDER BY cursor",
+                                  (receipt_id,)).fetchall():
+        if ("delivery", cursor) not in done:
+            entries.append(("delivery", cursor, delivery_parts(conn, cursor) or {}))
+    append(conn, entries, now_us)
+
+
+# The store's writes, journaled in the same transaction (the statements stay in sqlops).
+
+def put_messages(conn: sqlite3.Connection,
+                 items: Sequence[tuple[NewMessage, int, sqlops.Digested]]) -> list[PutResult | GatewayError]:
+    """:func:`sqlops.put_messages`, with a journal entry for each declaration it stored."""
+    results = sqlops.put_messages(conn, items)
+    fresh = [r.message_id for r in results if isinstance(r, PutResult) and not r.duplicate]
+    if fresh:
+        record_messages(conn, fresh, max(now for _, now, _ in items))
+    return results
+
+
+def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: sqlops.Digested) -> PutResult:
+    """:func:`sqlops.put_message`, journaled."""
+    (result,) = put_messages(conn, [(m, now_us, d)])
+    if isinstance(result, GatewayError):
+        raise result
+    return result
+
+
+def put_receipt(conn: sqlite3.Connection, r: NewReceipt, now_us: int) -> ReceiptResult:
+    """:func:`sqlops.put_receipt`, journaled (record, link, deliveries)."""
+    result = sqlops.put_receipt(conn, r, now_us)
+    if not result.duplicate:
+        record_receipt(conn, result.receipt_id, now_us)
+    return result
+
+
+def reroute_dead_letter(conn: sqlite3.Connection, receipt_id: int, message_id: int, mailboxes: Sequence[str],
+                        now_us: int, assign: Sequence[str] = ()) -> ReceiptResult:
+    """:func:`sqlops.reroute_dead_letter`, journaled (the new link and deliveries)."""
+    result = sqlops.reroute_dead_letter(conn, receipt_id, message_id, mailboxes, now_us, assign)
+    record_receipt(conn, receipt_id, now_us)
+    return result
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def state(conn: sqlite3.Connection, created_us: int) -> CheckpointClaim:
+    """What a checkpoint made now would claim: the journal head and every sender chain's head."""
+    head = conn.execute("SELECT id, link FROM audit_entry ORDER BY id DESC LIMIT 1").fetchone()
+    chains = {(t, s): (mid, link) for t, s, mid, link in conn.execute(
+        "SELECT m.tenant, m.sender_code, m.id, m.chain_hash FROM message m JOIN"
+        " (SELECT MAX(id) AS id FROM message GROUP BY tenant, sender_code) last ON last.id = m.id")}
+    (max_message,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
+    entry_id, entry_link = (head[0], head[1]) if head is not None else (0, GENESIS)
+    return CheckpointClaim(created_us, entry_id, entry_link, chains, max_message)
+
+
+def put_checkpoint(conn: sqlite3.Connection, claim: CheckpointClaim, document: bytes) -> int:
+    """Keep a signed checkpoint document; returns its id."""
+    cur = conn.execute("INSERT INTO audit_checkpoint (created_us, entry_id, document) VALUES (?, ?, ?)",
+                       (claim.created_us, claim.entry_id, document))
+    return int(cur.lastrowid or 0)
+
+
+def checkpoints(conn: sqlite3.Connection) -> list[tuple[int, int, bytes]]:
+    """Every kept checkpoint: (id, created_us, signed document), oldest first."""
+    return [(i, c, bytes(d)) for i, c, d in conn.execute(
+        "SELECT id, created_us, document FROM audit_checkpoint ORDER BY id")]
+
+
+# ---------------------------------------------------------------- checking
+
+@dataclass
+class JournalCheck:
+    """What :func:`verify` found."""
+
+    entries: int = 0
+    head: tuple[int, str] = (0, GENESIS)
+    problems: list[AuditProblem] = field(default_factory=list)
+    links: dict[int, str] = field(default_factory=dict)   # recomputed link at the claimed entry ids
+
+
+def _changed(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    names = sorted(set(old) | set(new))
+    return [_PART_NAMES.get(name, name) for name in names if old.get(name) != new.get(name)]
+
+
+def verify(conn: sqlite3.Connection, claimed_ids: Iterable[int] = ()) -> JournalCheck:
+    """Recompute every journal entry from the rows and the chain from genesis; note rows the
+    journal does not know (written behind the gateway's back) and report the recomputed link at
+    ``claimed_ids`` (the entry ids signed checkpoints claim) for the caller to compare."""
+    out = JournalCheck()
+    wanted = set(claimed_ids)
+    prev = GENESIS
+    last = 0
+    seen: dict[str, set[int]] = {k: set() for k in _PARTS}
+    chain_broken = False
+    for eid, kind, ref, parts_text, digest, at_us, stored_prev, stored_link in conn.execute(
+            "SELECT id, kind, ref, parts, digest, at_us, prev, link FROM audit_entry ORDER BY id"):
+        out.entries += 1
+        last = eid
+        where = f"journal entry {eid} ({_WHAT.get(kind, kind)} {ref})"
+        recorded: dict[str, str] = json.loads(parts_text)
+        if digest_of(recorded) != digest and not chain_broken:
+            out.problems.append(AuditProblem("journal", where, "the entry's digest does not match its parts"))
+        link = link_of(prev, kind, ref, digest_of(recorded), at_us)
+        if (stored_prev, stored_link) != (prev, link) and not chain_broken:
+            chain_broken = True  # one report: every later link differs too
+            out.problems.append(AuditProblem("journal", where, f"chain link differs (recomputed {link}, "
+                                             f"stored {stored_link}); entries deleted, inserted or edited"))
+        prev = link
+        if eid in wanted:
+            out.links[eid] = link
+        if kind not in _PARTS:
+            out.problems.append(AuditProblem("journal", where, f"unknown entry kind {kind!r}"))
+            continue
+        seen[kind].add(ref)
+        now = _PARTS[kind](conn, ref, from_data=True)
+        if now is None:
+            out.problems.append(AuditProblem("missing", where, f"the {_WHAT[kind]} it records is gone"))
+        elif now != recorded:
+            what = ", ".join(_changed(recorded, now))
+            out.problems.append(AuditProblem("changed", where, f"{what} changed since it was recorded"))
+    out.head = (last, prev)
+    out.problems += _unjournaled(conn, seen)
+    return out
+
+
+def _unjournaled(conn: sqlite3.Connection, seen: dict[str, set[int]]) -> list[AuditProblem]:
+    """Rows newer than the journal's start that no entry records (inserted behind its back)."""
+    start = conn.execute("SELECT message_id, receipt_id, cursor FROM audit_start").fetchone()
+    if start is None:
+        return []
+    out: list[AuditProblem] = []
+    queries = (("message", "SELECT id FROM message WHERE id > ?", start[0]),
+               ("receipt", "SELECT id FROM receipt WHERE id > ?", start[1]),
+               ("link", "SELECT receipt_id FROM receipt_link WHERE receipt_id > ?", start[1]),
+               ("delivery", "SELECT cursor FROM mailbox WHERE cursor > ?", start[2]))
+    for kind, query, after in queries:
+        for (ref,) in conn.execute(query, (after,)):
+            if ref not in seen[kind]:
+                out.append(AuditProblem("unjournaled", f"{_WHAT[kind]} {ref}",
+                                        "no journal entry records it (written outside the gateway?)"))
+    return out
+
+
+def tail_deleted(conn: sqlite3.Connection) -> AuditProblem | None:
+    """Entries deleted from the end of the journal since it was last written, as far as SQLite's
+    AUTOINCREMENT counter (``sqlite_sequence``) remembers."""
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_entry'").fetchone()
+    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit_entry").fetchone()
+    if seq is not None and seq[0] > top:
+        return AuditProblem("missing", f"journal entries {top + 1}..{seq[0]}",
+                            "deleted from the end of the journal (SQLite's counter went further)")
+    return None
+
+
+def integrity(conn: sqlite3.Connection) -> list[AuditProblem]:
+    """SQLite's own check of the file: pages, indexes, constraints."""
+    try:
+        rows = conn.execute("PRAGMA integrity_check(100)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [AuditProblem("integrity", "database file", str(exc))]
+    return [AuditProblem("integrity", "database file", str(r[0])) for r in rows if r[0] != "ok"]
+
+
+def chain_links_at(conn: sqlite3.Connection, message_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]:
+    """Each sender chain recomputed from genesis and from the stored bytes (not the stored links):
+    ``message id -> (tenant, sender_code, recomputed link)`` for the ``message_ids`` asked for."""
+    wanted = set(message_ids)
+    out: dict[int, tuple[str, str, str]] = {}
+    if not wanted:
+        return out
+    heads: dict[tuple[str, str], str] = {}
+    for mid, ten, sender, mtype, guid, cop, data, rec_us in conn.execute(
+            "SELECT id, tenant, sender_code, message_type, guid, cop_msg_id, data, received_us FROM message"
+            " ORDER BY tenant, sender_code, id"):
+        link = sqlops.chain_hash(heads.get((ten, sender), GENESIS), hashlib.sha256(data).hexdigest(), ten,
+                                 sender, mtype, guid, cop, rec_us)
+        heads[(ten, sender)] = link
+        if mid in wanted:
+            out[mid] = (ten, sender, link)
+    return out
+
+
+def compare(conn: sqlite3.Connection, claim: CheckpointClaim, label: str, check: JournalCheck,
+            chains: dict[int, tuple[str, str, str]]) -> list[AuditProblem]:
+    """What differs between the store now and signed checkpoint ``claim`` (``check`` and ``chains``
+    are :func:`verify` and :func:`chain_links_at` results that include its entry and message ids)."""
+    out: list[AuditProblem] = []
+    where = f"checkpoint {label}"
+    top = check.head[0]
+    if claim.entry_id > top:
+        out.append(AuditProblem("missing", f"journal entries {top + 1}..{claim.entry_id}",
+                                f"{where} signed them; they are gone from the end of the journal"))
+    elif claim.entry_id and check.links.get(claim.entry_id) != claim.entry_link:
+        now = check.links.get(claim.entry_id)
+        out.append(AuditProblem("rewritten", f"journal up to entry {claim.entry_id}",
+                                f"differs from what {where} signed (recomputed {now}, "
+                                f"signed {claim.entry_link})"))
+    (max_message,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
+    if claim.max_message_id > max_message:
+        out.append(AuditProblem("missing", f"messages {max_message + 1}..{claim.max_message_id}",
+                                f"{where} counted them; they are gone"))
+    for (tenant, sender), (mid, head) in sorted(claim.chains.items()):
+        found = chains.get(mid)
+        chain = f"chain {tenant}/{sender} at message {mid}"
+        if found is None:
+            out.append(AuditProblem("missing", chain, f"the head {where} signed is gone"))
+        elif found != (tenant, sender, head):
+            out.append(AuditProblem("rewritten", chain, f"recomputed from the stored bytes it is {found[2]}; "
+                                    f"{where} signed {head}"))
+    return out
