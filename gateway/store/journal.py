@@ -33,8 +33,13 @@ def _h(value: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:_PART_HEX]
 
 
-def _sha(data: bytes | None) -> str | None:
-    return hashlib.sha256(data).hexdigest() if data is not None else None
+def as_bytes(value: object) -> bytes:
+    """A BLOB column's value as bytes, even if someone stored text (or a number) there instead."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _sha(data: object) -> str | None:
+    return hashlib.sha256(as_bytes(data)).hexdigest() if data is not None else None
 
 
 def link_of(prev: str, kind: str, ref: int, digest: str, at_us: int) -> str:
@@ -351,8 +356,9 @@ def chain_links_at(conn: sqlite3.Connection, message_ids: Iterable[int]) -> dict
     for mid, ten, sender, mtype, guid, cop, data, rec_us in conn.execute(
             "SELECT id, tenant, sender_code, message_type, guid, cop_msg_id, data, received_us FROM message"
             " ORDER BY tenant, sender_code, id"):
-        link = sqlops.chain_hash(heads.get((ten, sender), GENESIS), hashlib.sha256(data).hexdigest(), ten,
-                                 sender, mtype, guid, cop, rec_us)
+        sha = hashlib.sha256(as_bytes(data)).hexdigest()
+        prev = heads.get((ten, sender), GENESIS)
+        link = sqlops.chain_hash(prev, sha, ten, sender, mtype, guid, cop, rec_us)
         heads[(ten, sender)] = link
         if mid in wanted:
             out[mid] = (ten, sender, link)

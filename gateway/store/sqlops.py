@@ -559,7 +559,7 @@ def audit(conn: sqlite3.Connection,
         heads[chain] = link
         if chain in breaks:
             continue
-        actual_sha = hashlib.sha256(data).hexdigest()
+        actual_sha = hashlib.sha256(data if isinstance(data, bytes) else str(data).encode()).hexdigest()
         recomputed = chain_hash(expected_prev, actual_sha, ten, sender, mtype, guid, cop, rec_us)
         if actual_sha != sha:
             breaks[chain] = ChainBreak(ten, sender, mid, "data", actual_sha, sha)
