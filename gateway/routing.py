@@ -30,8 +30,8 @@ class DeclarationLookup(Protocol):
         """Declarations of that type with a record holding all ``keys``; most recent first."""
         ...
 
-    async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
-        """The declaration sent to customs in the envelope with this CopMsgId."""
+    async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
+        """The declarations sent to customs in envelopes with this CopMsgId; most recent first."""
         ...
 
 
@@ -84,8 +84,10 @@ async def _find(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLooku
         cop = rec.keys.get("oriCopMsgId", "")
         if not cop:
             return "no oriCopMsgId"
-        ref = await lookup.find_by_cop_msg_id(cop)
-        return ref if ref is not None else f"no declaration sent with CopMsgId {cop}"
+        sent = await lookup.declarations_by_cop_msg_id(cop)
+        if not sent:
+            return f"no declaration sent with CopMsgId {cop}"
+        return _one_tenant(sent, {"oriCopMsgId": cop}, accounts, receivers)
     if not mtype.answers:
         return f"{mtype.code} answers no declaration type"
     keys = {k: rec.keys[k] for k in mtype.keys if k in rec.keys}

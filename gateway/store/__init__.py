@@ -325,6 +325,11 @@ class Store(Protocol):
         """The declaration ``message_id`` whatever its tenant (for operators), ``None`` if absent."""
         ...
 
+    async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
+        """Every declaration sent in an envelope with this CopMsgId, newest first (senders choose
+        their CopMsgIds, so several tenants may have used one)."""
+        ...
+
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """The declaration sent to customs in the envelope with this CopMsgId (CEB900's
         ``oriCopMsgId``); the newest if several, ``None`` if none."""

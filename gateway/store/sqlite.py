@@ -260,6 +260,10 @@ class SqliteStore:
         """See :meth:`gateway.store.Store.declaration`."""
         return await self._read(lambda c: sqlops.declaration(c, message_id))
 
+    async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
+        """See :meth:`gateway.store.Store.declarations_by_cop_msg_id`."""
+        return await self._read(lambda c: sqlops.declarations_by_cop_msg_id(c, cop_msg_id))
+
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.find_by_cop_msg_id`."""
         return await self._read(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))

@@ -19,6 +19,7 @@ from .kit import Api, Sandbox, aio, customs_receipt, running
 
 RECEIPTS = "/v1/customs/receipts"
 CEB = "{http://www.chinaport.gov.cn/ceb}"
+DXP = "{http://www.chinaport.gov.cn/dxp}"
 
 
 def _as_sender(data: bytes, cop_code: str) -> bytes:
@@ -151,4 +152,36 @@ async def test_multi_record_bare_receipt_delivers_the_clear_record_only(sb: Sand
         assert status == 200, out
         assert [r["outcome"] for r in out["records"]] == ["dead_letter", "delivered"], out
         assert len(await _mail(api, sb, "ecommerce")) == 1 and await _mail(api, sb, "platform") == []
+        await _still_serving(api)
+
+
+@aio
+async def test_ceb900_for_a_copmsgid_two_tenants_used_goes_by_the_envelope_or_to_nobody(sb: Sandbox) -> None:
+    """A sender chooses its CopMsgId: when two tenants sent envelopes with the same one, a CEB900
+    naming it goes to the envelope's receiver, and a bare one to nobody."""
+    sent: dict[str, int] = {}
+    cops: set[str] = set()
+    async with running(sb.settings) as api:
+        for name, seed in (("ecommerce", 161), ("platform", 162)):
+            data = _as_sender(samplegen.build("CEB311", seed=seed), sb.account(name)["codes"][0])
+            dxp_id = sb.account(name)["dxp_id"]
+            wrapped = samplegen.build_dxp_msg(data, msg_type="CEB311Message", sender_id=dxp_id,
+                                              seed=160)  # same seed, same CopMsgId
+            cops.add(parse(wrapped).root.findtext(f"{DXP}TransInfo/{DXP}CopMsgId") or "")
+            status, body = await api.post_xml(sb.token(name), wrapped)
+            assert status == 202, body
+            sent[name] = body["id"]
+        (cop,) = cops
+        for name, code in (("ecommerce", "-2"), ("platform", "-1")):
+            r900 = samplegen.build_receipt("CEB900", {"oriCopMsgId": cop}, status=code)
+            posted = customs_receipt(sb, r900, sb.account(name)["dxp_id"])
+            status, out = await api.post_xml(sb.token("customs"), posted, path=RECEIPTS)
+            assert status == 200, out
+            (record,) = out["records"]
+            assert record["outcome"] == "delivered" and record["message_id"] == sent[name], out
+        bare = sb.sign_as("customs", samplegen.build_receipt("CEB900", {"oriCopMsgId": cop}, status="-1001"))
+        status, out = await api.post_xml(sb.token("customs"), bare, path=RECEIPTS)
+        assert status == 200 and out["records"][0]["outcome"] == "dead_letter", out
+        for name in ("ecommerce", "platform"):
+            assert len(await _mail(api, sb, name)) == 1
         await _still_serving(api)
