@@ -28,7 +28,7 @@ from .catalog import load as load_catalog
 from .dsig import KeyProvider, Policy, Registry, certutil, layout
 from .dsig.registry import make_entry
 from .envelope import creat_time, new_cop_msg_id, wrap_parts
-from .errors import GatewayError, InputError, register
+from .errors import GatewayError, InputError, StoreError, register
 from .store import AuditProblem, AuditReport, CheckpointClaim, Store
 from .xmlio import parse
 
@@ -156,9 +156,13 @@ async def verify(store: Store, *, trusted: x509.Certificate | None = None,
     """The whole audit: the store's chains, journal and integrity check, and every signed
     checkpoint kept in it or given in ``files`` (``(name, document)``), checked against
     ``trusted`` (else the certificate of the first file, else of the first kept checkpoint)."""
-    kept = await store.checkpoints()
-    docs = [*files, *((f"#{cid} (kept in the store)", doc) for cid, _, doc in kept)]
     problems: list[AuditProblem] = []
+    try:
+        kept = await store.checkpoints()
+    except StoreError as exc:  # a damaged file: the store's own audit says more
+        kept = []
+        problems.append(AuditProblem("integrity", "kept checkpoints", f"cannot be read: {exc.message}"))
+    docs = [*files, *((f"#{cid} (kept in the store)", doc) for cid, _, doc in kept)]
     notes: list[str] = []
     pinned = trusted is not None or bool(files)
     if trusted is None and docs:

@@ -147,6 +147,7 @@ class SqliteStore:
                  checkpoint_thread: bool = True, commit_delay_s: float = 0.0,
                  cache_mb: int | None = None) -> None:
         self._clock: Clock = clock or time.time
+        self._path = path
         # Writes are journaled (migration 8); a store held at an older schema (upgrade tests) is not.
         self._ops: Any = journal if any(m.version == journal.MIGRATION for m in migrations) else sqlops
         self._memory = path == ":memory:"
@@ -319,7 +320,27 @@ class SqliteStore:
                            claims: Sequence[tuple[str, CheckpointClaim]] = ()) -> AuditReport:
         """See :meth:`gateway.store.Store.audit_verify`; a damaged file is reported, not raised."""
         claims = tuple(claims)
-        return await self._read(lambda c: _audit(c, tenant, claims))
+        if self._memory:
+            return await self._read(lambda c: _audit(c, tenant, claims))
+        self._check_open()
+        return await asyncio.to_thread(self._audit_alone, tenant, claims)
+
+    def _audit_alone(self, tenant: str | None, claims: Sequence[tuple[str, CheckpointClaim]]) -> AuditReport:
+        """The audit on a connection of its own: on a damaged file even the end of a read
+        transaction can fail, and the pooled readers must not be left in that state."""
+        try:
+            conn = _connect(self._path, read_only=True)
+        except StoreError as exc:
+            return AuditReport(0, 0, (), {}, (AuditProblem("integrity", "database file", exc.message),))
+        try:
+            conn.execute("BEGIN")
+            return _audit(conn, tenant, claims)
+        except sqlite3.Error as exc:
+            return AuditReport(0, 0, (), {}, (AuditProblem("integrity", "database file", f"{exc}"),))
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            conn.close()
 
     async def audit_state(self) -> CheckpointClaim:
         """See :meth:`gateway.store.Store.audit_state`."""

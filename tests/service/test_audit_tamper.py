@@ -111,7 +111,8 @@ def _tamper(db: Path, edit: Callable[[sqlite3.Connection], None]) -> None:
 def _verify(capsys: pytest.CaptureFixture[str], db: Path, *extra: str) -> tuple[int, str]:
     capsys.readouterr()
     code = main(["audit", "verify", "--db", f"sqlite:///{db}", *extra])
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def _pinned(filled: Filled) -> tuple[str, ...]:
