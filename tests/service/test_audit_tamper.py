@@ -151,7 +151,7 @@ def _recompute_journal(conn: sqlite3.Connection) -> None:
         digest = jr.digest_of(parts)
         link = jr.link_of(prev, kind, ref, digest, at_us)
         conn.execute("UPDATE audit_entry SET parts = ?, digest = ?, prev = ?, link = ? WHERE id = ?",
-                     (jr.json.dumps(parts, sort_keys=True, separators=(",", ":")), digest, prev, link, eid))
+                     (jr.parts_text(parts), digest, prev, link, eid))
         prev = link
 
 
