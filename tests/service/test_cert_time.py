@@ -19,9 +19,11 @@ from lxml import etree
 
 from gateway import samplegen
 from gateway.config import Settings
+from gateway.config import load as load_settings
 from gateway.dsig import SoftwareKey, sign
 from gateway.dsig.certgen import issue_rsa, write_pair
 from gateway.dsig.registry import BEIJING, add_entry
+from gateway.errors import ConfigError
 from gateway.xmlio import parse
 
 from .kit import Api, Sandbox, aio, running
@@ -171,3 +173,24 @@ def test_cli_verify_checks_the_certificate_now_or_at_a_given_time(keys: Keys, tm
     assert r.returncode == 0, r
     r = _cebgw("verify", str(signed), "--registry", str(keys.registry), "--at", "yesterday")
     assert r.returncode == 2 and "--at" in r.stderr, r
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"cert_grace_s": -1}, "cert_grace_s"), ({"cert_grace_s": 8 * 86400}, "cert_grace_s"),
+    ({"app_time_window_s": -5}, "app_time_window_s"), ({"audit_checkpoint_s": -1}, "audit_checkpoint_s"),
+    ({"gateway_key": None}, "gateway_key"),
+])
+def test_time_and_audit_settings_are_checked(sb: Sandbox, changes: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        sb.settings.with_(**changes)
+    assert caught.value.field == field
+
+
+def test_time_and_audit_settings_load_from_toml(sb: Sandbox, tmp_path: Path) -> None:
+    s = sb.settings
+    conf = tmp_path / "gateway.toml"
+    conf.write_text(f'store_url = "{s.store_url}"\nregistry_path = "{s.registry_path}"\n'
+                    f'accounts_path = "{s.accounts_path}"\ncert_grace_s = 60\napp_time_window_s = 0\n'
+                    "audit_checkpoint_s = 30\n", encoding="utf-8")
+    loaded = load_settings(conf)
+    assert (loaded.cert_grace_s, loaded.app_time_window_s, loaded.audit_checkpoint_s) == (60.0, 0.0, 30.0)
