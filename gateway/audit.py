@@ -55,7 +55,8 @@ def claim_json(claim: CheckpointClaim) -> bytes:
     chains = [{"tenant": t, "sender_code": s, "message_id": mid, "head": head}
               for (t, s), (mid, head) in sorted(claim.chains.items())]
     body = {"version": VERSION, "created_us": claim.created_us, "entry_id": claim.entry_id,
-            "entry_link": claim.entry_link, "max_message_id": claim.max_message_id, "chains": chains}
+            "entry_link": claim.entry_link, "max_message_id": claim.max_message_id, "chains": chains,
+            "start": list(claim.start)}
     return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -67,8 +68,9 @@ def claim_of_json(data: bytes, source: str) -> CheckpointClaim:
             raise CheckpointError(f"{source}: checkpoint version {body['version']!r} is not {VERSION}")
         chains = {(str(c["tenant"]), str(c["sender_code"])): (int(c["message_id"]), str(c["head"]))
                   for c in body["chains"]}
+        m, r, c = (int(v) for v in body["start"])
         return CheckpointClaim(int(body["created_us"]), int(body["entry_id"]), str(body["entry_link"]),
-                               chains, int(body["max_message_id"]))
+                               chains, int(body["max_message_id"]), (m, r, c))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{source}: the checkpoint's content is malformed ({exc})") from None
 

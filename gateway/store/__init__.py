@@ -243,13 +243,15 @@ class AuditProblem:
 class CheckpointClaim:
     """What a signed checkpoint says the store held at ``created_us``: the audit journal up to
     entry ``entry_id`` with link ``entry_link``, each ``(tenant, sender_code)`` chain's head as
-    ``(message id, chain hash)``, and the newest message id."""
+    ``(message id, chain hash)``, the newest message id, and where the journal began
+    (``start``: the last message id, receipt id and mailbox cursor older than it)."""
 
     created_us: int
     entry_id: int
     entry_link: str
     chains: dict[tuple[str, str], tuple[int, str]]
     max_message_id: int
+    start: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass(frozen=True)

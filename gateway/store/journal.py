@@ -257,7 +257,12 @@ def state(conn: sqlite3.Connection, created_us: int) -> CheckpointClaim:
         " (SELECT MAX(id) AS id FROM message GROUP BY tenant, sender_code) last ON last.id = m.id")}
     (max_message,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
     entry_id, entry_link = (head[0], head[1]) if head is not None else (0, GENESIS)
-    return CheckpointClaim(created_us, entry_id, entry_link, chains, max_message)
+    return CheckpointClaim(created_us, entry_id, entry_link, chains, max_message, _start(conn))
+
+
+def _start(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    row = conn.execute("SELECT message_id, receipt_id, cursor FROM audit_start").fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row is not None else (0, 0, 0)
 
 
 def put_checkpoint(conn: sqlite3.Connection, claim: CheckpointClaim, document: bytes) -> int:
@@ -404,6 +409,9 @@ def compare(conn: sqlite3.Connection, claim: CheckpointClaim, label: str, check:
         out.append(AuditProblem("rewritten", f"journal up to entry {claim.entry_id}",
                                 f"differs from what {where} signed (recomputed {now}, "
                                 f"signed {claim.entry_link})"))
+    if _start(conn) != claim.start:
+        out.append(AuditProblem("rewritten", "audit_start", f"the journal's start is {_start(conn)}; {where} "
+                                f"signed {claim.start} (moved to hide rows written behind its back?)"))
     (max_message,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
     if claim.max_message_id > max_message:
         out.append(AuditProblem("missing", f"messages {max_message + 1}..{claim.max_message_id}",

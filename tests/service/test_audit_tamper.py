@@ -32,7 +32,7 @@ from .kit import Sandbox, aio, customs_receipt, declaration, running
 RECEIPTS = "/v1/customs/receipts"
 _TRIGGERS = ("message_no_update", "message_no_delete", "assigned_key_no_update", "assigned_key_no_delete",
              "audit_entry_no_update", "audit_entry_no_delete", "audit_checkpoint_no_update",
-             "audit_checkpoint_no_delete")
+             "audit_checkpoint_no_delete", "audit_start_no_update", "audit_start_no_delete")
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,8 @@ def test_deleted_journal_tail_is_found(filled: Filled, tmp_path: Path,
      "INSERT INTO mailbox (tenant, receipt_id, declaration_id, delivered_us) SELECT"
      " 'platform', receipt_id, declaration_id, delivered_us FROM mailbox WHERE cursor = 1",
      "no journal entry records it"),
+    ("the journal's start", "UPDATE audit_start SET cursor = cursor + 1000",
+     "[rewritten] audit_start: the journal's start is"),
 ])
 def test_edited_rows_are_found_with_what_and_where(filled: Filled, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str],
