@@ -36,6 +36,7 @@ from . import (
     PutResult,
     ReceiptResult,
     StoreMetrics,
+    auditcheck,
     journal,
     sqlops,
 )
@@ -65,15 +66,15 @@ def _audit(conn: sqlite3.Connection, tenant: str | None,
            claims: Sequence[tuple[str, CheckpointClaim]]) -> AuditReport:
     """The whole audit on one read snapshot: SQLite's integrity check, the sender chains, the
     journal, the claims of signed checkpoints, and entries deleted from the journal's end."""
-    problems = journal.integrity(conn)
+    problems = auditcheck.integrity(conn)
     try:
         checked, breaks, heads = sqlops.audit(conn, tenant)
-        check = journal.verify(conn, [claim.entry_id for _, claim in claims])
+        check = auditcheck.verify(conn, [claim.entry_id for _, claim in claims])
         heads_claimed = [mid for _, claim in claims for mid, _ in claim.chains.values()]
-        chains = journal.chain_links_at(conn, heads_claimed)
+        chains = auditcheck.chain_links_at(conn, heads_claimed)
         for label, claim in claims:
-            problems += journal.compare(conn, claim, label, check, chains)
-        tail = journal.tail_deleted(conn)
+            problems += auditcheck.compare(conn, claim, label, check, chains)
+        tail = auditcheck.tail_deleted(conn)
     except sqlite3.DatabaseError as exc:  # a damaged file: say so rather than fail the audit
         problems.append(AuditProblem("integrity", "database file", f"cannot be read through: {exc}"))
         return AuditReport(0, 0, (), {}, tuple(problems))

@@ -147,7 +147,7 @@ def _recompute_journal(conn: sqlite3.Connection) -> None:
     prev = jr.GENESIS
     rows = conn.execute("SELECT id, kind, ref, at_us FROM audit_entry ORDER BY id").fetchall()
     for eid, kind, ref, at_us in rows:
-        parts = jr._PARTS[kind](conn, ref, from_data=True) or {}
+        parts = jr.PARTS[kind](conn, ref, from_data=True) or {}
         digest = jr.digest_of(parts)
         link = jr.link_of(prev, kind, ref, digest, at_us)
         conn.execute("UPDATE audit_entry SET parts = ?, digest = ?, prev = ?, link = ? WHERE id = ?",
