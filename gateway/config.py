@@ -18,6 +18,10 @@ from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Poli
 from .errors import ConfigError
 from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
+DEFAULT_CERT_GRACE_S = 3600.0          # a message signed just before expiry may still be in transit
+DEFAULT_APP_TIME_WINDOW_S = 86400.0    # appTime further than a day from the receiving time: a warning
+DEFAULT_AUDIT_CHECKPOINT_S = 300.0     # signed checkpoints of the audit chains, and one on shutdown
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -51,6 +55,15 @@ class Settings:
     cache_mb: int = 2
     # The editions of the standard this deployment takes declarations in (both by default).
     accept_editions: tuple[str, ...] = EDITIONS
+    # Certificates are checked at the sender's appTime and at the time the gateway receives the
+    # message, give or take this grace; an appTime further than the window from the receiving
+    # time is a warning (CEBGW-APPTIME-SKEW; 0 turns that check off).
+    cert_grace_s: float = DEFAULT_CERT_GRACE_S
+    app_time_window_s: float = DEFAULT_APP_TIME_WINDOW_S
+    # Seconds between signed checkpoints of the audit chains (one more on shutdown); 0: only on
+    # shutdown and by `cebgw audit checkpoint`.  Signed with gateway_key/gateway_cert: without
+    # them the gateway signs none (and `cebgw audit verify` says the log is unanchored).
+    audit_checkpoint_s: float = DEFAULT_AUDIT_CHECKPOINT_S
 
     @cached_property
     def policy(self) -> Policy:
@@ -83,6 +96,15 @@ class Settings:
         if not self.accept_editions or set(self.accept_editions) - set(EDITIONS):
             raise ConfigError(f"accept_editions must name one or both of {', '.join(EDITIONS)}; "
                               f"got {list(self.accept_editions)}", field="accept_editions")
+        if not 0 <= self.cert_grace_s <= 7 * 86400:
+            raise ConfigError("cert_grace_s must be between 0 and 604800 (7 days)", field="cert_grace_s")
+        if self.app_time_window_s < 0:
+            raise ConfigError("app_time_window_s must be >= 0 (0: not checked)", field="app_time_window_s")
+        if self.audit_checkpoint_s < 0:
+            raise ConfigError("audit_checkpoint_s must be >= 0 (0: on shutdown only)",
+                              field="audit_checkpoint_s")
+        if (self.gateway_key is None) != (self.gateway_cert is None):
+            raise ConfigError("gateway_key and gateway_cert go together", field="gateway_key")
         if min(self.outbox_max_batch, self.mailbox_max_batch) < 1:
             raise ConfigError("batch limits must be positive", field="outbox_max_batch")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -101,7 +123,8 @@ class Settings:
 
 _PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_cert", "tls_key",
           "tls_client_ca")
-_FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms")
+_FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms",
+           "cert_grace_s", "app_time_window_s", "audit_checkpoint_s")
 _INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch",
          "cache_mb")
 _BOOLS = ("require_customs_signature", "sign_envelopes")

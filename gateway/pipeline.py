@@ -3,7 +3,8 @@
 Declarations::
 
     bytes → parse → identify → open (unwrap DxpMsg/DxpMsgSv) → declaration? → validate
-          → authorise (copCode is the account's) → verify signature → prepare (record + DXP envelope)
+          → appTime near the receiving time? (a warning) → authorise (copCode is the account's)
+          → verify signature (certificate valid at appTime and at receipt) → prepare (record + DXP envelope)
           → persist (durable) → Accepted
 
 Receipts::
@@ -23,7 +24,7 @@ import base64
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
@@ -31,6 +32,7 @@ from . import ceb900, routing
 from .accounts import Account, Accounts
 from .catalog import CEB_NS, DS_NS, DXP_NS, Catalog, Identified, MessageType
 from .catalog import load as load_catalog
+from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S
 from .dsig import KeyProvider, Policy, Registry, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
@@ -47,7 +49,7 @@ from .errors import (
     ValidationFailed,
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
-from .validate import EDITIONS, Checked, Report, findings_of
+from .validate import EDITIONS, Checked, Report, apptime, findings_of
 from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Parsed, element_path, parse, text
 
 
@@ -72,6 +74,15 @@ class Limits:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """How far the gateway's clock may be from a certificate's window (``cert_grace``) and from
+    the sender's ``appTime`` (``app_time_window``, zero: not checked) before it objects."""
+
+    cert_grace: timedelta = timedelta(seconds=DEFAULT_CERT_GRACE_S)
+    app_time_window: timedelta = timedelta(seconds=DEFAULT_APP_TIME_WINDOW_S)
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ class Accepted:
     business_keys: tuple[dict[str, str], ...]
     duplicate: bool
     edition: str | None = None
+    warnings: tuple[Finding, ...] = ()
 
 
 # ---------------------------------------------------------------- shared stages
@@ -286,16 +298,27 @@ def _signed(root: etree._Element) -> bool:
     return root.find(f"{{{DS_NS}}}Signature") is not None
 
 
-def verify_signature(authorised: Authorised, registry: Registry, policy: Policy) -> Verified:
+def check_app_time(validated: Validated, received: datetime, window: timedelta) -> Validated:
+    """Stage 5b: a warning for each ``appTime`` further than ``window`` from ``received``,
+    the time the gateway received the message (the code ``CEBGW-APPTIME-SKEW``)."""
+    found = apptime.findings(validated.opened.ident.root, received, window)
+    return replace(validated, warnings=(*validated.warnings, *found)) if found else validated
+
+
+def verify_signature(authorised: Authorised, registry: Registry, policy: Policy, *,
+                     received: datetime | None = None, grace: timedelta = timedelta(0)) -> Verified:
     """Stage 7: a required signature must be present; any present signature must verify
-    and belong to a certificate registered for the copCode. Raises SignatureError."""
+    and belong to a certificate registered for the copCode, valid at the signing time and
+    (when ``received`` is given) at the receiving time give or take ``grace``.
+    Raises SignatureError."""
     ident = authorised.validated.opened.ident
     if not _signed(ident.root):
         if signature_required(ident.type, ident.root):
             raise SignatureError(f"{ident.type.code} must be signed", code="CEBGW-SIG-MISSING",
                                  field="Signature")
         return Verified(authorised, None)
-    v = dsig_verify(ident, registry, policy=policy, sender_code=authorised.sender_code)
+    v = dsig_verify(ident, registry, policy=policy, sender_code=authorised.sender_code, received_at=received,
+                    grace=grace)
     return Verified(authorised, v.entry.name)
 
 
@@ -353,6 +376,11 @@ class SubmitDeps:
     gateway_key: KeyProvider | None = None
     clock: Callable[[], datetime] | None = None
     editions: tuple[str, ...] = EDITIONS
+    times: TimePolicy = TimePolicy()
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
@@ -360,13 +388,16 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     ForbiddenError, ConflictError, StoreError."""
     known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
+    received = _now(deps.clock)
     try:
         ident = identify(parse_body(data, deps.limits), deps.catalog)
         known = ident.type
         opened = open_envelope(ident, deps.catalog, deps.limits)
         known, cop_msg_id = opened.type, opened.cop_msg_id
-        validated = validate(require_kind(opened, "declaration"), deps.editions)
-        verified = verify_signature(authorise(validated, account), deps.registry, deps.policy)
+        validated = check_app_time(validate(require_kind(opened, "declaration"), deps.editions), received,
+                                   deps.times.app_time_window)
+        verified = verify_signature(authorise(validated, account), deps.registry, deps.policy,
+                                    received=received, grace=deps.times.cert_grace)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None
         receipt = ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
@@ -374,10 +405,12 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
         raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
     message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
+    warnings = validated.warnings
     # Let go of the parsed tree before waiting for the commit: with many requests waiting at
     # once, their trees would otherwise stay alive and crowd the CPU caches.
     del ident, opened, validated, verified
-    return await persist(message, deps.store)
+    accepted = await persist(message, deps.store)
+    return replace(accepted, warnings=warnings) if warnings else accepted
 
 
 def message_type_of(data: bytes, catalog: Catalog, limits: Limits) -> str | None:
@@ -405,16 +438,18 @@ def customs_identities(account: Account) -> tuple[str, ...]:
 
 
 def verify_customs(validated: Validated, registry: Registry, policy: Policy, accounts: Accounts,
-                   customs: Account, *, required: bool) -> CheckedReceipt:
+                   customs: Account, *, required: bool, received: datetime | None = None,
+                   grace: timedelta = timedelta(0)) -> CheckedReceipt:
     """The receipt (or the DxpMsg it came in) must be signed by a customs account's certificate
     when ``required``; any signature present must verify.  A bare receipt names no sender, so
     its certificate must be registered for one of ``customs``' codes or its DXP id (the
-    posting account). Raises SignatureError."""
+    posting account).  Certificates must be valid at ``received`` too (give or take ``grace``).
+    Raises SignatureError."""
     opened = validated.opened
     signer: str | None = None
     env = opened.envelope_ident
     if env is not None and _envelope_signed(env.root):
-        v = dsig_verify(env, registry, policy=policy)
+        v = dsig_verify(env, registry, policy=policy, received_at=received, grace=grace)
         acc = accounts.by_dxp_id(v.signer)
         if acc is None or not acc.is_customs:
             raise SignatureError(f"envelope signed for {v.signer!r}, which is not a customs account",
@@ -425,7 +460,8 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
             raise SignatureError(f"account {customs.name!r} is not a customs account",
                                  code="CEBGW-SIG-CERT-UNREGISTERED", field="Signature")
         signer = dsig_verify(opened.ident, registry, policy=policy,
-                             expected_signers=customs_identities(customs)).entry.name
+                             expected_signers=customs_identities(customs), received_at=received,
+                             grace=grace).entry.name
     if required and signer is None:
         raise SignatureError("receipts must be signed by customs", code="CEBGW-SIG-MISSING",
                              field="Signature")
@@ -456,6 +492,8 @@ class ReceiptDeps:
     accounts: Accounts
     limits: Limits
     require_signature: bool
+    clock: Callable[[], datetime] | None = None
+    times: TimePolicy = TimePolicy()
 
 
 async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str, list[Delivered]]:
@@ -464,7 +502,8 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
     taken at all."""
     opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
     checked = verify_customs(validate_receipt(require_kind(opened, "receipt")), deps.registry, deps.policy,
-                             deps.accounts, customs, required=deps.require_signature)
+                             deps.accounts, customs, required=deps.require_signature,
+                             received=_now(deps.clock), grace=deps.times.cert_grace)
     ident = checked.validated.opened.ident
     records = routing.records_of(ident)
     receiver = opened.envelope.trans.receiver_ids if opened.envelope is not None else ()

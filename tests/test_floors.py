@@ -1,6 +1,6 @@
 """The package keeps its floors: no module imports from a floor above its own (DEVELOPERS.md).
 
-cli/ → service/ → pipeline.py → routing.py, sandbox/ → config.py, accounts.py, validate/
+cli/ → service/ → pipeline.py → routing.py, sandbox/, audit.py → config.py, accounts.py, validate/
 → dsig/, envelope.py → catalog/ → store/, xmlio.py → state.py, errors.py
 """
 
@@ -16,7 +16,7 @@ FLOORS = (
     ("cli",),
     ("service", "transport"),
     ("pipeline",),
-    ("routing", "sandbox"),
+    ("routing", "sandbox", "audit"),
     ("config", "accounts", "validate"),
     ("dsig", "envelope", "ceb900"),
     ("catalog",),

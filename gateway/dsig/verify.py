@@ -6,7 +6,8 @@ and the algorithm suite.  Every refusal is a :class:`~gateway.errors.SignatureEr
 (or :class:`~gateway.errors.CertificateError`) with its own code.  Order of checks:
 structure and position, algorithms, certificate identity and registration, revocation,
 key strength, digest, signature value, and last the validity window at signing time,
-because the signing time (``appTime``) is only trusted once the signature holds.
+because the signing time (``appTime``) is only trusted once the signature holds, and
+(when the caller says when it received the message) at receiving time too.
 
 Cost: a Signature laid out exactly as the profile writes it is recognised in one short
 pass (:func:`_profile_nodes`); anything else goes through the detailed checks
@@ -22,7 +23,7 @@ import hmac
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter, methodcaller
 from typing import NamedTuple
 
@@ -454,6 +455,24 @@ def _check_window(entry: Entry, when: datetime) -> None:
         )
 
 
+def _check_received(entry: Entry, received: datetime, grace: timedelta) -> None:
+    """The certificate must also be valid when the gateway received the message (give or take
+    ``grace``): ``appTime`` is the sender's own word, so a backdated one proves nothing."""
+    not_before, not_after = entry.beijing_window
+    if received < not_before - grace:
+        raise CertificateError(
+            f"certificate {entry.key_name} is valid from {entry.not_before.isoformat()}, "
+            f"received at {received.isoformat()}",
+            code="CEBGW-SIG-CERT-NOT-YET-VALID",
+        )
+    if received > not_after + grace:
+        raise CertificateError(
+            f"certificate {entry.key_name} expired {entry.not_after.isoformat()}, "
+            f"received at {received.isoformat()} (grace {grace})",
+            code="CEBGW-SIG-CERT-EXPIRED",
+        )
+
+
 def _c14n(node: etree._Element | etree._ElementTree) -> bytes:
     """Inclusive C14N 1.0 without comments of a document or (with its context) an element."""
     try:
@@ -583,6 +602,8 @@ def verify(
     sender_code: str | None = None,
     expected_signers: Collection[str] = (),
     at: datetime | None = None,
+    received_at: datetime | None = None,
+    grace: timedelta = timedelta(0),
 ) -> VerifiedSignature:
     """Verify the signature of a message the catalogue has identified (the pipeline's identify
     stage, or ``catalog.identify``) against the registry and the policy.
@@ -594,7 +615,9 @@ def verify(
     certificate must be registered for ``sender_code`` if given and for at least one of
     ``expected_signers`` if given; a receipt verified with neither is refused.  Other
     messages must also meet ``expected_signers`` when it is given.  ``at`` is "now" for
-    messages without ``appTime``.  Promises: on
+    messages without ``appTime``.  ``received_at``, when given, is when the gateway received
+    the message: the certificate must be valid then too, give or take ``grace`` (the
+    signing time is the sender's word).  Promises: on
     return, the root and everything in it except the signature is exactly what the
     registered signer signed.  Raises :class:`~gateway.errors.SignatureError` or
     :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code.
@@ -620,4 +643,6 @@ def verify(
 
     when = _signing_time(app_time, at)
     _check_window(entry, when)
+    if received_at is not None:
+        _check_received(entry, received_at, grace)
     return VerifiedSignature(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)

@@ -7,21 +7,27 @@ may pass their own ``store`` (it is then not closed by the app).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from .. import audit
 from ..accounts import AccountFile
 from ..catalog import load as load_catalog
 from ..config import Settings
-from ..dsig import load_key, load_registry
+from ..dsig import KeyProvider, load_key, load_registry
+from ..errors import GatewayError
 from ..store import Store, open_store
 from ..validate import overlay, xsd
 from . import handlers as h
 from .keys import (
     ACCOUNTS,
+    AUDIT_KEY,
     CATALOG,
     GATEWAY_KEY,
     METRICS,
@@ -73,8 +79,12 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
     app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
     app[METRICS] = Metrics()
     app[REQUEST_IDS] = RequestIds()
-    if settings.sign_envelopes and settings.gateway_key is not None:
-        app[GATEWAY_KEY] = load_key(settings.gateway_key, settings.gateway_cert)
+    if settings.gateway_key is not None and settings.gateway_cert is not None:
+        key = load_key(settings.gateway_key, settings.gateway_cert)
+        app[AUDIT_KEY] = key
+        if settings.sign_envelopes:
+            app[GATEWAY_KEY] = key
+    app.cleanup_ctx.append(_audit_checkpoints)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_get("/openapi.json", openapi_json)
@@ -95,6 +105,46 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+log = logging.getLogger("gateway.audit")
+
+
+async def _checkpoint(store: Store, key: KeyProvider, last: int | None) -> int | None:
+    """One signed checkpoint unless the journal has not moved since entry ``last``; a failure is
+    logged (the next round tries again), never raised into the service."""
+    try:
+        claim = await audit.checkpoint(store, key, unless_at=last)
+    except GatewayError as exc:
+        log.warning("audit checkpoint failed: %s [%s]", exc.message, exc.code)
+        return last
+    return claim.entry_id if claim is not None else last
+
+
+async def _audit_checkpoints(app: web.Application) -> AsyncIterator[None]:
+    """Sign a checkpoint of the audit chains every ``audit_checkpoint_s`` and once more on
+    shutdown (before the store closes: cleanup contexts run before the cleanup hooks)."""
+    key = app.get(AUDIT_KEY)
+    if key is None:
+        log.warning("no gateway_key/gateway_cert: audit checkpoints are not signed")
+        yield
+        return
+    store, interval = app[STORE], app[SETTINGS].audit_checkpoint_s
+    last: int | None = None
+
+    async def every_interval() -> None:
+        nonlocal last
+        while True:
+            await asyncio.sleep(interval)
+            last = await _checkpoint(store, key, last)
+
+    task = asyncio.create_task(every_interval()) if interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await _checkpoint(store, key, last)
 
 
 async def _close_store(app: web.Application) -> None:

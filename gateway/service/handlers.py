@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any, TypeGuard
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from aiohttp import web
 from .. import pipeline
 from ..accounts import Account
 from ..catalog import Catalog
+from ..config import Settings
 from ..errors import (
     ForbiddenError,
     GatewayError,
@@ -139,7 +141,8 @@ async def post_message(request: web.Request) -> web.Response:
     data = await read_xml(request)
     settings = app[SETTINGS]
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
-                               _limits(request), app.get(GATEWAY_KEY), editions=settings.accept_editions)
+                               _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
+                               editions=settings.accept_editions)
     metrics = app[METRICS]
     try:
         accepted = await pipeline.submit(data, account, deps)
@@ -159,8 +162,13 @@ async def post_message(request: web.Request) -> web.Response:
         app[OUTBOX_SIGNAL].notify()
     return _json({"id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
                   "status": status, "edition": accepted.edition,
-                  "business_keys": list(accepted.business_keys)},
+                  "business_keys": list(accepted.business_keys),
+                  "warnings": [f.as_dict() for f in accepted.warnings]},
                  status=200 if accepted.duplicate else 202)
+
+
+def _times(s: Settings) -> pipeline.TimePolicy:
+    return pipeline.TimePolicy(timedelta(seconds=s.cert_grace_s), timedelta(seconds=s.app_time_window_s))
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -253,7 +261,8 @@ async def post_receipts(request: web.Request) -> web.Response:
     app, s = request.app, request.app[SETTINGS]
     data = await read_xml(request)
     deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
-                                app[ACCOUNTS].current(), _limits(request), s.require_customs_signature)
+                                app[ACCOUNTS].current(), _limits(request), s.require_customs_signature,
+                                times=_times(s))
     mtype, delivered = await pipeline.receive(data, deps, request[ACCOUNT])
     out = []
     for d in delivered:

@@ -54,6 +54,7 @@ ACCOUNTS = web.AppKey("accounts", AccountFile)
 REGISTRY = web.AppKey("registry", Registry)
 CATALOG = web.AppKey("catalog", Catalog)
 GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelopes are signed
+AUDIT_KEY = web.AppKey("audit_key", KeyProvider)      # signs audit checkpoints; absent without gateway_key
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 

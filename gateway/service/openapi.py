@@ -8,7 +8,6 @@ from .. import __version__
 from ..catalog import EDITIONS
 from ..store import MAX_ID
 
-
 # The edition of the standard a declaration follows (null: stored before editions were recorded).
 _EDITION: dict[str, object] = {"type": ["string", "null"], "enum": [*EDITIONS, None]}
 
@@ -75,7 +74,10 @@ def _schemas() -> dict[str, Any]:
                         field={"type": ["string", "null"]}),
         "Accepted": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
                          status={"type": "string"}, edition=_EDITION,
-                         business_keys={"type": "array", "items": {"type": "object"}}),
+                         business_keys={"type": "array", "items": {"type": "object"}},
+                         warnings={"type": "array", "items": _ref("Finding"),
+                                   "description": "findings that do not refuse the message, e.g. "
+                                                  "CEBGW-APPTIME-SKEW"}),
         "Message": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
                         status={"type": "string"}, edition=_EDITION, business_keys={"type": "array"},
                         timeline={"type": "array"}),

@@ -558,6 +558,17 @@ def find_by_cop_msg_id(conn: sqlite3.Connection, cop_msg_id: str) -> Declaration
                           _subscribers(conn, r[0]))
 
 
+def declarations_by_cop_msg_id(conn: sqlite3.Connection, cop_msg_id: str) -> list[DeclarationRef]:
+    """Every declaration sent in an envelope with ``cop_msg_id`` (record 0), newest first: a sender
+    chooses its CopMsgId, so two tenants may have used the same one."""
+    rows = conn.execute(
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us"
+        " FROM message m JOIN declaration_state s ON s.message_id = m.id WHERE m.cop_msg_id = ?"
+        " ORDER BY m.id DESC", (cop_msg_id,)).fetchall()
+    return [DeclarationRef(r[0], r[1], r[2], r[3], r[4], 0, st.State(r[5]), to_dt(r[6]),
+                           _subscribers(conn, r[0])) for r in rows]
+
+
 def mailbox(conn: sqlite3.Connection, tenant: str, after: int | None, limit: int) -> list[MailItem]:
     """The tenant's deliveries after ``after`` (``None``: after its read mark), oldest first."""
     if after is None:
@@ -658,7 +669,7 @@ def audit(conn: sqlite3.Connection,
         heads[chain] = link
         if chain in breaks:
             continue
-        actual_sha = hashlib.sha256(data).hexdigest()
+        actual_sha = hashlib.sha256(data if isinstance(data, bytes) else str(data).encode()).hexdigest()
         recomputed = chain_hash(expected_prev, actual_sha, ten, sender, mtype, guid, cop, rec_us)
         if actual_sha != sha:
             breaks[chain] = ChainBreak(ten, sender, mid, "data", actual_sha, sha)
