@@ -19,8 +19,8 @@ import platform
 import sys
 import time
 import uuid
-from importlib.metadata import version
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,7 +35,8 @@ from gateway.envelope import wrap  # noqa: E402
 
 def _envelope() -> bytes:
     data = samplegen.build("CEB621", seed=1)
-    return wrap(data, msg_type="CEB621Message", sender_id="DXPENT0000000001", receiver_ids=("DXPEDCCEB0000002",))
+    return wrap(data, msg_type="CEB621Message", sender_id="DXPENT0000000001",
+                receiver_ids=("DXPEDCCEB0000002",))
 
 
 class Clock:
@@ -189,7 +190,8 @@ def main() -> None:
     body = _envelope()
     print(f"machine: {_machine()}")
     print(f"aio-pika {version('aio-pika')}, aiormq {version('aiormq')}; envelope {len(body)} bytes; "
-          f"{args.count} pipelined (window {args.window}), {args.serial} one by one, prefetch {args.prefetch}")
+          f"{args.count} pipelined (window {args.window}), {args.serial} one by one, "
+          f"prefetch {args.prefetch}")
     runs: dict[str, Callable[..., Awaitable[dict[str, Clock]]]] = {
         "aiormq": bench_aiormq, "aio-pika": bench_aio_pika}
     for r in range(args.rounds):

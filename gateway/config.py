@@ -14,6 +14,8 @@ from typing import Any
 
 from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
 from .errors import ConfigError
+from .transportconfig import TransportSettings
+from .transportconfig import from_mapping as transport_from_mapping
 from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 
@@ -47,6 +49,8 @@ class Settings:
     # that take random inserts (guid, business keys) outgrow a small cache as the store grows;
     # a larger one keeps their pages in memory, at the cost of that much RSS.
     cache_mb: int = 2
+    # [transport.amqp] and [transport.folder] (gateway/transportconfig.py): off unless given.
+    transport: TransportSettings = field(default_factory=TransportSettings)
 
     @cached_property
     def policy(self) -> Policy:
@@ -82,6 +86,7 @@ class Settings:
             raise ConfigError("tls_cert and tls_key go together", field="tls_cert")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca needs tls_cert and tls_key", field="tls_client_ca")
+        self.transport.check()
         for name in ("registry_path", "accounts_path"):
             if not Path(getattr(self, name)).is_file():
                 raise ConfigError(f"{name}: {getattr(self, name)} does not exist", field=name)
@@ -102,7 +107,7 @@ _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 def from_mapping(data: dict[str, Any], base: Path) -> Settings:
     """Settings from a parsed TOML table; relative paths are taken from ``base``. Raises ConfigError."""
-    known = {"store_url", "allowed_algorithms", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
+    known = {"store_url", "allowed_algorithms", "transport", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"unknown settings: {sorted(extra)}", field=sorted(extra)[0])
@@ -122,6 +127,10 @@ def from_mapping(data: dict[str, Any], base: Path) -> Settings:
         if "allowed_algorithms" in data:
             kw["allowed_algorithms"] = frozenset(str(a) for a in data["allowed_algorithms"])
         kw["store_url"] = str(data["store_url"])
+        if "transport" in data:
+            if not isinstance(data["transport"], dict):
+                raise ConfigError("[transport] must be a table", field="transport")
+            kw["transport"] = transport_from_mapping(data["transport"], base)
         for required in ("registry_path", "accounts_path"):
             if required not in kw:
                 raise ConfigError(f"{required} is required", field=required)

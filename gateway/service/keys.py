@@ -13,6 +13,7 @@ from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
 from ..store import Store
+from ..transport.common import TransportMetrics
 from .metrics import Metrics
 
 
@@ -56,6 +57,7 @@ CATALOG = web.AppKey("catalog", Catalog)
 GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelopes are signed
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
+TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)
