@@ -26,6 +26,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
+from ..errors import ConfigError
 from ..store import Store
 from ..transportconfig import AmqpSettings
 from .common import Outgoing, ReceiptTaker, Refused, Retry, TransportMetrics, in_order_prefix, read_outgoing
@@ -50,6 +51,21 @@ async def declare(channel: AbstractChannel, s: AmqpSettings) -> None:
     for receiver, queue in s.customs_queues.items():
         await channel.queue_declare(queue, durable=True)
         await channel.queue_bind(queue, s.exchange, routing_key=s.routing_key(receiver))
+
+
+async def declare_now(s: AmqpSettings, *, timeout_s: float = 10.0) -> None:
+    """Connect once and :func:`declare` (for a sandbox that must find its queues at once).
+    Raises ConfigError naming the broker when it cannot be reached."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            conn = await aiormq.connect(s.url)
+            try:
+                await declare(await conn.channel(), s)
+            finally:
+                await conn.close()
+    except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot declare the queues on {s.redacted_url()}: {exc or type(exc).__name__}",
+                          field="url") from None
 
 
 class _Lost(Exception):
@@ -102,6 +118,7 @@ class AmqpTransport:
         if self.s.declare:
             await declare(out, self.s)
         self.metrics.connected[NAME] = True
+        self.metrics.count(NAME, "connects")
         log.info("amqp: connected to %s", self.s.redacted_url())
         tasks = [asyncio.ensure_future(conn.closing)]
         if self.s.consume:

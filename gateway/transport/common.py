@@ -24,8 +24,8 @@ register("CEBGW-TRANSPORT-INTERNAL", 500, 3, "-3999", "the transport failed on t
 register("CEBGW-TRANSPORT-CUSTOMS-ACCOUNT", 500, 2, "-3999", "the transport's customs account is missing",
          "传输通道配置的海关账户不存在")
 
-EVENTS = ("published", "confirmed", "unroutable", "consumed", "redelivered", "stored", "dead_lettered",
-          "retried", "written", "read")
+EVENTS = ("connects", "published", "confirmed", "unroutable", "consumed", "redelivered", "stored",
+          "dead_lettered", "retried", "written", "read")
 
 
 @dataclass
