@@ -128,11 +128,12 @@ async def test_customs_round_trip_over_amqp(sb: Sandbox, amqp: AmqpSettings) -> 
                                    load_key(customs["key"], customs["cert"]), report=lambda line: None)
         assert (played.envelopes, played.receipts, played.failed) == (1, 2, [])
         items: list[dict[str, Any]] = []
-        for _ in range(20):
-            status, mail = await api.get(sb.token(owner), "/v1/receipts?wait=5")
-            items = mail["items"]
-            if len(items) == 2:
-                break
+
+        async def both() -> bool:
+            nonlocal items
+            items = (await api.get(sb.token(owner), "/v1/receipts"))[1]["items"]
+            return len(items) >= 2
+        await until(both, what="both receipts in the sender's mailbox")
         assert [(i["message_id"], i["message_type"], i["status"]) for i in items] == [
             (body["id"], "CEB312", "2"), (body["id"], "CEB312", "120")]
         assert await metric(api, "cebgw_transport_confirmed_total") == 1
@@ -254,8 +255,8 @@ async def test_two_thousand_envelopes_confirmed_and_in_order_per_sender(
     metrics = TransportMetrics()
     s = sb.settings
     taker = ReceiptTaker(load_catalog(), load_registry(s.registry_path), s.policy, store,
-                         lambda: read_accounts(s.accounts_path), pipeline.Limits(s.max_body_bytes, s.max_depth),
-                         True, "customs")
+                         lambda: read_accounts(s.accounts_path),
+                         pipeline.Limits(s.max_body_bytes, s.max_depth), True, "customs")
     transport = AmqpTransport(replace(amqp, consume=False, batch=200), store, taker, metrics,
                               lease_timeout_s=60, max_bytes=s.max_body_bytes)
     try:
