@@ -27,7 +27,10 @@ from ..config import Settings
 from ..config import load as load_settings
 from ..errors import EXIT_OK, EXIT_USAGE, UsageError
 from ..sandbox import datadir
+from ..sandbox.transports import amqp_info, folders_info, sandbox_amqp, sandbox_folders
 from ..service.app import build_app, settle_heap, ssl_context
+from ..transport.amqp import declare_now
+from ..transportconfig import TransportSettings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "valid" / "CEB311.xml"
 
@@ -72,13 +75,17 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--sandbox and --config exclude each other")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if (args.amqp or args.folders) and not args.sandbox:
+        raise UsageError("--amqp and --folders wire a sandbox; a deployment sets [transport] in its settings")
     if args.sandbox:
         data = Path(args.data)
         scheme = "http"
-        info = datadir.ensure(data, url=f"{scheme}://{args.host}:{args.port}")
+        transport, entries = _sandbox_transports(args)
+        info = datadir.ensure(data, url=f"{scheme}://{args.host}:{args.port}", transports=entries)
         info["_path"] = str((data / datadir.INFO_FILE).resolve())
-        settings = datadir.settings_for(data)
+        settings = datadir.settings_for(data).with_(transport=transport)
         _print_sandbox(info)
+        _print_transports(info)
     elif args.config:
         settings = load_settings(args.config)
         print(f"ceb-gateway listening on {args.host}:{args.port} with {args.workers} worker(s)", flush=True)
@@ -97,6 +104,34 @@ def _run(args: argparse.Namespace) -> int:
         return proc
 
     return _supervise(start_worker, args.workers)
+
+
+def _sandbox_transports(args: argparse.Namespace) -> tuple[TransportSettings, dict[str, Any]]:
+    """``--amqp URL`` and ``--folders DIR``: the sandbox's transports (queues declared now, durable,
+    so they are there for customs from the start) and their ``sandbox.json`` entries."""
+    amqp = sandbox_amqp(args.amqp, prefix=args.amqp_prefix) if args.amqp else None
+    folders = sandbox_folders(Path(args.folders).resolve()) if args.folders else None
+    entries: dict[str, Any] = {}
+    if amqp is not None:
+        asyncio.run(declare_now(amqp))
+        entries["amqp"] = amqp_info(amqp)
+    if folders is not None:
+        entries["folders"] = folders_info(folders)
+    return TransportSettings(amqp=amqp, folder=folders), entries
+
+
+def _print_transports(info: dict[str, Any]) -> None:
+    customs = info["customs"]
+    key = f"--key {customs['key']} --cert {customs['cert']}"
+    if "amqp" in info:
+        a = info["amqp"]
+        print(f"Customs over AMQP: envelopes on {', '.join(a['customs_queues'].values())}, receipts to "
+              f"{a['receipts_queue']} (refused ones in {a['dead_letter_queue']}):\n"
+              f"  cebgw customs answer --transport amqp --amqp {a['url']} {key}", flush=True)
+    for pair in info.get("folders", {}).values():
+        print(f"Customs through the DXP client's folders (send {pair['send']}, receive {pair['receive']}):\n"
+              f"  cebgw customs answer --transport folder --send {pair['send']} --receive {pair['receive']} "
+              f"{key}", flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -157,4 +192,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8631)
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--amqp", metavar="URL",
+                   help="with --sandbox: carry envelopes and receipts over RabbitMQ at URL (default names, "
+                        "declared durable, listed in sandbox.json)")
+    p.add_argument("--amqp-prefix", default="cebgw", metavar="NAME",
+                   help="with --amqp: the exchange's name, and the queues' prefix (default cebgw)")
+    p.add_argument("--folders", metavar="DIR",
+                   help="with --sandbox: a DXP client's send and receive folders under DIR")
     p.set_defaults(func=_run)

@@ -18,6 +18,7 @@ from ..dsig.certgen import init_sandbox, sandbox_enterprises
 from ..errors import ConfigError
 
 INFO_FILE = "sandbox.json"
+TRANSPORT_ENTRIES = ("amqp", "folders")
 API_ROLES = frozenset({"platform", "ecommerce", "payment", "logistics", "agent", "site_operator", "customs"})
 
 
@@ -55,9 +56,12 @@ def _create(d: Path) -> dict[str, Any]:
     return {"url": "", "accounts": listed, "customs": customs}
 
 
-def ensure(directory: str | os.PathLike[str], *, url: str) -> dict[str, Any]:
+def ensure(directory: str | os.PathLike[str], *, url: str,
+           transports: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create the sandbox in ``directory`` if needed; returns the ``sandbox.json`` contents
-    (with ``url`` updated). Raises ConfigError if an existing directory is unusable."""
+    (with ``url`` updated, and ``transports``' entries, e.g. ``"amqp"``, set: those of an
+    earlier run that are not given are dropped). Raises ConfigError if an existing directory
+    is unusable."""
     d = Path(directory).resolve()
     d.mkdir(parents=True, exist_ok=True)
     info_path = d / INFO_FILE
@@ -71,6 +75,9 @@ def ensure(directory: str | os.PathLike[str], *, url: str) -> dict[str, Any]:
             raise ConfigError(f"{d} holds certificates but no {INFO_FILE}; remove it to start over")
         info = _create(d)
     info["url"] = url
+    for name in TRANSPORT_ENTRIES:
+        info.pop(name, None)
+    info.update(transports or {})
     tmp = info_path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds tokens
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -19,7 +19,7 @@ from pamqp.commands import Basic
 from ..dsig import KeyProvider
 from ..envelope import RECEIVER_EXPORT, RECEIVER_IMPORT
 from ..errors import GatewayError
-from ..transportconfig import AmqpSettings
+from ..transportconfig import ANY_SENDER, AmqpSettings, FolderPair, FolderSettings
 from .customs import Answer, answers
 
 EXCHANGE = "cebgw"
@@ -44,6 +44,16 @@ def amqp_info(s: AmqpSettings) -> dict[str, object]:
     """The ``"amqp"`` entry of ``sandbox.json``: where customs reads and writes."""
     return {"url": s.url, "exchange": s.exchange, "customs_queues": dict(s.customs_queues),
             "receipts_queue": s.receipts_queue, "dead_letter_queue": s.dead_letter_queue}
+
+
+def sandbox_folders(root: Path) -> FolderSettings:
+    """The sandbox's DXP-client folders: one pair under ``root`` for every sender."""
+    return FolderSettings((FolderPair(ANY_SENDER, root / "send", root / "receive"),), poll_interval_s=0.2)
+
+
+def folders_info(s: FolderSettings) -> dict[str, object]:
+    """The ``"folders"`` entry of ``sandbox.json``."""
+    return {p.dxp_id: {"send": str(p.send), "receive": str(p.receive)} for p in s.pairs}
 
 
 @dataclass

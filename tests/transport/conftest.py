@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiormq
 import pytest
 from service.kit import Sandbox
 
 from gateway.sandbox import datadir
 from gateway.sandbox.transports import sandbox_amqp
 from gateway.transportconfig import AmqpSettings
+
+from .kit import delete_names
 
 AMQP_URL = os.environ.get("CEBGW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -59,17 +60,6 @@ def amqp_url() -> str:
     return AMQP_URL
 
 
-async def _delete(s: AmqpSettings) -> None:
-    conn = await aiormq.connect(s.url)
-    try:
-        ch = await conn.channel()
-        for q in (s.receipts_queue, s.dead_letter_queue, *s.customs_queues.values()):
-            await ch.queue_delete(q)
-        await ch.exchange_delete(s.exchange)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def amqp(amqp_url: str) -> Iterator[AmqpSettings]:
     """The sandbox wiring under names of this test's own (deleted afterwards); short timeouts."""
@@ -78,4 +68,4 @@ def amqp(amqp_url: str) -> Iterator[AmqpSettings]:
     from dataclasses import replace
     s = replace(s, poll_interval_s=0.05, reconnect_max_s=1.0, confirm_timeout_s=10.0)
     yield s
-    asyncio.run(_delete(s))
+    asyncio.run(delete_names(s))

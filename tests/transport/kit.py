@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aiormq
+
 from gateway import pipeline
 from gateway.accounts import read_accounts
 from gateway.catalog import load as load_catalog
@@ -9,6 +11,19 @@ from gateway.config import Settings
 from gateway.dsig import load_registry
 from gateway.store import Store
 from gateway.transport.common import ReceiptTaker
+from gateway.transportconfig import AmqpSettings
+
+
+async def delete_names(s: AmqpSettings) -> None:
+    """Delete a test's queues and exchange."""
+    conn = await aiormq.connect(s.url)
+    try:
+        ch = await conn.channel()
+        for q in (s.receipts_queue, s.dead_letter_queue, *s.customs_queues.values()):
+            await ch.queue_delete(q)
+        await ch.exchange_delete(s.exchange)
+    finally:
+        await conn.close()
 
 
 def receipt_taker(s: Settings, store: Store) -> ReceiptTaker:
