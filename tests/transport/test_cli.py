@@ -100,7 +100,8 @@ def test_sandbox_over_amqp(amqp_url: str, tmp_path: Path, cli: Callable[..., tup
                                     "receipts_queue": f"{prefix}.receipts",
                                     "dead_letter_queue": f"{prefix}.receipts.dead"}
             _round_trip(cli, url, info, ("--transport", "amqp", "--amqp", amqp_url,
-                                         "--queue", *queues.values(), "--receipts-queue", f"{prefix}.receipts"))
+                                         "--queue", *queues.values(),
+                                         "--receipts-queue", f"{prefix}.receipts"))
     finally:
         asyncio.run(delete_names(sandbox_amqp(amqp_url, prefix=prefix)))
 
