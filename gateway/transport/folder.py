@@ -47,8 +47,9 @@ def file_name(msg_type: str, cop_msg_id: str) -> str:
     return name.lstrip(".")[:200] + ".xml"
 
 
-def write_atomically(folder: Path, name: str, data: bytes) -> Path:
-    """Write ``data`` to ``folder/name`` so that a reader sees all of it or nothing, durably."""
+def write_atomically(folder: Path, name: str, data: bytes, *, sync_folder: bool = True) -> Path:
+    """Write ``data`` to ``folder/name`` so that a reader sees all of it or nothing, durably
+    (the rename is durable once the folder is synced: here, or by the caller for a batch)."""
     target = folder / name
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
@@ -60,7 +61,8 @@ def write_atomically(folder: Path, name: str, data: bytes) -> Path:
     finally:
         os.close(fd)
     os.replace(tmp, target)
-    _sync_dir(folder)
+    if sync_folder:
+        _sync_dir(folder)
     return target
 
 
@@ -126,15 +128,19 @@ class FolderTransport:
             return 0
         batch = [read_outgoing(i, self.max_bytes) for i in items]
         written: list[int] = []
+        folders: set[Path] = set()
         for o in batch:
             pair = self.s.pair_for(o.trans.sender_id)
             if pair is None:
                 self._unroutable(o)
                 continue
             name = file_name(o.trans.msg_type, o.trans.cop_msg_id)
-            await asyncio.to_thread(write_atomically, pair.send, name, o.item.envelope)
+            await asyncio.to_thread(write_atomically, pair.send, name, o.item.envelope, sync_folder=False)
+            folders.add(pair.send)
             self.metrics.count(NAME, "written")
             written.append(o.item.id)
+        for folder in folders:   # one sync per folder makes the batch's renames durable
+            await asyncio.to_thread(_sync_dir, folder)
         acked = in_order_prefix(batch, written)
         if acked:
             await self.store.ack_outbox(acked)
