@@ -184,7 +184,8 @@ async def main_async(args: argparse.Namespace) -> None:
             if isinstance(arg, AmqpSettings):
                 await delete(arg)
         print(f"{name:<32} {args.count / wall:8.0f} envelopes/s  "
-              f"{cpu / args.count * 1e6:6.0f} µs CPU/envelope (this process; for http pull, server and client)")
+              f"{cpu / args.count * 1e6:6.0f} µs CPU/envelope "
+              "(this process; for http pull, server and client)")
 
 
 def main() -> None:
