@@ -109,6 +109,11 @@ class TransportSettings:
                 raise ConfigError("transport.amqp: timeouts and intervals must be > 0",
                                   field="confirm_timeout_s")
         f = self.folder
+        if f is not None and a is not None and a.publish:
+            # The outbox is one queue: two outbound transports would take envelopes by chance.
+            raise ConfigError("transport.amqp and transport.folder would both send the outbox; set "
+                              "publish = false in [transport.amqp] to take only receipts from it",
+                              field="publish")
         if f is not None:
             if not f.pairs:
                 raise ConfigError("transport.folder needs at least one [[transport.folder.pairs]]",

@@ -29,6 +29,7 @@ dead_letter_queue = "ceb.in.dead"
 prefetch = 10
 confirm_timeout_s = 5
 declare = false
+publish = false
 
 [transport.folder]
 poll_interval_s = 0.5
@@ -75,6 +76,8 @@ def test_no_transport_table_means_no_transport(sb: Sandbox) -> None:
     ('[[transport.folder.pairs]]\ndxp_id = "*"\nsend = "a"\nreceive = "a"\n', "pairs"),
     ('[[transport.folder.pairs]]\ndxp_id = "*"\nsend = "a"\nreceive = "b"\n'
      '[[transport.folder.pairs]]\ndxp_id = "*"\nsend = "c"\nreceive = "d"\n', "dxp_id"),
+    ('[transport.amqp]\nurl = "amqp://h/"\n'
+     '[[transport.folder.pairs]]\ndxp_id = "*"\nsend = "a"\nreceive = "b"\n', "publish"),
 ])
 def test_wrong_transport_settings_are_refused(sb: Sandbox, tmp_path: Path, extra: str, field: str) -> None:
     with pytest.raises(ConfigError) as caught:
