@@ -125,9 +125,11 @@ def _print_transports(info: dict[str, Any]) -> None:
     key = f"--key {customs['key']} --cert {customs['cert']}"
     if "amqp" in info:
         a = info["amqp"]
-        print(f"Customs over AMQP: envelopes on {', '.join(a['customs_queues'].values())}, receipts to "
+        queues = list(a["customs_queues"].values())
+        print(f"Customs over AMQP: envelopes on {', '.join(queues)}, receipts to "
               f"{a['receipts_queue']} (refused ones in {a['dead_letter_queue']}):\n"
-              f"  cebgw customs answer --transport amqp --amqp {a['url']} {key}", flush=True)
+              f"  cebgw customs answer --transport amqp --amqp {a['url']} "
+              f"--queue {' '.join(queues)} --receipts-queue {a['receipts_queue']} {key}", flush=True)
     for pair in info.get("folders", {}).values():
         print(f"Customs through the DXP client's folders (send {pair['send']}, receive {pair['receive']}):\n"
               f"  cebgw customs answer --transport folder --send {pair['send']} --receive {pair['receive']} "
