@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -62,15 +63,15 @@ def _until(run: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
 
 
 def _round_trip(cli: Callable[..., tuple[int, str, str]], url: str, info: dict[str, object],
-                answer: tuple[str, ...]) -> None:
+                answer: list[str]) -> None:
+    """Send the sample order, answer it as customs with ``cebgw customs answer ANSWER...``, and
+    find both receipts in the sender's mailbox."""
     accounts = info["accounts"]
     assert isinstance(accounts, list)
     ecommerce = next(a for a in accounts if a["name"] == "ecommerce")
     code, out, err = cli("send", str(SAMPLE), "--url", url, "--token", ecommerce["token"])
     assert code == 0, err
-    customs = info["customs"]
-    assert isinstance(customs, dict)
-    play = ("customs", "answer", *answer, "--key", customs["key"], "--cert", customs["cert"])
+    play = ("customs", "answer", *answer)
     said: list[str] = []
 
     def answered() -> bool:
@@ -90,6 +91,13 @@ def _round_trip(cli: Callable[..., tuple[int, str, str]], url: str, info: dict[s
     assert len(got) == 2 and all("CEB312" in line for line in got), got
 
 
+def _printed(tmp_path: Path, transport: str) -> list[str]:
+    """The arguments of the ``cebgw customs answer`` line the sandbox printed for ``transport``."""
+    text = (tmp_path / "serve.log").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.strip().startswith(f"cebgw customs answer {transport}"))
+    return shlex.split(line)[3:]
+
+
 def test_sandbox_over_amqp(amqp_url: str, tmp_path: Path, cli: Callable[..., tuple[int, str, str]]) -> None:
     prefix = f"cebgw-test-{uuid.uuid4().hex[:10]}"
     try:
@@ -99,9 +107,7 @@ def test_sandbox_over_amqp(amqp_url: str, tmp_path: Path, cli: Callable[..., tup
             assert info["amqp"] == {"url": amqp_url, "exchange": prefix, "customs_queues": queues,
                                     "receipts_queue": f"{prefix}.receipts",
                                     "dead_letter_queue": f"{prefix}.receipts.dead"}
-            _round_trip(cli, url, info, ("--transport", "amqp", "--amqp", amqp_url,
-                                         "--queue", *queues.values(),
-                                         "--receipts-queue", f"{prefix}.receipts"))
+            _round_trip(cli, url, info, _printed(tmp_path, "--transport amqp"))
     finally:
         asyncio.run(delete_names(sandbox_amqp(amqp_url, prefix=prefix)))
 
@@ -110,8 +116,7 @@ def test_sandbox_through_folders(tmp_path: Path, cli: Callable[..., tuple[int, s
     root = tmp_path / "dxp"
     for url, info in _serve(tmp_path / "sbx", "--folders", str(root)):
         assert info["folders"] == {"*": {"send": str(root / "send"), "receive": str(root / "receive")}}
-        _round_trip(cli, url, info, ("--transport", "folder", "--send", str(root / "send"),
-                                     "--receive", str(root / "receive")))
+        _round_trip(cli, url, info, _printed(tmp_path, "--transport folder"))
     assert len(os.listdir(root / "receive" / "done")) == 2
 
 
