@@ -94,7 +94,8 @@ def _round_trip(cli: Callable[..., tuple[int, str, str]], url: str, info: dict[s
 def _printed(tmp_path: Path, transport: str) -> list[str]:
     """The arguments of the ``cebgw customs answer`` line the sandbox printed for ``transport``."""
     text = (tmp_path / "serve.log").read_text(encoding="utf-8")
-    line = next(line for line in text.splitlines() if line.strip().startswith(f"cebgw customs answer {transport}"))
+    start = f"cebgw customs answer {transport}"
+    line = next(line for line in text.splitlines() if line.strip().startswith(start))
     return shlex.split(line)[3:]
 
 
