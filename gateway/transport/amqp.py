@@ -26,7 +26,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GatewayError
 from ..store import Store
 from ..transportconfig import AmqpSettings
 from .common import Outgoing, ReceiptTaker, Refused, Retry, TransportMetrics, in_order_prefix, read_outgoing
@@ -103,6 +103,10 @@ class AmqpTransport:
             except (aiormq.exceptions.AMQPError, ConnectionError, OSError, _Lost, TimeoutError) as exc:
                 log.warning("amqp: %s: %s; reconnecting in %.1f s (%d envelope(s) held)",
                             self.s.redacted_url(), exc or type(exc).__name__, backoff, len(self.pending))
+            except GatewayError as exc:   # the store, mostly: what is held stays held
+                log.error("amqp: %s [%s]; retrying in %.1f s", exc.message, exc.code, backoff)
+            except Exception:  # the outermost shell of this worker: report, and keep it alive
+                log.exception("amqp: transport failed; retrying in %.1f s", backoff)
             finally:
                 self.metrics.connected[NAME] = False
                 conn, self.connection = self.connection, None

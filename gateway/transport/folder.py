@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import GatewayError
 from ..store import Store
 from ..transportconfig import FolderPair, FolderSettings
 from .common import Outgoing, ReceiptTaker, Refused, Retry, TransportMetrics, in_order_prefix, read_outgoing
@@ -113,8 +114,12 @@ class FolderTransport:
         while True:
             try:
                 sent = await self.send_once()
-            except OSError as exc:
-                log.error("folder: writing envelopes failed: %s; retrying", exc)
+            except (OSError, GatewayError) as exc:
+                log.error("folder: sending envelopes failed: %s; retrying", exc)
+                sent = 0
+                await asyncio.sleep(self.s.poll_interval_s)
+            except Exception:  # the outermost shell of this worker: report, and keep it alive
+                log.exception("folder: sending envelopes failed; retrying")
                 sent = 0
                 await asyncio.sleep(self.s.poll_interval_s)
             if not sent:
@@ -162,8 +167,10 @@ class FolderTransport:
             for pair in self.s.pairs:
                 try:
                     await self.receive_once(pair)
-                except OSError as exc:
+                except (OSError, GatewayError) as exc:
                     log.error("folder: %s: %s", pair.receive, exc)
+                except Exception:  # the outermost shell of this worker: report, and keep it alive
+                    log.exception("folder: %s: taking receipts failed", pair.receive)
             await asyncio.sleep(self.s.poll_interval_s)
 
     async def receive_once(self, pair: FolderPair, *, now: float | None = None) -> int:
@@ -207,6 +214,9 @@ class FolderTransport:
                 self.metrics.count(NAME, "retried")
                 log.warning("folder: %s kept for later: %s", path, exc)
                 return False
+            except Exception as exc:  # the outermost shell of this file: it must not hold up the others
+                log.exception("folder: %s failed", path)
+                outcome = Refused("CEBGW-TRANSPORT-INTERNAL", f"{type(exc).__name__}: {exc}")
         if isinstance(outcome, Refused):
             await asyncio.to_thread(_fail, path, outcome)
             self.metrics.count(NAME, "dead_lettered")
