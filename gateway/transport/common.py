@@ -19,7 +19,7 @@ from ..xmlio import parse
 
 log = logging.getLogger("gateway.transport")
 
-register("CEBGW-TRANSPORT-INTERNAL", 500, 3, "-3999", "the transport failed on this message",
+register("CEBGW-TRANSPORT-INTERNAL", 500, 2, "-3999", "the transport failed on this message",
          "传输通道处理该报文失败")
 register("CEBGW-TRANSPORT-CUSTOMS-ACCOUNT", 500, 2, "-3999", "the transport's customs account is missing",
          "传输通道配置的海关账户不存在")
