@@ -86,7 +86,8 @@ class AmqpTransport:
         self.lease_timeout_s = lease_timeout_s
         self.max_bytes = max_bytes
         self._wait = wait_for_outbox or asyncio.sleep
-        self.pending: list[Outgoing] = []   # leased and not yet confirmed, in lease order
+        self.pending: list[Outgoing] = []   # leased and not yet acked in the outbox, in lease order
+        self.confirmed: set[int] = set()     # ids in pending the broker confirmed
         self.connection: AbstractConnection | None = None
         metrics.connected[NAME] = False
 
@@ -152,13 +153,18 @@ class AmqpTransport:
                     await self._wait(self.s.poll_interval_s)
                     continue
                 self.pending = [read_outgoing(i, self.max_bytes) for i in items]
-            done, returned = await self.publish(channel, self.pending)
-            acked = in_order_prefix(self.pending, done)
+            # What the broker confirmed is on its queue: send again only the rest, and ack each
+            # sender's confirmed prefix (the rest of it once its gap is confirmed too).
+            done, returned = await self.publish(channel, [o for o in self.pending
+                                                          if o.item.id not in self.confirmed])
+            self.confirmed |= done
+            acked = in_order_prefix(self.pending, self.confirmed)
             if acked:
                 await self.store.ack_outbox(acked)
                 self.metrics.count(NAME, "confirmed", len(acked))
                 gone = set(acked)
                 self.pending = [o for o in self.pending if o.item.id not in gone]
+                self.confirmed -= gone
             if returned:
                 # No queue is bound for a receiver: hold everything (in order) and try again.
                 log.error("amqp: exchange %r has no queue bound for routing key(s) %s; "

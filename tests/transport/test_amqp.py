@@ -290,3 +290,49 @@ async def test_two_thousand_envelopes_confirmed_and_in_order_per_sender(
         assert found is not None
         order.setdefault(found.group(1).decode(), []).append(int(found.group(2)))
     assert order == {str(i): list(range(per_sender)) for i in range(senders)}
+
+
+@aio
+async def test_an_envelope_no_queue_is_bound_for_is_held_not_dropped(sb: Sandbox, amqp: AmqpSettings,
+                                                                     tmp_path: Any) -> None:
+    from gateway.envelope import RECEIVER_EXPORT
+    only_import = replace(amqp, consume=False,
+                          customs_queues={RECEIVER_IMPORT: amqp.customs_queues[RECEIVER_IMPORT]})
+    store = open_store(f"sqlite:///{tmp_path / 'held.db'}")
+    metrics = TransportMetrics()
+    s = sb.settings
+    taker = ReceiptTaker(load_catalog(), load_registry(s.registry_path), s.policy, store,
+                         lambda: read_accounts(s.accounts_path),
+                         pipeline.Limits(s.max_body_bytes, s.max_depth), True, "customs")
+    transport = AmqpTransport(only_import, store, taker, metrics, lease_timeout_s=60,
+                              max_bytes=s.max_body_bytes)
+    try:
+        cop = str(uuid.uuid4()).upper()
+        data = b'<m guid="G1"/>'
+        env = wrap(data, msg_type="CEB303Message", sender_id="DXPENT0000000001",
+                   receiver_ids=(RECEIVER_EXPORT,), cop_msg_id=cop)
+        await store.put_message(NewMessage(tenant="t", sender_code="S", message_type="CEB303", guid="G1",
+                                           data=data, business_keys=[{"orderNo": "1"}], envelope=env,
+                                           cop_msg_id=cop))
+        task = asyncio.create_task(transport.run())
+
+        async def returned() -> bool:
+            return metrics.counts.get(("amqp", "unroutable"), 0) >= 2
+        await until(returned, what="the broker to return the envelope twice")
+        assert await store.outbox_depth() == 1 and metrics.counts.get(("amqp", "confirmed"), 0) == 0
+        conn = await aiormq.connect(amqp.url)   # customs binds its export queue at last
+        ch = await conn.channel()
+        export_queue = amqp.customs_queues[RECEIVER_EXPORT]
+        await ch.queue_declare(export_queue, durable=True)
+        await ch.queue_bind(export_queue, amqp.exchange, routing_key=RECEIVER_EXPORT)
+        await conn.close()
+
+        async def drained() -> bool:
+            return await store.outbox_depth() == 0
+        await until(drained, what="the held envelope to be confirmed")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()
+    (got,) = await take(amqp, export_queue, 2, timeout_s=1.0)
+    assert got.body == env and got.header.properties.message_id == cop
