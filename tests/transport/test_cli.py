@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from gateway.envelope import RECEIVER_EXPORT, RECEIVER_IMPORT
 from gateway.sandbox.transports import sandbox_amqp
 
@@ -99,10 +101,17 @@ def _printed(tmp_path: Path, transport: str) -> list[str]:
     return shlex.split(line)[3:]
 
 
-def test_sandbox_over_amqp(amqp_url: str, tmp_path: Path, cli: Callable[..., tuple[int, str, str]]) -> None:
+# With --workers 2 every process runs the transports: each still happens once.
+WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
+
+
+@WORKERS
+def test_sandbox_over_amqp(amqp_url: str, tmp_path: Path, cli: Callable[..., tuple[int, str, str]],
+                           workers: str) -> None:
     prefix = f"cebgw-test-{uuid.uuid4().hex[:10]}"
     try:
-        for url, info in _serve(tmp_path / "sbx", "--amqp", amqp_url, "--amqp-prefix", prefix):
+        for url, info in _serve(tmp_path / "sbx", "--amqp", amqp_url, "--amqp-prefix", prefix,
+                                "--workers", workers):
             queues = {RECEIVER_IMPORT: f"{prefix}.customs.{RECEIVER_IMPORT}",
                       RECEIVER_EXPORT: f"{prefix}.customs.{RECEIVER_EXPORT}"}
             assert info["amqp"] == {"url": amqp_url, "exchange": prefix, "customs_queues": queues,
@@ -113,9 +122,11 @@ def test_sandbox_over_amqp(amqp_url: str, tmp_path: Path, cli: Callable[..., tup
         asyncio.run(delete_names(sandbox_amqp(amqp_url, prefix=prefix)))
 
 
-def test_sandbox_through_folders(tmp_path: Path, cli: Callable[..., tuple[int, str, str]]) -> None:
+@WORKERS
+def test_sandbox_through_folders(tmp_path: Path, cli: Callable[..., tuple[int, str, str]],
+                                 workers: str) -> None:
     root = tmp_path / "dxp"
-    for url, info in _serve(tmp_path / "sbx", "--folders", str(root)):
+    for url, info in _serve(tmp_path / "sbx", "--folders", str(root), "--workers", workers):
         assert info["folders"] == {"*": {"send": str(root / "send"), "receive": str(root / "receive")}}
         _round_trip(cli, url, info, _printed(tmp_path, "--transport folder"))
     assert len(os.listdir(root / "receive" / "done")) == 2
