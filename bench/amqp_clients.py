@@ -7,7 +7,8 @@ the next publish); then consume them all with manual acks (prefetch ``--prefetch
 messages/s and the client's CPU per message, with the machine; asserts nothing.
 
 Run: ``.venv/bin/python bench/amqp_clients.py [--url amqp://guest:guest@127.0.0.1:5672/] [--count 5000]``.
-Both libraries must be installed (aio-pika depends on aiormq, so installing the project does it).
+Both libraries must be installed: aiormq is a dependency, aio-pika comes with the test extra
+(``pip install -e '.[test]'``).
 """
 
 from __future__ import annotations
