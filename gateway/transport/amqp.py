@@ -152,7 +152,7 @@ class AmqpTransport:
                 if not items:
                     await self._wait(self.s.poll_interval_s)
                     continue
-                self.pending = [read_outgoing(i, self.max_bytes) for i in items]
+                self.pending = read_outgoing(items, self.max_bytes)
             # What the broker confirmed is on its queue: send again only the rest, and ack each
             # sender's confirmed prefix (the rest of it once its gap is confirmed too).
             done, returned = await self.publish(channel, [o for o in self.pending

@@ -67,14 +67,20 @@ class Outgoing:
     trans: TransInfo
 
 
-def read_outgoing(item: OutboxItem, max_bytes: int) -> Outgoing:
-    """The envelope's header (the outbox holds only envelopes this gateway built and checked,
-    so a failure here is a store fault, raised as StoreError)."""
-    try:
-        trans = trans_info(parse(item.envelope, source=f"outbox {item.id}", max_bytes=max_bytes))
-    except GatewayError as exc:
-        raise StoreError(f"outbox envelope {item.id} is unreadable: {exc.message}") from exc
-    return Outgoing(item, trans)
+def read_outgoing(items: Sequence[OutboxItem], max_bytes: int) -> list[Outgoing]:
+    """The envelopes with their headers, in order.  The outbox holds only envelopes this gateway
+    built and checked, so one that cannot be read is a damaged store: it is logged and left
+    leased (it comes back after the lease, and is logged again) rather than sent or dropped."""
+    out: list[Outgoing] = []
+    for item in items:
+        try:
+            trans = trans_info(parse(item.envelope, source=f"outbox {item.id}", max_bytes=max_bytes))
+        except GatewayError as exc:
+            log.error("transport: outbox envelope %s (message %s) is unreadable: %s [%s]",
+                      item.id, item.message_id, exc.message, exc.code)
+            continue
+        out.append(Outgoing(item, trans))
+    return out
 
 
 def in_order_prefix(batch: Sequence[Outgoing], done: Iterable[int]) -> list[int]:

@@ -131,7 +131,7 @@ class FolderTransport:
         items = await self.store.lease_outbox(self.s.batch, self.lease_timeout_s)
         if not items:
             return 0
-        batch = [read_outgoing(i, self.max_bytes) for i in items]
+        batch = read_outgoing(items, self.max_bytes)
         written: list[int] = []
         folders: set[Path] = set()
         for o in batch:
@@ -236,6 +236,7 @@ def _read_limited(path: Path, max_bytes: int) -> bytes | None:
 
 def _move(path: Path, folder: Path) -> Path:
     """Move ``path`` into ``folder`` (a name already there gets a time suffix), durably."""
+    folder.mkdir(exist_ok=True)
     target = folder / path.name
     if target.exists():
         target = folder / f"{path.stem}.{time.time_ns()}{path.suffix}"

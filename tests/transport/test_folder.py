@@ -197,3 +197,26 @@ async def test_an_envelope_with_no_folder_pair_stays_in_the_outbox(sb: Sandbox, 
         assert list(f.pairs[0].send.iterdir()) == []
     finally:
         await store.close()
+
+
+@aio
+async def test_an_unreadable_outbox_envelope_is_held_and_the_others_go(
+        sb: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.store import NewMessage
+    f = folders(tmp_path)
+    store = open_store(sb.settings.store_url)
+    try:
+        await store.put_message(NewMessage(tenant="t", sender_code="BAD", message_type="CEB311", guid="G0",
+                                           data=b'<m guid="G0"/>', business_keys=[{"orderNo": "0"}],
+                                           envelope=b"<damaged", cop_msg_id="C0"))
+        owner, data = declaration(sb, "CEB311", seed=71)
+        await submit(sb.settings, store, owner, data)
+        t = FolderTransport(f, store, receipt_taker(sb.settings, store), TransportMetrics(),
+                            lease_timeout_s=60, max_bytes=sb.settings.max_body_bytes)
+        f.pairs[0].send.mkdir(parents=True)
+        assert await t.send_once() == 1
+        assert [p.name.startswith("CEB311Message_") for p in f.pairs[0].send.iterdir()] == [True]
+        assert await store.outbox_depth() == 1
+        assert "outbox envelope 1 (message 1) is unreadable" in caplog.text
+    finally:
+        await store.close()
