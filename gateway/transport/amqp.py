@@ -90,6 +90,8 @@ class AmqpTransport:
         self.confirmed: set[int] = set()     # ids in pending the broker confirmed
         self.connection: AbstractConnection | None = None
         metrics.connected[NAME] = False
+        metrics.start(NAME, ("connects", "published", "confirmed", "unroutable", "consumed", "redelivered",
+                             "stored", "dead_lettered", "retried"))
 
     async def run(self) -> None:
         """Connect, work, and on any connection loss wait (growing up to ``reconnect_max_s``) and

@@ -38,6 +38,11 @@ class TransportMetrics:
     def count(self, transport: str, event: str, n: int = 1) -> None:
         self.counts[(transport, event)] += n
 
+    def start(self, transport: str, events: Sequence[str]) -> None:
+        """Show ``events`` of ``transport`` from the start (at 0), so a scrape finds them all."""
+        for e in events:
+            self.counts[(transport, e)] += 0
+
     def render(self) -> list[str]:
         """Prometheus lines: ``cebgw_transport_<event>_total{transport=…}`` and
         ``cebgw_transport_connected{transport=…}``."""

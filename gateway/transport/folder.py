@@ -100,6 +100,8 @@ class FolderTransport:
         self._wait = wait_for_outbox or asyncio.sleep
         self._seen: dict[Path, tuple[int, int]] = {}   # file -> (size, mtime_ns) at the last look
         self._warned: set[str] = set()
+        metrics.start(NAME, ("written", "confirmed", "unroutable", "read", "stored", "dead_lettered",
+                             "retried"))
 
     async def run(self) -> None:
         """Create the folders, then send and receive until cancelled."""

@@ -139,6 +139,9 @@ async def test_customs_round_trip_over_amqp(sb: Sandbox, amqp: AmqpSettings) -> 
         assert await metric(api, "cebgw_transport_confirmed_total") == 1
         assert await metric(api, "cebgw_transport_stored_total") == 2
         assert await metric(api, "cebgw_transport_connected") == 1
+        status, text = await api.text("/metrics")
+        assert 'cebgw_transport_redelivered_total{transport="amqp"} 0' in text   # shown before it happens
+        assert 'cebgw_transport_consumed_total{transport="amqp"} 2' in text
 
 
 def _close_from_broker(connection_name: str) -> None:
