@@ -151,7 +151,14 @@ def _machine() -> str:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="cebgw-bench-transport-", dir=args.dir))
+    if args.dir is None:
+        with tempfile.TemporaryDirectory(prefix="cebgw-bench-transport-") as tmp:
+            await bench(args, Path(tmp))
+    else:
+        await bench(args, Path(tempfile.mkdtemp(prefix="cebgw-bench-transport-", dir=args.dir)))
+
+
+async def bench(args: argparse.Namespace, work: Path) -> None:
     info = datadir.ensure(work / "sandbox", url="http://127.0.0.1:0")
     base = datadir.settings_for(work / "sandbox")
     inner = samplegen.build("CEB621", seed=1)
