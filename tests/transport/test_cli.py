@@ -143,3 +143,13 @@ def test_customs_answer_names_what_each_transport_needs(cli: Callable[..., tuple
     assert "--amqp URL" in cli(*base, "--transport", "amqp")[2]
     assert "--send DIR and --receive DIR" in cli(*base, "--transport", "folder")[2]
 
+
+
+def test_sandbox_on_an_unreachable_broker_says_so(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = cli("serve", "--sandbox", "--data", str(tmp_path / "sbx"),
+                       "--amqp", f"amqp://guest:guest@127.0.0.1:{port}/")
+    assert code == 2 and f"cannot declare the queues on amqp://guest@127.0.0.1:{port}/" in err, err
+    assert "CEBGW-CONFIG" in err and "guest:guest" not in err   # the password stays out of it
