@@ -145,7 +145,8 @@ def test_customs_answer_names_what_each_transport_needs(cli: Callable[..., tuple
 
 
 
-def test_sandbox_on_an_unreachable_broker_says_so(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+def test_sandbox_on_an_unreachable_broker_says_so(cli: Callable[..., tuple[int, str, str]],
+                                                  tmp_path: Path) -> None:
     with socket.socket() as s:   # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
