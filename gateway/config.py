@@ -16,6 +16,8 @@ from typing import Any
 from .catalog import EDITIONS
 from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
 from .errors import ConfigError
+from .transportconfig import TransportSettings
+from .transportconfig import from_mapping as transport_from_mapping
 from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 DEFAULT_CERT_GRACE_S = 3600.0          # a message signed just before expiry may still be in transit
@@ -64,6 +66,8 @@ class Settings:
     # shutdown and by `cebgw audit checkpoint`.  Signed with gateway_key/gateway_cert: without
     # them the gateway signs none (and `cebgw audit verify` says the log is unanchored).
     audit_checkpoint_s: float = DEFAULT_AUDIT_CHECKPOINT_S
+    # [transport.amqp] and [transport.folder] (gateway/transportconfig.py): off unless given.
+    transport: TransportSettings = field(default_factory=TransportSettings)
 
     @cached_property
     def policy(self) -> Policy:
@@ -111,6 +115,7 @@ class Settings:
             raise ConfigError("tls_cert and tls_key go together", field="tls_cert")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca needs tls_cert and tls_key", field="tls_client_ca")
+        self.transport.check()
         for name in ("registry_path", "accounts_path"):
             if not Path(getattr(self, name)).is_file():
                 raise ConfigError(f"{name}: {getattr(self, name)} does not exist", field=name)
@@ -132,7 +137,8 @@ _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 def from_mapping(data: dict[str, Any], base: Path) -> Settings:
     """Settings from a parsed TOML table; relative paths are taken from ``base``. Raises ConfigError."""
-    known = {"store_url", "allowed_algorithms", "accept_editions", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
+    known = {"store_url", "allowed_algorithms", "accept_editions", "transport", *_PATHS, *_FLOATS, *_INTS,
+             *_BOOLS}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"unknown settings: {sorted(extra)}", field=sorted(extra)[0])
@@ -158,6 +164,10 @@ def from_mapping(data: dict[str, Any], base: Path) -> Settings:
                                   field="accept_editions")
             kw["accept_editions"] = tuple(str(e) for e in raw)
         kw["store_url"] = str(data["store_url"])
+        if "transport" in data:
+            if not isinstance(data["transport"], dict):
+                raise ConfigError("[transport] must be a table", field="transport")
+            kw["transport"] = transport_from_mapping(data["transport"], base)
         for required in ("registry_path", "accounts_path"):
             if required not in kw:
                 raise ConfigError(f"{required} is required", field=required)

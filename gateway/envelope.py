@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from xml.sax.saxutils import escape as _escape
 
+from lxml import etree
+
 from .catalog import BEIJING, DXP_NS
 from .errors import EnvelopeError
 from .xmlio import Parsed, parse, text
@@ -52,24 +54,8 @@ def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
 
     Raises :class:`EnvelopeError` when the envelope has no usable ``Data``.
     """
-    root = envelope.root
-    sv_id: str | None = None
-    if root.tag == _D + "DxpMsgSv":
-        sv_id = text(root.find(f"{_D}SvNo/{_D}MsgId")) or None
-        inner_env = root.find(_D + "DxpMsg")
-        if inner_env is None:
-            raise EnvelopeError(f"{envelope.source}: DxpMsgSv has no DxpMsg", field="DxpMsg")
-        root = inner_env
-    if root.tag != _D + "DxpMsg":
-        raise EnvelopeError(f"{envelope.source}: not a DxpMsg envelope", field="DxpMsg")
-    ti = root.find(_D + "TransInfo")
-    trans = TransInfo(
-        cop_msg_id=text(ti.find(_D + "CopMsgId")) if ti is not None else "",
-        sender_id=text(ti.find(_D + "SenderId")) if ti is not None else "",
-        receiver_ids=tuple(text(r) for r in root.iterfind(f"{_D}TransInfo/{_D}ReceiverIds/{_D}ReceiverId")),
-        created=text(ti.find(_D + "CreatTime")) if ti is not None else "",
-        msg_type=text(ti.find(_D + "MsgType")) if ti is not None else "",
-    )
+    root, sv_id = _dxp_msg(envelope)
+    trans = _trans(root)
     data_el = root.find(_D + "Data")
     if data_el is None or not (data_el.text or "").strip():
         raise EnvelopeError(f"{envelope.source}: DxpMsg has no Data", field="Data")
@@ -80,6 +66,37 @@ def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
     limits = {} if max_bytes is None else {"max_bytes": max_bytes}
     inner = parse(raw, source=f"{envelope.source}#Data", **limits)
     return Unwrapped(trans, inner, sv_id)
+
+
+def trans_info(envelope: Parsed) -> TransInfo:
+    """The routing header of a ``DxpMsg`` (or of the one in a ``DxpMsgSv``), ``Data`` left unread.
+    Raises :class:`EnvelopeError` when it is not an envelope."""
+    return _trans(_dxp_msg(envelope)[0])
+
+
+def _dxp_msg(envelope: Parsed) -> tuple[etree._Element, str | None]:
+    root = envelope.root
+    sv_id: str | None = None
+    if root.tag == _D + "DxpMsgSv":
+        sv_id = text(root.find(f"{_D}SvNo/{_D}MsgId")) or None
+        inner_env = root.find(_D + "DxpMsg")
+        if inner_env is None:
+            raise EnvelopeError(f"{envelope.source}: DxpMsgSv has no DxpMsg", field="DxpMsg")
+        root = inner_env
+    if root.tag != _D + "DxpMsg":
+        raise EnvelopeError(f"{envelope.source}: not a DxpMsg envelope", field="DxpMsg")
+    return root, sv_id
+
+
+def _trans(root: etree._Element) -> TransInfo:
+    ti = root.find(_D + "TransInfo")
+    return TransInfo(
+        cop_msg_id=text(ti.find(_D + "CopMsgId")) if ti is not None else "",
+        sender_id=text(ti.find(_D + "SenderId")) if ti is not None else "",
+        receiver_ids=tuple(text(r) for r in root.iterfind(f"{_D}TransInfo/{_D}ReceiverIds/{_D}ReceiverId")),
+        created=text(ti.find(_D + "CreatTime")) if ti is not None else "",
+        msg_type=text(ti.find(_D + "MsgType")) if ti is not None else "",
+    )
 
 
 class _IdBits(random.Random):

@@ -17,7 +17,7 @@ FLOORS = (
     ("service", "transport"),
     ("pipeline",),
     ("routing", "sandbox", "audit"),
-    ("config", "accounts", "validate"),
+    ("config", "transportconfig", "accounts", "validate"),
     ("dsig", "envelope", "ceb900"),
     ("catalog",),
     ("store", "xmlio"),

@@ -24,8 +24,11 @@ from ..config import Settings
 from ..config import load as load_settings
 from ..errors import EXIT_OK, UsageError
 from ..sandbox import banner, datadir
+from ..sandbox.transports import amqp_info, folders_info, sandbox_amqp, sandbox_folders
 from ..service.app import build_app, settle_heap, ssl_context
 from ..service.supervisor import supervise
+from ..transport.amqp import declare_now
+from ..transportconfig import TransportSettings
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -56,10 +59,13 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--sandbox and --config exclude each other")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if (args.amqp or args.folders) and not args.sandbox:
+        raise UsageError("--amqp and --folders wire a sandbox; a deployment sets [transport] in its settings")
     if args.sandbox:
         data = Path(args.data)
-        info = datadir.ensure(data, url=f"http://{args.host}:{args.port}")
-        settings = datadir.settings_for(data)
+        transport, entries = _sandbox_transports(args)
+        info = datadir.ensure(data, url=f"http://{args.host}:{args.port}", transports=entries)
+        settings = datadir.settings_for(data).with_(transport=transport)
         if args.db:
             settings = settings.with_(store_url=args.db)
         announce = banner.render(info, info_path=data / datadir.INFO_FILE)
@@ -85,6 +91,20 @@ def _run(args: argparse.Namespace) -> int:
     return supervise(start_worker, args.workers)
 
 
+def _sandbox_transports(args: argparse.Namespace) -> tuple[TransportSettings, dict[str, Any]]:
+    """``--amqp URL`` and ``--folders DIR``: the sandbox's transports (queues declared now, durable,
+    so they are there for customs from the start) and their ``sandbox.json`` entries."""
+    amqp = sandbox_amqp(args.amqp, prefix=args.amqp_prefix) if args.amqp else None
+    folders = sandbox_folders(Path(args.folders).resolve()) if args.folders else None
+    entries: dict[str, Any] = {}
+    if amqp is not None:
+        asyncio.run(declare_now(amqp))
+        entries["amqp"] = amqp_info(amqp)
+    if folders is not None:
+        entries["folders"] = folders_info(folders)
+    return TransportSettings(amqp=amqp, folder=folders), entries
+
+
 def register(subparsers: Any) -> None:
     """Add ``serve``."""
     p = subparsers.add_parser("serve", help="run the gateway service")
@@ -98,4 +118,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8631)
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--amqp", metavar="URL",
+                   help="with --sandbox: carry envelopes and receipts over RabbitMQ at URL (default names, "
+                        "declared durable, listed in sandbox.json)")
+    p.add_argument("--amqp-prefix", default="cebgw", metavar="NAME",
+                   help="with --amqp: the exchange's name, and the queues' prefix (default cebgw)")
+    p.add_argument("--folders", metavar="DIR",
+                   help="with --sandbox: a DXP client's send and receive folders under DIR")
     p.set_defaults(func=_run)

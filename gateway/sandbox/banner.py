@@ -70,4 +70,21 @@ def render(info: dict[str, Any], *, info_path: str | os.PathLike[str], cwd: Path
         "# Then poll receipts:",
         f"curl -sS --fail-with-body -w '\\n' {q(f'{url}/v1/receipts?wait=20')} -H {auth}",
     ]
+    key = f"--key {q(shown(customs['key'], cwd))} --cert {q(shown(customs['cert'], cwd))}"
+    if "amqp" in info:
+        a = info["amqp"]
+        queues = list(a["customs_queues"].values())
+        lines += [
+            f"# Customs over AMQP: envelopes on {', '.join(queues)}, receipts to {a['receipts_queue']}"
+            f" (refused ones in {a['dead_letter_queue']}):",
+            f"{cebgw} customs answer --transport amqp --amqp {q(a['url'])} --queue {' '.join(map(q, queues))}"
+            f" --receipts-queue {q(a['receipts_queue'])} {key}",
+        ]
+    for pair in info.get("folders", {}).values():
+        lines += [
+            f"# Customs through the DXP client's folders (send {shown(pair['send'], cwd)},"
+            f" receive {shown(pair['receive'], cwd)}):",
+            f"{cebgw} customs answer --transport folder --send {q(shown(pair['send'], cwd))}"
+            f" --receive {q(shown(pair['receive'], cwd))} {key}",
+        ]
     return "\n".join(lines)

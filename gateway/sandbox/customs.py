@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..catalog import BEIJING, Identified
+from ..catalog import load as load_catalog
 from ..dsig import KeyProvider, sign
-from ..envelope import TransInfo, wrap
+from ..envelope import TransInfo, unwrap, wrap
+from ..errors import EnvelopeError, IdentifyError
+from ..xmlio import parse
 from .samplegen import RECEIPTS, build_receipt, receipt_fields
 
 
@@ -60,3 +63,19 @@ def answers(declaration: Identified, trans: TransInfo, statuses: Sequence[str], 
                        sender_id=trans.receiver_ids[0], receiver_ids=(trans.sender_id,))
             out.append(Answer(declaration.type.code, receipt_type, status, record_no, kept, sign(dxp, key)))
     return out
+
+
+def answers_to_envelope(envelope: bytes, statuses: Sequence[str], key: KeyProvider, *,
+                        info: str | None = None, now: datetime | None = None) -> list[Answer]:
+    """:func:`answers` for an envelope as customs receives it over a transport (the bytes of a
+    ``DxpMsg`` around a declaration), opened as customs would: parse, name, unwrap, name.
+    Raises InputError for anything else."""
+    catalog = load_catalog()
+    outer = catalog.identify(parse(envelope, source="envelope"))
+    if outer.type.code != "DxpMsg":
+        raise EnvelopeError(f"customs takes DxpMsg envelopes, not {outer.type.code}", field=outer.type.root)
+    opened = unwrap(outer.parsed)
+    declaration = catalog.identify(opened.inner)
+    if declaration.type.kind != "declaration":
+        raise IdentifyError(f"{declaration.type.code} is not a declaration", field=declaration.type.root)
+    return answers(declaration, opened.trans, statuses, key, info=info, now=now)

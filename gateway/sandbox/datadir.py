@@ -22,6 +22,7 @@ from ..dsig.certgen import sandbox_enterprises
 from ..errors import ConfigError
 
 INFO_FILE = "sandbox.json"
+TRANSPORT_ENTRIES = ("amqp", "folders")
 API_ROLES = frozenset({"platform", "ecommerce", "payment", "logistics", "agent", "site_operator", "customs"})
 # The committed sandbox keys, certificates and registry (certs/README.md), beside the package.
 SANDBOX_CERTS = Path(__file__).resolve().parents[2] / "certs" / "sandbox"
@@ -71,10 +72,13 @@ def _create(d: Path, certs: Path) -> dict[str, Any]:
     return {"url": "", "accounts": listed, "customs": customs}
 
 
-def ensure(directory: str | os.PathLike[str], *, url: str) -> dict[str, Any]:
+def ensure(directory: str | os.PathLike[str], *, url: str,
+           transports: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create the sandbox in ``directory`` if needed; returns the ``sandbox.json`` contents
-    (with ``url`` updated, and the key paths those of ``certs/sandbox``, also in a directory made
-    when the sandbox still had keys of its own). Raises ConfigError if it is unusable."""
+    (with ``url`` updated, the key paths those of ``certs/sandbox`` (also in a directory made
+    when the sandbox still had keys of its own), and ``transports``' entries, e.g. ``"amqp"``,
+    set: those of an earlier run that are not given are dropped). Raises ConfigError if it is
+    unusable."""
     d, certs = Path(directory).resolve(), sandbox_certs()
     d.mkdir(parents=True, exist_ok=True)
     info_path = d / INFO_FILE
@@ -92,6 +96,9 @@ def ensure(directory: str | os.PathLike[str], *, url: str) -> dict[str, Any]:
     else:
         info = _create(d, certs)
     info["url"] = url
+    for name in TRANSPORT_ENTRIES:
+        info.pop(name, None)
+    info.update(transports or {})
     tmp = info_path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds tokens
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -23,6 +23,8 @@ from ..config import Settings
 from ..dsig import KeyProvider, load_key, load_registry
 from ..errors import GatewayError
 from ..store import Store, open_store
+from ..transport import workers as transport_workers
+from ..transport.common import TransportMetrics
 from ..validate import overlay, xsd
 from . import handlers as h
 from .keys import (
@@ -36,6 +38,7 @@ from .keys import (
     REQUEST_IDS,
     SETTINGS,
     STORE,
+    TRANSPORT_METRICS,
     RequestIds,
     Signal,
 )
@@ -67,8 +70,9 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
-def build_app(settings: Settings, *, store: Store | None = None) -> web.Application:
-    """The application for ``settings`` (already checked). Raises ConfigError for unusable files."""
+def build_app(settings: Settings, *, store: Store | None = None, transports: bool = True) -> web.Application:
+    """The application for ``settings`` (already checked). Raises ConfigError for unusable files.
+    With ``transports``, the AMQP and folder transports the settings configure run beside it."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes + 1)
     quiet_malformed_http()
     app[SETTINGS] = settings
@@ -94,7 +98,19 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
                            cache_mb=settings.cache_mb)
         app.on_cleanup.append(_close_store)
     app[STORE] = store
+    if transports and transport_workers.configured(settings):
+        app[TRANSPORT_METRICS] = TransportMetrics()
+        app.cleanup_ctx.append(_transports)   # stopped before the store closes
     return app
+
+
+async def _transports(app: web.Application) -> AsyncIterator[None]:
+    ctx = transport_workers.Context(app[SETTINGS], app[STORE], app[CATALOG], app[REGISTRY],
+                                    app[ACCOUNTS].current, app[TRANSPORT_METRICS], app[METRICS].receipt,
+                                    app[OUTBOX_SIGNAL].wait)
+    tasks: list[asyncio.Task[None]] = transport_workers.start(ctx)
+    yield
+    await transport_workers.stop(tasks)
 
 
 def settle_heap() -> None:

@@ -36,6 +36,7 @@ from .keys import (
     REGISTRY,
     SETTINGS,
     STORE,
+    TRANSPORT_METRICS,
 )
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -321,6 +322,8 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text."""
     store_metrics = await request.app[STORE].metrics()
     text = request.app[METRICS].render(store_metrics)
+    if TRANSPORT_METRICS in request.app:
+        text += "".join(f"{line}\n" for line in request.app[TRANSPORT_METRICS].render())
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Format": "prometheus-0.0.4"})
 

@@ -13,6 +13,7 @@ from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
 from ..store import Store
+from ..transport.common import TransportMetrics
 from .metrics import Metrics
 
 
@@ -57,6 +58,7 @@ GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelo
 AUDIT_KEY = web.AppKey("audit_key", KeyProvider)      # signs audit checkpoints; absent without gateway_key
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
+TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)
