@@ -13,6 +13,7 @@ compared in constant time.  File format::
     certificates = ["ecommerce-rsa"]        # registry entry names
     token_sha256 = ["<hex>"]
     client_cert_sha256 = []                 # mutual-TLS client certificate fingerprints
+    also_dxp_ids = []                       # optional: more DXP ids it answers for (customs)
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ class Account:
     certificates: tuple[str, ...] = ()
     token_hashes: tuple[str, ...] = ()
     client_cert_hashes: tuple[str, ...] = ()
+    # More DXP ids the account answers for: customs is DXPEDCCEB0000002 (import) and
+    # DXPEDCCEB0000003 (export) at once, one intranet behind both.
+    also_dxp_ids: tuple[str, ...] = ()
+
+    @property
+    def dxp_ids(self) -> tuple[str, ...]:
+        """Every DXP id of the account: ``dxp_id`` first, then ``also_dxp_ids``."""
+        return (self.dxp_id, *self.also_dxp_ids) if self.dxp_id else self.also_dxp_ids
 
     @property
     def is_customs(self) -> bool:
@@ -92,7 +101,7 @@ class Accounts:
                      if any(hmac.compare_digest(fp, h.lower()) for h in a.client_cert_hashes)), None)
 
     def by_dxp_id(self, dxp_id: str) -> Account | None:
-        return next((a for a in self.accounts if a.dxp_id == dxp_id), None)
+        return next((a for a in self.accounts if dxp_id and dxp_id in a.dxp_ids), None)
 
     def by_name(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -125,7 +134,7 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
             raise ConfigError(f"{where}: unknown roles {sorted(roles - ROLES)}", field="roles")
         out.append(Account(name, roles, frozenset(_strs(row, "codes", where)), dxp_id,
                            _strs(row, "certificates", where), _strs(row, "token_sha256", where),
-                           _strs(row, "client_cert_sha256", where)))
+                           _strs(row, "client_cert_sha256", where), _strs(row, "also_dxp_ids", where)))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: account names must be unique", field="name")
@@ -149,7 +158,8 @@ def render_accounts(accounts: Iterable[Account]) -> str:
         parts.append(
             f"\n[[account]]\nname = {string(a.name)}\nroles = {arr(a.roles)}\ncodes = {arr(a.codes)}\n"
             f"dxp_id = {string(a.dxp_id)}\ncertificates = {arr(a.certificates)}\n"
-            f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n")
+            f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n"
+            + (f"also_dxp_ids = {arr(a.also_dxp_ids)}\n" if a.also_dxp_ids else ""))
     return "".join(parts)
 
 
