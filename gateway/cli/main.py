@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "receipts",
     "dead_letters",
     "customs",
+    "sandbox",
+    "demo",
     "audit",
 )
 

@@ -27,7 +27,7 @@ import os
 import random
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,12 @@ def default_rules() -> ChannelRules:
 
 class RulesFile:
     """Channel rules an operator edits while the sandbox runs: reread when the file changes
-    (e.g. to put a green list on manual review, or take it off)."""
+    (e.g. to put a green list on manual review, or take it off); ``inspection_rate``, when
+    given, overrides the file's."""
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, inspection_rate: float | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.inspection_rate = inspection_rate
         self._mtime: int | None = None
         self._rules = default_rules() if self.path is None else ChannelRules()
         self.current()
@@ -138,7 +140,7 @@ class RulesFile:
     def current(self) -> ChannelRules:
         """The rules as the file now says. Raises ConfigError for an unreadable or malformed file."""
         if self.path is None:
-            return self._rules
+            return self._override(self._rules)
         try:
             mtime = self.path.stat().st_mtime_ns
             if mtime != self._mtime:
@@ -146,4 +148,9 @@ class RulesFile:
                 self._mtime = mtime
         except OSError as exc:
             raise ConfigError(f"channel rules {self.path}: {exc.strerror or exc}") from None
-        return self._rules
+        return self._override(self._rules)
+
+    def _override(self, rules: ChannelRules) -> ChannelRules:
+        if self.inspection_rate is None:
+            return rules
+        return replace(rules, inspection_rate=self.inspection_rate)

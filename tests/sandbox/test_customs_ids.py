@@ -20,14 +20,6 @@ from gateway.sandbox.customs import answers
 from tests.service.kit import Sandbox, aio, declaration, running
 
 
-@pytest.fixture
-def sb(tmp_path: Path) -> Sandbox:
-    root = tmp_path / "sandbox"
-    info = datadir.ensure(root, url="http://127.0.0.1:0")
-    settings = datadir.settings_for(root).with_(store_url=f"sqlite:///{tmp_path / 'gw.db'}")
-    return Sandbox(root, info, settings)
-
-
 def test_the_customs_certificates_are_registered_for_both_ids() -> None:
     registry = load_registry(datadir.sandbox_certs() / "registry.toml")
     for name in ("customs-rsa", "customs-sm2"):
