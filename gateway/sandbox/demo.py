@@ -278,7 +278,7 @@ def owed(s: Sent) -> str | None:
     """What is wrong with what ``s``'s sender got for it (``None``: exactly what it was owed)."""
     st, code = s.statuses(), s.code
     if s.change:
-        if s.message_id is None:
+        if s.message_id is None and "LIFECYCLE" in s.error:
             return None  # the gateway refused the change itself: nothing goes to customs
         return None if len(st) == 1 and st[0].startswith("-") else f"change after acceptance got {st}"
     if s.message_id is None:
@@ -326,11 +326,11 @@ def check(run: Run) -> list[str]:
 
 
 def _reason(r: Mapping[str, Any]) -> str:
+    """``13036 CEB411 amountPaid`` (customs' code and the field it names), ``-621012 清单已入库…``."""
     status, info = str(r["status"]), str(r["info"])
-    if status.startswith("-"):
-        return f"{status} {info.split('：')[0].split('(')[0][:40]}"
     m = re.search(r"\[Code:(\d+);Desc:([^(\]]*)(?:\(([^)]*)\))?", info)
-    return f"{m.group(1)} {m.group(3) or m.group(2)}" if m else info[:40]
+    what = f"{m.group(1)} {m.group(3) or m.group(2)}" if m else info.split("：")[0][:30]
+    return f"{status} {what}" if status.startswith("-") else what
 
 
 def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, preflight: str) -> str:

@@ -585,7 +585,8 @@ def build_parcel(order_no: str, *, flow: str = "import", lines: int = 2, seed: i
         layout = _layout(code)
         rec_guid = _guid(_rng("record", code, seed, order_no))
         doc = _Scenario({**sc.head, "guid": rec_guid, **(changes or {}).get(code, {})}, sc.lines)
-        root = _root(code, _message_guid(code, seed, f"{order_no}/{qty_scale}"), False)
+        changed = sorted((changes or {}).get(code, {}).items())
+        root = _root(code, _message_guid(code, seed, f"{order_no}/{qty_scale}/{changed}"), False)
         _add_record(root, code, layout, doc)
         assert layout.sender is not None
         _tail(root, ids, layout.sender)
