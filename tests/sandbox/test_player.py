@@ -25,7 +25,8 @@ CEB = "{http://www.chinaport.gov.cn/ceb}"
 def player(sb: Sandbox, api: Api, rules: ChannelRules | None = None) -> Player:
     acc = sb.account("customs")
     return Player(api.url, sb.token("customs"), load_key(acc["key"], acc["cert"]),
-                  load_registry(datadir.sandbox_certs() / "registry.toml"), District(rules or ChannelRules(), seed=1))
+                  load_registry(datadir.sandbox_certs() / "registry.toml"),
+                  District(rules or ChannelRules(), seed=1))
 
 
 async def submit(sb: Sandbox, api: Api, owner: str, data: bytes) -> int:
