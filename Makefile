@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8631
 DATA   ?= var/sandbox
 
-.PHONY: run test lint typecheck unit bench sysdeps clean
+.PHONY: run test lint typecheck unit bench demo sysdeps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ sysdeps:
 run: $(STAMP)
 	$(VENV)/bin/cebgw serve --sandbox --port $(PORT) --data $(DATA)
 
+# A gateway on a temporary store, the customs sandbox and simulated enterprises, end to end.
+demo: $(STAMP)
+	$(VENV)/bin/cebgw demo
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests bench samples xsd/src
 
@@ -41,6 +45,7 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/validate.py
 	$(PY) bench/sign.py
 	$(PY) bench/gateway.py
+	$(PY) bench/demo.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

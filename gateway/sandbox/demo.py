@@ -117,6 +117,7 @@ class Run:
     stray: list[str] = field(default_factory=list)
     seconds: float = 0.0
     departed: int = 0  # waybills whose departure customs confirmed
+    submit_seconds: float = 0.0  # submitting every parcel document (customs answering meanwhile)
 
 
 Progress = Callable[[int, int, str], None]
@@ -210,6 +211,7 @@ class Enterprises:
             self.progress(i + 1, len(docs), "documents submitted")
             if i % 20 == 0:
                 await self.collect(session)
+        self.run.submit_seconds = time.monotonic() - start
         lists = [s for s in self.run.sent if s.parcel is not None and s.code == _LIST[s.parcel.flow]
                  and s.message_id is not None]
         await self.settle(session, lambda: sum(_settled(s) for s in lists), len(lists), timeout,
