@@ -35,6 +35,7 @@ _NAMED = {"amount": "(CEB411 amountPaid)", "consignee": "(CEB511 consignee)",
           "payment_company": "(CEB311 payCode)"}
 _LIST = {"import": "CEB621", "export": "CEB603"}
 FINAL = frozenset({"100", "700", "800"})
+IN_FLIGHT = 8  # submissions the enterprises have in flight at once
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,12 @@ class Enterprises:
         start = time.monotonic()
         docs = [(p, code, data) for p in parcels for code, data in p.docs.items()]
         self.rng.shuffle(docs)
-        for i, (p, code, data) in enumerate(docs):
-            await self.submit(session, data, code, p)
-            self.progress(i + 1, len(docs), "documents submitted")
-            if i % 20 == 0:
+        # the enterprises work at once: a few submissions in flight, in the shuffled order
+        for i in range(0, len(docs), IN_FLIGHT):
+            batch = docs[i:i + IN_FLIGHT]
+            await asyncio.gather(*(self.submit(session, data, code, p) for p, code, data in batch))
+            self.progress(min(i + IN_FLIGHT, len(docs)), len(docs), "documents submitted")
+            if i % (IN_FLIGHT * 5) == 0:
                 await self.collect(session)
         self.run.submit_seconds = time.monotonic() - start
         lists = [s for s in self.run.sent if s.parcel is not None and s.code == _LIST[s.parcel.flow]

@@ -29,7 +29,7 @@ from ..errors import GatewayError, IdentifyError, UsageError
 from ..xmlio import parse
 from .channels import RulesFile
 from .district import District, Outgoing, records_of
-from .samplegen import build_receipt
+from .samplegen import build_receipts
 
 Report = Callable[[str], None]
 
@@ -84,10 +84,12 @@ class Player:
                 raise _refused("outbox", r.status, body)
         items = body.get("items", [])
         done: list[int] = []
+        answers: list[Outgoing] = []
         for item in items:
             await self._pace()
-            await self._answer(session, item)
+            answers += self._answer(item)
             done.append(int(item["id"]))
+        await self._send(session, answers)
         if done:
             async with session.post(f"{self.url}/v1/customs/outbox/ack", json={"ids": done},
                                     headers=self.headers) as r:
@@ -100,8 +102,7 @@ class Player:
         if self.rules is None:
             return
         self.district.rules = self.rules.current()
-        for out in self.district.review():
-            await self._post(session, out)
+        await self._send(session, self.district.review())
 
     async def _pace(self) -> None:
         if self.rate <= 0:
@@ -114,9 +115,9 @@ class Player:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _answer(self, session: aiohttp.ClientSession, item: dict[str, Any]) -> None:
-        """Decide and post the answers to one envelope; an envelope customs cannot read is
-        reported (and acknowledged: it would come back unread forever)."""
+    def _answer(self, item: dict[str, Any]) -> list[Outgoing]:
+        """The answers to one envelope; an envelope customs cannot read is reported (and
+        acknowledged: it would come back unread forever)."""
         where = f"envelope {item.get('id')} (message {item.get('message_id')})"
         try:
             outer = self._catalog.identify(parse(str(item["envelope"]).encode("utf-8"), source="envelope"))
@@ -129,13 +130,14 @@ class Player:
         except (GatewayError, KeyError) as exc:
             self.posted.unreadable.append(f"{where}: {exc}")
             self.report(f"customs: {where}: cannot read it: {exc}")
-            return
+            return []
         signature_ok = self._signature_ok(ident)
         customs_dxp = opened.trans.receiver_ids[0]
+        out: list[Outgoing] = []
         for rec in records_of(ident, opened.trans.sender_id, customs_dxp):
             self.posted.declarations += 1
-            for out in self.district.take(rec, signature_ok=signature_ok):
-                await self._post(session, out)
+            out += self.district.take(rec, signature_ok=signature_ok)
+        return out
 
     def _signature_ok(self, ident: Any) -> bool:
         """The sender's signature verifies against the registry for its copCode (a message
@@ -160,26 +162,44 @@ class Player:
         t = self._last_time
         return t.strftime("%Y%m%d%H%M%S") + f"{t.microsecond // 1000:03d}"
 
-    async def _post(self, session: aiohttp.ClientSession, out: Outgoing) -> None:
-        if out.message is not None:
-            data = out.message
-        else:
-            data = build_receipt(out.receipt_type, {**out.fields, "returnTime": self._return_time()},
-                                 status=out.status, info=out.info)
-        signed = sign(wrap(data, msg_type=f"{out.receipt_type}Message", sender_id=out.customs_dxp,
-                           receiver_ids=(out.to_dxp,)), self.key)
+    async def _send(self, session: aiohttp.ClientSession, answers: list[Outgoing]) -> None:
+        """Post ``answers`` as e-port does, in batches: one receipt message per receipt type,
+        sender and receiver, up to 100 records, each record in the order decided; then the
+        customs-issued messages (a summary result after the receipt that gave its sumNo)."""
+        groups: dict[tuple[str, str, str], list[Outgoing]] = {}
+        for out in answers:
+            if out.message is None:
+                groups.setdefault((out.receipt_type, out.customs_dxp, out.to_dxp), []).append(out)
+        for (receipt_type, customs_dxp, to_dxp), outs in groups.items():
+            for i in range(0, len(outs), 100):
+                part = outs[i:i + 100]
+                records = [{**o.fields, "returnStatus": o.status, "returnInfo": o.info,
+                            "returnTime": self._return_time()} for o in part]
+                data = build_receipts(receipt_type, records)
+                await self._post(session, data, receipt_type, customs_dxp, to_dxp, part)
+        for out in answers:
+            if out.message is not None:
+                await self._post(session, out.message, out.receipt_type, out.customs_dxp, out.to_dxp, [out])
+
+    async def _post(self, session: aiohttp.ClientSession, data: bytes, receipt_type: str, customs_dxp: str,
+                    to_dxp: str, outs: list[Outgoing]) -> None:
+        signed = sign(wrap(data, msg_type=f"{receipt_type}Message", sender_id=customs_dxp,
+                           receiver_ids=(to_dxp,)), self.key)
         async with session.post(f"{self.url}/v1/customs/receipts", data=signed,
                                 headers={**self.headers, "Content-Type": "application/xml"}) as r:
             body: dict[str, Any] = await r.json()
-        label = f"{out.declaration_type} {_name(out)}: {out.receipt_type} {out.status or 'issued'}"
         if r.status != 200:
             err = body.get("error", {})
-            self.posted.refused.append(f"{label}: {r.status} {err.get('message')} [{err.get('code')}]")
-            self.report(f"customs: {label} refused: {r.status} {err.get('message')} [{err.get('code')}]")
+            for out in outs:
+                label = f"{out.declaration_type} {_name(out)}: {out.receipt_type} {out.status or 'issued'}"
+                self.posted.refused.append(f"{label}: {r.status} {err.get('message')} [{err.get('code')}]")
+            self.report(f"customs: {receipt_type} with {len(outs)} record(s) refused: {r.status} "
+                        f"{err.get('message')} [{err.get('code')}]")
             return
-        self.posted.receipts += 1
-        for rec in body.get("records", []):
+        self.posted.receipts += len(outs)
+        for out, rec in zip(outs, body.get("records", []), strict=False):
             to = ", ".join(rec.get("delivered_to") or []) or "nobody"
+            label = f"{out.declaration_type} {_name(out)}: {out.receipt_type} {out.status or 'issued'}"
             self.report(f"{label} -> {rec.get('outcome')} (to {to}) {out.info}".rstrip())
 
 
