@@ -17,6 +17,7 @@ import random
 import re
 import sys
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -374,8 +375,13 @@ def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, prefl
         ("check", "every sender got every receipt owed to it and nothing else" if not problems
          else f"{len(problems)} problem(s)"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in rows)
+    width = max(_width(k) for k, _ in rows)
+    return "\n".join(f"{k}{' ' * (width - _width(k))}  {v}".rstrip() for k, v in rows)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def rate(run: Run, parcels: Sequence[Parcel]) -> float:
