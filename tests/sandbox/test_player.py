@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from gateway.cli.demo import run_demo
 from gateway.dsig import Registry, load_key, load_registry
 from gateway.errors import EXIT_USAGE
 from gateway.sandbox import datadir, samplegen
-from gateway.sandbox.channels import ChannelRules
+from gateway.sandbox.channels import ChannelRules, RulesFile
 from gateway.sandbox.demo import Run, Sent, check
 from gateway.sandbox.district import District
 from gateway.sandbox.player import Player
@@ -121,3 +123,23 @@ def test_cebgw_sandbox_refuses_a_negative_rate(cli: Any) -> None:
 def test_cebgw_demo_refuses_a_share_outside_0_to_1(cli: Any, share: str) -> None:
     code, _, err = cli("demo", "--inconsistent", share)
     assert code == EXIT_USAGE and "--inconsistent" in err
+
+
+@aio
+async def test_an_operator_releases_a_list_held_in_manual_review(sb: Sandbox, tmp_path: Path) -> None:
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text('manual_review = ["HOLD1"]\n', encoding="utf-8")
+    async with running(sb.settings) as api:
+        docs = samplegen.build_parcel("HOLD1", seed=43)
+        owners = {"CEB311": "ecommerce", "CEB411": "payment", "CEB511": "logistics", "CEB621": "ecommerce"}
+        ids = {code: await submit(sb, api, owners[code], docs[code]) for code in owners}
+        customs = player(sb, api)
+        customs.rules = RulesFile(rules_path)
+        await customs.run(api.session)
+        assert statuses(await mail(sb, api, "ecommerce"), ids["CEB621"]) == ["2", "120", "300"]
+        rules_path.write_text("manual_review = []\n", encoding="utf-8")
+        os.utime(rules_path, ns=(5, 5))
+        await customs.run(api.session)
+        assert statuses(await mail(sb, api, "ecommerce"), ids["CEB621"]) == ["2", "120", "300", "800"]
+        _, message = await api.get(sb.token("ecommerce"), f"/v1/messages/{ids['CEB621']}")
+        assert message["status"] == "released"
