@@ -29,6 +29,7 @@ from ..sandbox.player import Player
 from ..service.app import build_app
 
 PREFLIGHT = "none (this gateway has no pre-flight stage)"
+HELD = "none (nothing holds a list back before customs)"
 
 
 async def run_demo(parcels: int, inconsistent: float, export: float, seed: int, *, quiet: bool = False,
@@ -82,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     inconsistent = _share(args.inconsistent, "--inconsistent")
     export = _share(args.export, "--export")
     run, planned, problems, _ = asyncio.run(run_demo(args.parcels, inconsistent, export, args.seed))
-    print(table(run, planned, problems, preflight=PREFLIGHT))
+    print(table(run, planned, problems, preflight=PREFLIGHT, held=HELD))
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK

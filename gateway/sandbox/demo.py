@@ -339,7 +339,8 @@ def _reason(r: Mapping[str, Any]) -> str:
     return f"{status} {what}" if status.startswith("-") else what
 
 
-def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, preflight: str) -> str:
+def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, preflight: str,
+          held: str) -> str:
     """The run as a table (what the demo prints)."""
     sent = run.sent
     lists = [s for s in sent if s.code in ("CEB621", "CEB603") and not s.change]
@@ -360,6 +361,7 @@ def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, prefl
         ("refused by the gateway", ", ".join(f"{e} {n}" for e, n in Counter(
             s.error.split(':')[0] for s in sent if s.message_id is None).items()) or "0"),
         ("pre-flight findings", preflight),
+        ("held and released by the gateway", held),
         ("lists accepted (120)", str(seen["120"])),
         ("inspected (500)", str(seen["500"])),
         ("released (800)", str(seen["800"])),

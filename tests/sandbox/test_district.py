@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -217,3 +218,24 @@ def test_export_lists_released_departed_and_summarised() -> None:
     bad = d.take(record(samplegen.build_record("CEB509", {"copNo": "DEP2"},
                                                [{"gnum": "1", "logisticsNo": "SF000NOSUCH"}])))
     assert bad[-1].status == "100" and "SF000NOSUCH" in bad[-1].info
+
+
+def test_decisions_depend_on_the_seed_not_on_the_arrival_order() -> None:
+    rules = ChannelRules(inspection_rate=0.5, return_rate=0.5)
+    parcels = [samplegen.build_parcel(f"SOD{i}", seed=200 + i) for i in range(16)]
+    docs = [(p, code) for p in parcels for code in reconcile.PARCEL_TYPES]
+
+    def finals(seed: int, order: list[tuple[dict[str, bytes], str]]) -> dict[str, str]:
+        d = District(rules, seed=seed)
+        out: dict[str, str] = {}
+        for p, code in order:
+            for o in d.take(record(p[code])):
+                if o.declaration_type == "CEB621":
+                    out[o.fields["copNo"]] = o.status
+        return out
+
+    shuffled = list(docs)
+    random.Random(1).shuffle(shuffled)
+    first = finals(7, docs)
+    assert set(first.values()) == {"800", "700"} and finals(7, shuffled) == first
+    assert finals(8, docs) != first
