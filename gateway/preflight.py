@@ -205,7 +205,7 @@ class Preflight:
         info = info if len(info) <= 1000 else info[:997] + "…"
         values = {**doc.head, "guid": doc.guid or str(uuid.uuid4()).upper(), "returnStatus": PREFLIGHT_STATUS,
                   "returnTime": f"{stamp:%Y%m%d%H%M%S}{stamp.microsecond // 1000:03d}", "returnInfo": info}
-        root = etree.Element(f"{{{CEB_NS}}}{rtype.root}", nsmap={None: CEB_NS})  # type: ignore[dict-item]
+        root = etree.Element(f"{{{CEB_NS}}}{rtype.root}", nsmap={None: CEB_NS})  # type: ignore[dict-item]  # None: the default namespace
         root.set("guid", str(uuid.uuid4()).upper())
         root.set("version", "1.0")
         rec = etree.SubElement(root, f"{{{CEB_NS}}}{rtype.record}")
@@ -262,3 +262,38 @@ def parcel_keys(ident: Identified) -> list[ParcelKey]:
         if k.order_no and k not in keys:
             keys.append(k)
     return keys
+
+
+async def parcel_view(key: ParcelKey, viewer: str, store: Store) -> dict[str, object] | None:
+    """The documents of parcel ``key``: each version with its state, whether it is current, held
+    or sent, and its receipts; the findings of the latest comparison; the documents missing.
+    ``None`` unless ``viewer`` (a tenant) sent one of them: a parcel is visible to the
+    enterprises involved only."""
+    versions = await store.parcel_versions(key.ebp_code, key.order_no)
+    now = current(versions)
+    inv = now.get(INVENTORY)
+    if inv is not None:  # waybills of other platforms' parcels with the same order number stay out
+        named = document_of(inv).get("logisticsNo")
+        versions = [v for v in versions
+                    if v.message_type != WAYBILL or document_of(v).get("logisticsNo") == named]
+    if not key.ebp_code or viewer not in {v.tenant for v in versions}:
+        return None
+    outcome = await store.parcel_outcome(key.ebp_code, key.order_no)
+    kept = json.loads(outcome.findings) if outcome is not None else {}
+    docs: dict[str, list[dict[str, object]]] = {code: [] for code in PARCEL_TYPES}
+    for v in versions:
+        rec = await store.get_message(v.message_id, v.tenant)
+        timeline = [{"receipt_id": t.receipt_id, "message_type": t.message_type, "status": t.status,
+                     "return_time": t.return_time, "info": t.info, "received_at": t.received_at.isoformat()}
+                    for t in (rec.timeline if rec is not None else ())]
+        head = document_of(v).head
+        docs[v.message_type].append({
+            "message_id": v.message_id, "record_no": v.record_no, "guid": v.guid, "tenant": v.tenant,
+            "sender_code": v.sender_code, "app_type": head.get("appType", ""), "status": v.state.value,
+            "current": now.get(v.message_type) is v, "held": v.held, "sent": v.sent,
+            "received_at": v.received_at.isoformat(), "timeline": timeline})
+    return {"ebpCode": key.ebp_code, "orderNo": key.order_no,
+            "missing": [code for code in PARCEL_TYPES if code not in now],
+            "documents": docs, "findings": kept.get("findings", []) if isinstance(kept, dict) else [],
+            "compared_at": outcome.updated_at.isoformat() if outcome is not None else None,
+            "held": [v.message_id for v in versions if v.held]}
