@@ -434,7 +434,7 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     accepted = await persist(message, deps.store)
     if warnings:
         accepted = replace(accepted, warnings=warnings)
-    if pre is not None and parcels and not accepted.duplicate:
+    if pre is not None and parcels:  # the same bytes again: compared again (nothing new is sent)
         accepted = replace(accepted, preflight=await preflight(parcels, pre, deps.store))
     return accepted
 
