@@ -423,7 +423,7 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
                                ori_message_type=known.root if known else None, now=now)
         raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
-    pre = deps.preflight
+    pre = deps.preflight if deps.preflight is not None and deps.preflight.active() else None
     held = pre is not None and pre.holds(account.name, opened.type.code)
     message = prepare(verified, now=now, gateway_key=deps.gateway_key, held=held).message
     warnings = validated.warnings

@@ -144,6 +144,10 @@ class Preflight:
         acc = self.accounts().by_name(tenant)
         return acc.preflight if acc is not None else "off"
 
+    def active(self) -> bool:
+        """Whether any enterprise asked for the comparison (else the stage costs nothing)."""
+        return any(a.preflight != "off" for a in self.accounts().accounts)
+
     def holds(self, tenant: str, message_type: str) -> bool:
         """Whether a new ``message_type`` of ``tenant`` is stored held (released by :meth:`evaluate`)."""
         return message_type == INVENTORY and self.policy(tenant) == "hold"
