@@ -30,6 +30,8 @@ def test_an_account_names_its_policy_and_it_reads_back() -> None:
 
 
 def test_the_limits_are_exact_decimals_from_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text("", encoding="utf-8")
+    (tmp_path / "a.toml").write_text("", encoding="utf-8")
     base = {"store_url": "sqlite:///x.db", "registry_path": "r.toml", "accounts_path": "a.toml"}
     s = from_mapping({**base, "single_limit": "4999.99", "annual_limit": 30000}, tmp_path)
     assert (s.single_limit, s.annual_limit) == (Decimal("4999.99"), Decimal("30000"))
