@@ -13,6 +13,8 @@ compared in constant time.  File format::
     certificates = ["ecommerce-rsa"]        # registry entry names
     token_sha256 = ["<hex>"]
     client_cert_sha256 = []                 # mutual-TLS client certificate fingerprints
+    preflight = "warn"                      # three-order comparison before customs: off (default),
+                                            # warn (finding receipts) or hold (and hold its lists)
     also_dxp_ids = []                       # optional: more DXP ids it answers for (customs)
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 
 from .errors import ConfigError
 
+PREFLIGHT_POLICIES = ("off", "warn", "hold")
 ROLES = frozenset({"platform", "ecommerce", "payment", "logistics", "agent", "site_operator",
                    "customs", "operator"})
 
@@ -48,6 +51,7 @@ class Account:
     certificates: tuple[str, ...] = ()
     token_hashes: tuple[str, ...] = ()
     client_cert_hashes: tuple[str, ...] = ()
+    preflight: str = "off"  # PREFLIGHT_POLICIES: what the pre-flight comparison does for it
     # More DXP ids the account answers for: customs is DXPEDCCEB0000002 (import) and
     # DXPEDCCEB0000003 (export) at once, one intranet behind both.
     also_dxp_ids: tuple[str, ...] = ()
@@ -132,9 +136,14 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
         roles = frozenset(_strs(row, "roles", where))
         if roles - ROLES:
             raise ConfigError(f"{where}: unknown roles {sorted(roles - ROLES)}", field="roles")
+        preflight = row.get("preflight", "off")
+        if preflight not in PREFLIGHT_POLICIES:
+            raise ConfigError(f"{where}: preflight must be one of {', '.join(PREFLIGHT_POLICIES)}",
+                              field="preflight")
         out.append(Account(name, roles, frozenset(_strs(row, "codes", where)), dxp_id,
                            _strs(row, "certificates", where), _strs(row, "token_sha256", where),
-                           _strs(row, "client_cert_sha256", where), _strs(row, "also_dxp_ids", where)))
+                           _strs(row, "client_cert_sha256", where), preflight,
+                           _strs(row, "also_dxp_ids", where)))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: account names must be unique", field="name")
@@ -159,6 +168,7 @@ def render_accounts(accounts: Iterable[Account]) -> str:
             f"\n[[account]]\nname = {string(a.name)}\nroles = {arr(a.roles)}\ncodes = {arr(a.codes)}\n"
             f"dxp_id = {string(a.dxp_id)}\ncertificates = {arr(a.certificates)}\n"
             f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n"
+            + (f"preflight = {string(a.preflight)}\n" if a.preflight != "off" else "")
             + (f"also_dxp_ids = {arr(a.also_dxp_ids)}\n" if a.also_dxp_ids else ""))
     return "".join(parts)
 

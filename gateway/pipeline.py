@@ -4,8 +4,9 @@ Declarations::
 
     bytes → parse → identify → open (unwrap DxpMsg/DxpMsgSv) → declaration? → validate
           → appTime near the receiving time? (a warning) → authorise (copCode is the account's)
-          → verify signature (certificate valid at appTime and at receipt) → prepare (record + DXP envelope)
-          → persist (durable) → Accepted
+          → verify signature (certificate valid at appTime and at receipt) → lifecycle (appType against
+          the enterprise's earlier versions) → prepare (record + DXP envelope) → persist (durable)
+          → pre-flight (the parcel's documents compared; warn or hold) → Accepted
 
 Receipts::
 
@@ -28,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
-from . import ceb900, routing
+from . import ceb900, lifecycle, routing
 from .accounts import Account, Accounts
 from .catalog import CEB_NS, DS_NS, DXP_NS, Catalog, Identified, MessageType
 from .catalog import load as load_catalog
@@ -48,6 +49,8 @@ from .errors import (
     SignatureError,
     ValidationFailed,
 )
+from .preflight import Evaluation, Preflight, document_of, parcel_keys, parcel_records
+from .reconcile import ParcelKey
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import EDITIONS, Checked, Report, apptime, findings_of
 from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Parsed, element_path, parse, text
@@ -149,6 +152,7 @@ class Accepted:
     duplicate: bool
     edition: str | None = None
     warnings: tuple[Finding, ...] = ()
+    preflight: tuple[Evaluation, ...] = ()  # the comparisons of its parcels this submission ran
 
 
 # ---------------------------------------------------------------- shared stages
@@ -332,10 +336,19 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
     return tuple(out)
 
 
+async def check_lifecycle(verified: Verified, store: Store, catalog: Catalog) -> Verified:
+    """Stage 7b: ``appType`` against the enterprise's earlier versions of the same documents
+    (:mod:`gateway.lifecycle`). Raises LifecycleError."""
+    auth = verified.authorised
+    await lifecycle.check(auth.validated.opened.ident, auth.account.name, store, catalog)
+    return verified
+
+
 def prepare(verified: Verified, *, now: datetime | None = None,
-            gateway_key: KeyProvider | None = None) -> Prepared:
+            gateway_key: KeyProvider | None = None, held: bool = False) -> Prepared:
     """Stage 8: the store record and the DxpMsg for customs (CopMsgId kept from the sender's
-    envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given."""
+    envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given;
+    with its records' guids and parcel documents, stored ``held`` back from customs if asked."""
     auth = verified.authorised
     opened = auth.validated.opened
     ident, mtype = opened.ident, opened.type
@@ -350,11 +363,13 @@ def prepare(verified: Verified, *, now: datetime | None = None,
     envelope = b""
     if gateway_key is not None:
         envelope, parts = dsig_sign(head + base64.b64encode(data) + tail, gateway_key), None
+    guids, docs = parcel_records(ident)
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
         business_keys=mtype.business_keys(ident.root), envelope=envelope, cop_msg_id=cop_msg_id,
-        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition)
+        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition,
+        record_guids=guids, parcel_docs=docs, held=held and bool(docs))
     return Prepared(verified, message)
 
 
@@ -377,6 +392,8 @@ class SubmitDeps:
     clock: Callable[[], datetime] | None = None
     editions: tuple[str, ...] = EDITIONS
     times: TimePolicy = TimePolicy()
+    preflight: Preflight | None = None  # None: no pre-flight comparison
+    lifecycle: bool = True  # refuse what the document's lifecycle does not allow (gateway.lifecycle)
 
 
 def _now(clock: Callable[[], datetime] | None) -> datetime:
@@ -398,19 +415,42 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
                                    deps.times.app_time_window)
         verified = verify_signature(authorise(validated, account), deps.registry, deps.policy,
                                     received=received, grace=deps.times.cert_grace)
+        if deps.lifecycle:
+            verified = await check_lifecycle(verified, deps.store, deps.catalog)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None
         receipt = ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
                                ori_message_type=known.root if known else None, now=now)
         raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
-    message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
+    pre = deps.preflight if deps.preflight is not None and deps.preflight.active() else None
+    held = pre is not None and pre.holds(account.name, opened.type.code)
+    message = prepare(verified, now=now, gateway_key=deps.gateway_key, held=held).message
     warnings = validated.warnings
+    parcels = parcel_keys(opened.ident) if pre is not None and message.parcel_docs else []
     # Let go of the parsed tree before waiting for the commit: with many requests waiting at
     # once, their trees would otherwise stay alive and crowd the CPU caches.
     del ident, opened, validated, verified
     accepted = await persist(message, deps.store)
-    return replace(accepted, warnings=warnings) if warnings else accepted
+    if warnings:
+        accepted = replace(accepted, warnings=warnings)
+    if pre is not None and parcels:  # the same bytes again: compared again (nothing new is sent)
+        accepted = replace(accepted, preflight=await preflight(parcels, pre, deps.store))
+    return accepted
+
+
+async def preflight(parcels: Sequence[ParcelKey], pre: Preflight, store: Store) -> tuple[Evaluation, ...]:
+    """Stage 10: compare each parcel a stored declaration belongs to (a waybill, which names no
+    platform: every platform's parcel with its order number) and act per the senders' policies."""
+    out: list[Evaluation] = []
+    for key in parcels:
+        keys = [key]
+        if not key.ebp_code:
+            platforms = {document_of(v).get("ebpCode") for v in await store.parcel_versions("", key.order_no)}
+            keys = [ParcelKey(p, key.order_no) for p in sorted(p for p in platforms if p)] or [key]
+        for k in keys:
+            out.append(await pre.evaluate(k, store))
+    return tuple(out)
 
 
 def message_type_of(data: bytes, catalog: Catalog, limits: Limits) -> str | None:

@@ -17,7 +17,7 @@ FLOORS = (
     ("cli",),
     ("service", "transport"),
     ("pipeline",),
-    ("routing", "sandbox", "audit"),
+    ("routing", "sandbox", "audit", "lifecycle", "preflight"),
     ("config", "transportconfig", "accounts", "validate", "reconcile"),
     ("dsig", "envelope", "ceb900"),
     ("catalog",),

@@ -12,6 +12,7 @@ from ..accounts import Account, AccountFile
 from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
+from ..preflight import Preflight
 from ..store import Store
 from ..transport.common import TransportMetrics
 from .metrics import Metrics
@@ -59,6 +60,7 @@ AUDIT_KEY = web.AppKey("audit_key", KeyProvider)      # signs audit checkpoints;
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
+PREFLIGHT = web.AppKey("preflight", Preflight)  # the three-order comparison before customs
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)

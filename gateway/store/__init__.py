@@ -461,7 +461,7 @@ class Store(Protocol):
 
     async def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
         """Every version of every document of parcel (``ebp_code``, ``order_no``), oldest first;
-        waybills (which carry no ebpCode) by ``order_no``."""
+        waybills (which carry no ebpCode) by ``order_no``; ``ebp_code == ""``: every platform's."""
         ...
 
     async def put_parcel_outcome(self, ebp_code: str, order_no: str, basis: int, findings: str) -> bool:
