@@ -13,12 +13,14 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from ..accounts import PREFLIGHT_POLICIES, Accounts, read_accounts, write_accounts
 from ..dsig import load_key, load_registry
 from ..errors import EXIT_INVALID, EXIT_OK, UsageError
 from ..sandbox import datadir
@@ -28,17 +30,19 @@ from ..sandbox.district import District
 from ..sandbox.player import Player
 from ..service.app import build_app
 
-PREFLIGHT = "none (this gateway has no pre-flight stage)"
-HELD = "none (nothing holds a list back before customs)"
 
-
-async def run_demo(parcels: int, inconsistent: float, export: float, seed: int, *, quiet: bool = False,
+async def run_demo(parcels: int, inconsistent: float, export: float, seed: int, *,
+                   preflight: str = "hold", quiet: bool = False,
                    data: Path | None = None) -> tuple[Run, list[Any], list[str], District]:
-    """The whole demo in this process; returns the run, the plan, the problems and customs' tally.
-    Uses ``data`` (default: a temporary directory, removed afterwards) for the store and accounts."""
+    """The whole demo in this process, the enterprises with the ``preflight`` policy; returns the
+    run, the plan, the problems and customs' tally.  Uses ``data`` (default: a temporary
+    directory, removed afterwards) for the store and accounts."""
     with tempfile.TemporaryDirectory(prefix="cebgw-demo-") as tmp:
         root = Path(data or tmp)
         info = datadir.ensure(root, url="http://127.0.0.1:0")
+        accounts = root / "accounts.toml"
+        write_accounts(accounts, Accounts(tuple(a if a.is_customs else replace(a, preflight=preflight)
+                                                for a in read_accounts(accounts).accounts)))
         app = build_app(datadir.settings_for(root), transports=False)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -60,7 +64,7 @@ async def run_demo(parcels: int, inconsistent: float, export: float, seed: int, 
                 finally:
                     stop.set()
                     await playing
-            problems = check(run)
+            problems = check(run, preflight)
             problems += [f"customs: {why}" for why in player.posted.refused + player.posted.unreadable]
             return run, planned, problems, district
         finally:
@@ -82,8 +86,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--parcels must be at least 1")
     inconsistent = _share(args.inconsistent, "--inconsistent")
     export = _share(args.export, "--export")
-    run, planned, problems, _ = asyncio.run(run_demo(args.parcels, inconsistent, export, args.seed))
-    print(table(run, planned, problems, preflight=PREFLIGHT, held=HELD))
+    run, planned, problems, _ = asyncio.run(run_demo(args.parcels, inconsistent, export, args.seed,
+                                                     preflight=args.preflight))
+    print(table(run, planned, problems, preflight=args.preflight))
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK
@@ -98,4 +103,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--export", default="0.25", metavar="E",
                    help="share of the parcels that are export parcels, 0 to 1 (default 0.25)")
     p.add_argument("--seed", type=int, default=1, help="fixes the parcels, their order and customs' choices")
+    p.add_argument("--preflight", choices=PREFLIGHT_POLICIES, default="hold",
+                   help="the enterprises' pre-flight policy (default hold: finding receipts, and lists "
+                        "held back from customs until an operator sends them on)")
     p.set_defaults(func=_run)

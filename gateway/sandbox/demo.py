@@ -36,6 +36,7 @@ _NAMED = {"amount": "(CEB411 amountPaid)", "consignee": "(CEB511 consignee)",
           "payment_company": "(CEB311 payCode)"}
 _LIST = {"import": "CEB621", "export": "CEB603"}
 FINAL = frozenset({"100", "700", "800"})
+PREFLIGHT = "PREFLIGHT"  # returnStatus of the gateway's pre-flight finding receipts
 IN_FLIGHT = 8  # submissions the enterprises have in flight at once
 
 
@@ -107,7 +108,13 @@ class Sent:
     change: bool = False  # the appType 2 sent after acceptance
 
     def statuses(self) -> list[str]:
-        return [str(r["status"]) for r in self.receipts if r["message_type"] != "CEB792"]
+        """Customs' statuses, in the order they came (not the summary result, not pre-flight findings)."""
+        return [str(r["status"]) for r in self.receipts
+                if r["message_type"] != "CEB792" and str(r["status"]) != PREFLIGHT]
+
+    def findings(self) -> list[str]:
+        """The returnInfo of the gateway's pre-flight finding receipts for it."""
+        return [str(r["info"]) for r in self.receipts if str(r["status"]) == PREFLIGHT]
 
 
 @dataclass
@@ -118,6 +125,8 @@ class Run:
     mail: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stray: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    held: set[int] = field(default_factory=set)       # lists the gateway held back from customs
+    released: set[int] = field(default_factory=set)   # held lists an operator sent on
     departed: int = 0  # waybills whose departure customs confirmed
     submit_seconds: float = 0.0  # submitting every parcel document (customs answering meanwhile)
 
@@ -133,6 +142,7 @@ class Enterprises:
         self.url = url.rstrip("/")
         self.accounts = {a["name"]: a for a in info["accounts"]}
         self.by_code = {c: a["name"] for a in info["accounts"] for c in a["codes"]}
+        self.operator = {"Authorization": f"Bearer {info['customs']['token']}"}  # customs is an operator
         self.keys: dict[str, KeyProvider] = {}
         self.rng = random.Random(f"enterprises/{seed}")
         self.seed = seed
@@ -166,14 +176,19 @@ class Enterprises:
         return sent
 
     async def collect(self, session: aiohttp.ClientSession) -> int:
-        """Read every mailbox from where it was left; returns how many receipts came."""
+        """Read every mailbox from where it was left (and what the gateway holds back); returns
+        how many receipts came."""
+        async with session.get(f"{self.url}/v1/held?limit=1000", headers=self.operator) as r:
+            body: dict[str, Any] = await r.json()
+        if r.status == 200:
+            self.run.held |= {int(i["message_id"]) for i in body.get("items", [])}
         got = 0
         for name, acc in self.accounts.items():
             while True:
                 query = f"after={self._cursor[name]}&limit=500&format=json"
                 async with session.get(f"{self.url}/v1/receipts?{query}",
                                        headers={"Authorization": f"Bearer {acc['token']}"}) as r:
-                    body: dict[str, Any] = await r.json()
+                    body = await r.json()
                 items = body.get("items", [])
                 if not items:
                     break
@@ -218,8 +233,9 @@ class Enterprises:
         self.run.submit_seconds = time.monotonic() - start
         lists = [s for s in self.run.sent if s.parcel is not None and s.code == _LIST[s.parcel.flow]
                  and s.message_id is not None]
-        await self.settle(session, lambda: sum(_settled(s) for s in lists), len(lists), timeout,
-                          "lists answered")
+        await self.settle(session, lambda: sum(_settled(s, self.run.held) for s in lists), len(lists),
+                          timeout, "lists answered or held")
+        await self._release_held(session, lists, timeout)
         changes = [(s.parcel, s.parcel.change) for s in lists
                    if s.parcel is not None and s.parcel.change is not None and _accepted(s)]
         for p, data in changes:
@@ -231,6 +247,19 @@ class Enterprises:
         await self.collect(session)
         self.run.seconds = time.monotonic() - start
         return self.run
+
+    async def _release_held(self, session: aiohttp.ClientSession, lists: Sequence[Sent],
+                            timeout: float) -> None:
+        """An operator sends every list the gateway holds on to customs, as it is."""
+        held = sorted(self.run.held)
+        for mid in held:
+            async with session.post(f"{self.url}/v1/held/{mid}/release", headers=self.operator) as r:
+                if r.status == 200:
+                    self.run.released.add(mid)
+        self.run.held = set(held)
+        if held:
+            await self.settle(session, lambda: sum(_settled(s, set()) for s in lists), len(lists), timeout,
+                              "lists answered")
 
     async def _export(self, session: aiohttp.ClientSession, lists: Sequence[Sent], timeout: float) -> None:
         released = [s for s in lists if s.code == "CEB603" and "800" in s.statuses()]
@@ -266,9 +295,11 @@ def _accepted(s: Sent) -> bool:
     return any(str(r["status"]) in FINAL | {"120"} for r in s.receipts)
 
 
-def _settled(s: Sent) -> bool:
-    """A list has its answer: a final status, a negative code, or (missing payment) the status 2
-    that says what is missing."""
+def _settled(s: Sent, held: set[int]) -> bool:
+    """A list has its answer: a final status, a negative code, (missing payment) the status 2
+    that says what is missing, or the gateway holds it back (``held``)."""
+    if s.message_id in held:
+        return True
     st = s.statuses()
     if any(x in FINAL or x.startswith("-") for x in st):
         return True
@@ -313,15 +344,36 @@ def owed(s: Sent) -> str | None:
     return f"got {st}, owed 2, 120, then 800, or 500 and 800 or 700"
 
 
-def check(run: Run) -> list[str]:
+_FOUND = {**_NAMED, "quota": "(CEB621 "}  # what the pre-flight finding names, by kind
+
+
+def check(run: Run, preflight: str = "off") -> list[str]:
     """Every problem: a declaration whose sender did not get exactly what it was owed, a receipt
-    a sender got for what it did not send, a receipt delivered twice."""
+    a sender got for what it did not send, a receipt delivered twice; with a ``preflight`` policy
+    (``warn``, ``hold``), an inconsistent parcel without a finding receipt naming what is wrong, a
+    consistent one with any, a list held that is not an inconsistent parcel's."""
     problems: list[str] = []
     for s in run.sent:
         why = owed(s)
         if why is not None:
             name = s.parcel.order_no if s.parcel is not None else s.code
             problems.append(f"{s.account}: {s.code} {name}{' (change)' if s.change else ''}: {why}")
+    by_parcel: dict[str, list[Sent]] = {}
+    for s in run.sent:
+        if s.parcel is not None:
+            by_parcel.setdefault(s.parcel.order_no, []).append(s)
+    for order_no, sents in by_parcel.items():
+        parcel = sents[0].parcel
+        assert parcel is not None
+        found = [f for s in sents for f in s.findings()]
+        wanted = _FOUND.get(parcel.kind) if preflight != "off" else None
+        if wanted is None and found:
+            problems.append(f"{order_no} ({parcel.kind}): pre-flight finding receipts owed none: {found[:2]}")
+        if wanted is not None and not any(wanted in f for f in found):
+            problems.append(f"{order_no} ({parcel.kind}): no pre-flight finding receipt naming {wanted}")
+        for s in sents:
+            if s.message_id in run.held and (preflight != "hold" or parcel.kind not in _FOUND):
+                problems.append(f"{order_no} ({parcel.kind}): the gateway held its list")
     problems.extend(run.stray)
     for name, items in run.mail.items():
         ids = Counter(int(i["receipt_id"]) for i in items)
@@ -339,8 +391,7 @@ def _reason(r: Mapping[str, Any]) -> str:
     return f"{status} {what}" if status.startswith("-") else what
 
 
-def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, preflight: str,
-          held: str) -> str:
+def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, preflight: str) -> str:
     """The run as a table (what the demo prints)."""
     sent = run.sent
     lists = [s for s in sent if s.code in ("CEB621", "CEB603") and not s.change]
@@ -360,13 +411,14 @@ def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, prefl
         ("accepted by the gateway", str(sum(s.message_id is not None for s in sent))),
         ("refused by the gateway", ", ".join(f"{e} {n}" for e, n in Counter(
             s.error.split(':')[0] for s in sent if s.message_id is None).items()) or "0"),
-        ("pre-flight findings", preflight),
-        ("held and released by the gateway", held),
+        ("pre-flight policy", preflight),
+        ("pre-flight finding receipts", _findings(run)),
+        ("held by the gateway", f"{len(run.held)} list(s), {len(run.released)} sent on by an operator"),
         ("lists accepted (120)", str(seen["120"])),
         ("inspected (500)", str(seen["500"])),
         ("released (800)", str(seen["800"])),
         ("returned (700)", str(seen["700"])),
-        ("waiting for a document", str(sum(_settled(s) and s.statuses() == ["2"] for s in lists))),
+        ("waiting for a document", str(sum(_settled(s, set()) and s.statuses() == ["2"] for s in lists))),
         ("exported (released, departed)", f"{exported} released, {run.departed} departed"),
         ("summarised (CEB792)", str(summarised)),
         ("rejected by reason", ""),
@@ -384,6 +436,12 @@ def table(run: Run, parcels: Sequence[Parcel], problems: Sequence[str], *, prefl
 def _width(text: str) -> int:
     """Columns ``text`` takes in a terminal (CJK characters take two)."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _findings(run: Run) -> str:
+    by = Counter(s.account for s in run.sent for _ in s.findings())
+    total = sum(by.values())
+    return f"{total}" + (f" ({', '.join(f'{k} {n}' for k, n in sorted(by.items()))})" if by else "")
 
 
 def rate(run: Run, parcels: Sequence[Parcel]) -> float:

@@ -100,8 +100,12 @@ async def test_a_signature_customs_cannot_verify_gets_the_negative_code(sb: Sand
 
 
 def test_the_demo_with_a_fixed_seed_gives_every_sender_what_it_is_owed() -> None:
-    run, planned, problems, district = asyncio.run(run_demo(10, 0.6, 0.3, 5, quiet=True))
+    run, planned, problems, district = asyncio.run(run_demo(10, 0.6, 0.3, 5, preflight="hold", quiet=True))
     assert problems == []
+    # the gateway's pre-flight comparison warned the senders of the inconsistent parcels
+    assert {s.parcel.kind for s in run.sent if s.findings() and s.parcel is not None} <= {
+        "amount", "consignee", "payment_company", "quota"}
+    assert any(s.findings() for s in run.sent)
     assert len(planned) == 10 and sum(p.flow == "export" for p in planned) == 3
     kinds = {p.kind for p in planned}
     assert {"amount", "consignee", "payment_company", "missing_payment"} <= kinds
@@ -111,6 +115,9 @@ def test_the_demo_with_a_fixed_seed_gives_every_sender_what_it_is_owed() -> None
     lost = Run([Sent(s.parcel, s.code, s.account, s.http_status, s.message_id, s.error, s.receipts[:-1],
                      s.change) for s in run.sent], run.mail, [])
     assert check(lost)
+    consistent = next(s for s in run.sent if s.parcel is not None and s.parcel.kind == "consistent")
+    consistent.receipts.append({**consistent.receipts[0], "status": "PREFLIGHT", "receipt_id": -1})
+    assert any("owed none" in p for p in check(run, "hold"))
     assert check(Run(run.sent, run.mail, ["platform got CEB622 800 for message 1, not one of its own"]))
 
 
