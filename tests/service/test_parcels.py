@@ -9,6 +9,7 @@ companies are warned, the platform is off.
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 from typing import Any
 
 from gateway.preflight import PREFLIGHT_STATUS
@@ -132,3 +133,32 @@ async def test_an_operator_releases_a_held_list_and_customs_then_gets_it(psb: Sa
         assert status == 404, body
         _, outbox = await api.get(psb.token("customs"), "/v1/customs/outbox?limit=50")
         assert item["message_id"] in [i["message_id"] for i in outbox["items"]], outbox
+
+
+@aio
+async def test_the_annual_limit_counts_the_buyers_other_parcels_kept_in_the_store(psb: Sandbox) -> None:
+    first = order_set("PF-YEAR-1", seed=80)
+    buyer = head_field(first["CEB621"], "buyerIdNumber")
+    second = order_set("PF-YEAR-2", seed=81)
+    second["CEB311"] = changed(second["CEB311"], buyerIdNumber=buyer,
+                               buyerName=head_field(first["CEB311"], "buyerName"),
+                               buyerTelephone=head_field(first["CEB311"], "buyerTelephone"))
+    second["CEB621"] = changed(second["CEB621"], buyerIdNumber=buyer,
+                               buyerName=head_field(first["CEB311"], "buyerName"),
+                               buyerTelephone=head_field(first["CEB311"], "buyerTelephone"))
+    second["CEB411"] = changed(second["CEB411"], payerIdNumber=buyer,
+                               payerName=head_field(first["CEB311"], "buyerName"))
+    value = Decimal(head_field(first["CEB311"], "goodsValue")) \
+        + Decimal(head_field(first["CEB621"], "freight"))
+    limit = value + Decimal("1.00")  # the first parcel fits, both together do not
+    async with running(psb.settings.with_(annual_limit=limit)) as api:
+        for code in CODES:
+            status, body = await submit(api, psb, first[code])
+            assert status == 202, body
+        assert body["preflight"][0]["findings"] == [], body  # type: ignore[index]
+        for code in CODES:
+            status, body = await submit(api, psb, second[code])
+            assert status == 202, body
+        found = body["preflight"][0]["findings"]  # type: ignore[index]
+        assert [f["code"] for f in found] == ["CEBGW-RECON-ANNUAL-LIMIT"], found
+        assert found[0]["values"][0] == buyer and found[0]["eport_code"] == "-621018", found
