@@ -20,8 +20,9 @@ into the receipts customs sends for it (:class:`Outgoing`), without I/O:
 - export: an inventory list (CEB603) 120 and its channel; a departure report (CEB509) 399
   (exit confirmed) for waybills of released lists, 100 naming any other; a summary application
   (CEB701) 399 with its ``sumNo``, then the summary result (CEB792) built from the released,
-  departed and not yet summarised lists it names (lines with the same HS code share a
-  ``gseqno``), or 100 naming a list that is none of those.
+  departed and not yet summarised lists it names, or of its ebcCode declared in its period
+  (``startTime``..``endTime``; lines with the same HS code share a ``gseqno``), or 100 naming a
+  list that is none of those (or saying the period has none).
 
 Each answer carries the business keys of the record it answers and any number customs assigns
 (``preNo``, ``invtNo``, ``sumNo``), so the gateway correlates it (spec §5.1).
@@ -344,18 +345,30 @@ class District:
         return [self._out(rec, "399", "[Code:2900;Desc:离境确认，出口清单已结关]")]
 
     def _summary(self, entry: _OnFile) -> list[Outgoing]:
+        """A summary application names its lists, or gives a period (``startTime``..``endTime``,
+        then the list is ignored: every released, departed list of its ebcCode declared then)."""
         rec = entry.record
-        named = [ln.get("invtNo", "") for ln in rec.lines if ln.get("invtNo")]
-        lists = [self._exports.get(n) for n in named]
-        bad = [n for n, e in zip(named, lists, strict=True)
-               if e is None or not (e.released and e.departed) or e.summarised
-               or e.record.get("ebcCode") != rec.get("ebcCode")]
-        if bad or not named:
-            entry.status = "100"
-            self.tally.reject("7101 summary of lists not released, departed or already summarised")
-            what = ",".join(bad) or "（无清单）"
-            return [self._out(rec, "100", f"[Code:7101;Desc:清单{what}未放行、未离境或已汇总]")]
-        chosen = [e for e in lists if e is not None]
+
+        def eligible(e: _ExportList | None) -> bool:
+            return (e is not None and e.released and e.departed and not e.summarised
+                    and e.record.get("ebcCode") == rec.get("ebcCode"))
+        start, end = rec.get("startTime"), rec.get("endTime")
+        if start and end:
+            chosen = [e for e in self._exports.values()
+                      if eligible(e) and start <= e.record.get("appTime") <= end]
+            if not chosen:
+                entry.status = "100"
+                self.tally.reject("7102 summary of a period without lists")
+                return [self._out(rec, "100", f"[Code:7102;Desc:{start}至{end}无可汇总的已放行、已离境清单]")]
+        else:
+            named = [ln.get("invtNo", "") for ln in rec.lines if ln.get("invtNo")]
+            bad = [n for n in named if not eligible(self._exports.get(n))]
+            if bad or not named:
+                entry.status = "100"
+                self.tally.reject("7101 summary of lists not released, departed or already summarised")
+                what = ",".join(bad) or "（无清单）"
+                return [self._out(rec, "100", f"[Code:7101;Desc:清单{what}未放行、未离境或已汇总]")]
+            chosen = [self._exports[n] for n in named]
         for e in chosen:
             e.summarised = True
         self.tally.summarised += len(chosen)

@@ -239,3 +239,32 @@ def test_decisions_depend_on_the_seed_not_on_the_arrival_order() -> None:
     first = finals(7, docs)
     assert set(first.values()) == {"800", "700"} and finals(7, shuffled) == first
     assert finals(8, docs) != first
+
+
+def test_a_summary_of_a_period_takes_the_released_departed_lists_declared_then() -> None:
+    d = District(GREEN, seed=4)
+    parcels = [export_parcel(f"EXP{i}", 60 + i) for i in range(3)]
+    released = [next(o for o in feed(d, docs) if o.status == "800") for docs in parcels]
+    waybills = [record(p["CEB603"]).get("logisticsNo") for p in parcels]
+    times = sorted(record(p["CEB603"]).get("appTime") for p in parcels)
+    lines = [{"gnum": str(i + 1), "logisticsNo": w} for i, w in enumerate(waybills)]
+    d.take(record(samplegen.build_record("CEB509", {"copNo": "DEP3"}, lines)))
+
+    def apply(start: str, end: str) -> list[Outgoing]:
+        # a period instead of lists (the list, if any, is then ignored); the district reads fields by name
+        data = samplegen.build_record("CEB701", {"copNo": f"SUM{end}"}, [{"invtNo": "IGNORED"}])
+        period = f"<ceb:startTime>{start}</ceb:startTime><ceb:endTime>{end}</ceb:endTime><ceb:summaryFlag>"
+        return d.take(record(data.replace(b"<ceb:summaryFlag>", period.encode(), 1)))
+    assert apply("19990101000000", "19991231235959")[-1].status == "100"
+    out = apply(times[0], times[1])
+    assert [o.status for o in out] == ["2", "399", ""]
+    assert out[-1].message is not None
+    [summary] = records_of(load_catalog().identify(parse(out[-1].message)), "", "")
+    invts = {o.fields["invtNo"] for o in released}
+    first = {ln["invtNo"] for ln in summary.lines}
+    assert first < invts and len(first) == 2
+    rest = apply(times[0], times[2])  # the two summarised already are not taken again
+    assert [o.status for o in rest] == ["2", "399", ""]
+    assert rest[-1].message is not None
+    [second] = records_of(load_catalog().identify(parse(rest[-1].message)), "", "")
+    assert {ln["invtNo"] for ln in second.lines} == invts - first
