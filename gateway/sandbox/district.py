@@ -171,7 +171,10 @@ class District:
     """Customs' files and decisions (see the module's text). Not thread-safe: one player."""
 
     def __init__(self, rules: ChannelRules, *, seed: int = 0, limits: reconcile.Limits | None = None,
-                 clock: datetime | None = None) -> None:
+                 now: datetime | None = None) -> None:
+        """``rules`` decide the channels (replace them at any time), ``seed`` fixes every chance,
+        ``limits`` are the personal limits in CNY; ``now`` fixes the time numbers are dated by
+        (default: the clock, Beijing time)."""
         self.rules = rules
         self.seed = seed
         self.limits = limits or reconcile.Limits()
@@ -186,7 +189,7 @@ class District:
         self._exports: dict[str, _ExportList] = {}                 # invtNo → export list
         self._serial = 0
         self._rng = random.Random(f"district/{seed}")
-        self._start = clock
+        self._fixed_now = now
 
     # ------------------------------------------------------------------ entry points
 
@@ -473,7 +476,7 @@ class District:
         return f"2918{year}{kind_no}{self._serial:09d}"
 
     def _now(self) -> datetime:
-        return self._start or datetime.now(BEIJING)
+        return self._fixed_now or datetime.now(BEIJING)
 
 
 def _receipt_of(code: str) -> str:

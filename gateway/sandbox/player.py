@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from ..catalog import BEIJING, Catalog
+from ..catalog import BEIJING, Catalog, Identified
 from ..catalog import load as load_catalog
 from ..dsig import KeyProvider, Registry, sign, signature_required, verify
 from ..envelope import unwrap, wrap
@@ -89,6 +89,9 @@ class Player:
             await self._pace()
             answers += self._answer(item)
             done.append(int(item["id"]))
+            if self.rate > 0:  # paced: each declaration's answers as it is decided
+                await self._send(session, answers)
+                answers = []
         await self._send(session, answers)
         if done:
             async with session.post(f"{self.url}/v1/customs/outbox/ack", json={"ids": done},
@@ -139,7 +142,7 @@ class Player:
             out += self.district.take(rec, signature_ok=signature_ok)
         return out
 
-    def _signature_ok(self, ident: Any) -> bool:
+    def _signature_ok(self, ident: Identified) -> bool:
         """The sender's signature verifies against the registry for its copCode (a message
         without one passes only where the catalogue does not require one)."""
         root = ident.root

@@ -80,7 +80,7 @@ def test_cebgw_sandbox_decides_and_names_what_it_did(sb: Sandbox, tmp_path: Path
         ids = {code: post(url, sb.token(owner), sb.sign_as(owner, docs[code]))
                for code, owner in owners.items()}
         argv = ["sandbox", "--url", url, "--token", sb.token("customs"), "--key", customs["key"],
-                "--cert", customs["cert"], "--rules", str(rules), "--seed", "3"]
+                "--cert", customs["cert"], "--rules", str(rules), "--seed", "3", "--rate", "1000"]
         code, out, err = cli(*argv)
         assert code == 0, err
         assert "CEB621 COP" in out and "CEB622 300 -> delivered (to ecommerce)" in out
