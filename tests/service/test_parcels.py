@@ -162,3 +162,30 @@ async def test_the_annual_limit_counts_the_buyers_other_parcels_kept_in_the_stor
         found = body["preflight"][0]["findings"]  # type: ignore[index]
         assert [f["code"] for f in found] == ["CEBGW-RECON-ANNUAL-LIMIT"], found
         assert found[0]["values"][0] == buyer and found[0]["eport_code"] == "-621018", found
+
+
+@aio
+async def test_a_held_list_is_corrected_by_declaring_it_anew_not_by_a_change(psb: Sandbox) -> None:
+    async with running(psb.settings) as api:
+        docs = order_set("PF-FIX-1", seed=82)
+        right = head_field(docs["CEB621"], "buyerTelephone")
+        docs["CEB621"] = changed(docs["CEB621"], buyerTelephone="13900000000")
+        for code in CODES:
+            assert (await submit(api, psb, docs[code]))[0] == 202
+        _, view = await _parcel(api, psb, "ecommerce", "PF-FIX-1")
+        (held,) = view["held"]
+        # customs never got the held list: a change of it would change nothing customs knows
+        status, body = await submit(api, psb, changed(docs["CEB621"], app_type="2", buyerTelephone=right))
+        assert status == 409 and body["error"]["code"] == "CEBGW-LIFECYCLE-NO-ORIGINAL", body
+        assert "held back by the pre-flight comparison" in body["error"]["message"], body
+        status, body = await submit(api, psb, changed(docs["CEB621"], app_type="1", buyerTelephone=right))
+        assert status == 202, body
+        (evaluation,) = body["preflight"]  # type: ignore[misc]
+        assert evaluation["findings"] == [] and evaluation["released"] == [body["id"]], evaluation
+        _, view = await _parcel(api, psb, "ecommerce", "PF-FIX-1")
+        lists = view["documents"]["CEB621"]
+        assert [(v["message_id"], v["current"], v["held"]) for v in lists] == [
+            (held, False, True), (body["id"], True, False)], lists
+        _, outbox = await api.get(psb.token("customs"), "/v1/customs/outbox?limit=50")
+        leased = [i["message_id"] for i in outbox["items"]]
+        assert held not in leased, outbox
