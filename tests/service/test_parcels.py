@@ -12,10 +12,13 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
+from lxml import etree
+
 from gateway.preflight import PREFLIGHT_STATUS
+from gateway.xmlio import parse
 
 from .kit import Api, Sandbox, aio, running
-from .parcelkit import changed, customs_text_codes, head_field, order_set, submit
+from .parcelkit import CEB, changed, customs_text_codes, head_field, order_set, submit
 
 CODES = ("CEB311", "CEB411", "CEB511", "CEB621")
 EBP = "3301964J31"
@@ -189,3 +192,29 @@ async def test_a_held_list_is_corrected_by_declaring_it_anew_not_by_a_change(psb
         _, outbox = await api.get(psb.token("customs"), "/v1/customs/outbox?limit=50")
         leased = [i["message_id"] for i in outbox["items"]]
         assert held not in leased, outbox
+
+
+@aio
+async def test_an_inventory_message_of_two_parcels_goes_only_when_both_agree(psb: Sandbox) -> None:
+    a, b = order_set("PF-TWO-A", seed=83), order_set("PF-TWO-B", seed=84)
+    right = head_field(b["CEB411"], "amountPaid")
+    b["CEB411"] = changed(b["CEB411"], amountPaid="1.00")
+    both = parse(a["CEB621"]).root
+    transfer = both.find(f"{CEB}BaseTransfer")
+    assert transfer is not None
+    transfer.addprevious(next(parse(b["CEB621"]).root.iter(f"{CEB}Inventory")))
+    inventories = etree.tostring(both, xml_declaration=True, encoding="UTF-8")
+    async with running(psb.settings) as api:
+        for docs in (a, b):
+            for code in ("CEB311", "CEB411", "CEB511"):
+                assert (await submit(api, psb, docs[code]))[0] == 202
+        status, body = await submit(api, psb, inventories)
+        assert status == 202, body
+        evaluations = {e["orderNo"]: e for e in body["preflight"]}  # type: ignore[union-attr]
+        assert evaluations["PF-TWO-A"]["findings"] == [] and evaluations["PF-TWO-A"]["released"] == []
+        _, held = await api.get(psb.token("ecommerce"), "/v1/held")
+        assert [i["message_id"] for i in held["items"]] == [body["id"]], held
+        status, body = await submit(api, psb, changed(b["CEB411"], app_type="2", amountPaid=right))
+        assert status == 202, body
+        _, held = await api.get(psb.token("ecommerce"), "/v1/held")
+        assert held["items"] == [], held
