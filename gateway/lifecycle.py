@@ -5,6 +5,8 @@ against the same enterprise's (tenant's) earlier versions of the same business k
 
 * a second appType 1 of keys already declared (and not rejected) is refused
   (``CEBGW-LIFECYCLE-DUPLICATE``; customs answers -301010 / -621004);
+* a version of an inventory list the pre-flight comparison held back and customs never got does
+  not count: the corrected list is declared anew (appType 1), and a change of it is refused;
 * a change or deletion needs a declared version (``CEBGW-LIFECYCLE-NO-ORIGINAL``) that customs
   has not yet accepted into its database, status 120 or later (``CEBGW-LIFECYCLE-ACCEPTED``):
   after that an inventory list can only be cancelled (CEB623) or returned (CEB625);
@@ -86,12 +88,22 @@ async def check(ident: Identified, tenant: str, store: Store, catalog: Catalog) 
             continue  # keys incomplete: nothing to compare versions by
         found = [r for r in await store.find_declarations(mtype.code, keys)
                  if r.tenant == tenant and r.guid != root_guid]
-        _check_versions(head.get("appType", ""), found, keys, where, mtype.code)
+        withdrawn = await _held_back(mtype.code, head, store) if found else set()
+        _check_versions(head.get("appType", ""), found, keys, where, mtype.code, withdrawn)
+
+
+async def _held_back(code: str, head: dict[str, str], store: Store) -> set[int]:
+    """The versions of this inventory list the pre-flight comparison held back and customs never
+    got: a corrected list replaces them with a new declaration (appType 1), not a change."""
+    if code != "CEB621" or not head.get("orderNo"):
+        return set()
+    versions = await store.parcel_versions(head.get("ebpCode", ""), head["orderNo"])
+    return {v.message_id for v in versions if v.message_type == code and v.held and not v.sent}
 
 
 def _check_versions(app_type: str, found: list[DeclarationRef], keys: dict[str, str], where: str,
-                    code: str) -> None:
-    live = [r for r in found if r.state != State.REJECTED]
+                    code: str, withdrawn: set[int]) -> None:
+    live = [r for r in found if r.state != State.REJECTED and r.message_id not in withdrawn]
     if app_type not in ("1", "2", "3"):
         return  # an empty appType (the schema allows empty content): nothing to judge by
     if app_type == "1":
@@ -103,9 +115,11 @@ def _check_versions(app_type: str, found: list[DeclarationRef], keys: dict[str, 
         return
     verb = "change" if app_type == "2" else "delete"
     if not live:
-        raise LifecycleError(f"{where}: appType {app_type} ({verb}) of {keys}, which this enterprise has not"
-                             " declared (or customs rejected); declare it with appType 1",
-                             code="CEBGW-LIFECYCLE-NO-ORIGINAL", field="appType")
+        held = any(r.message_id in withdrawn for r in found)
+        why = ("was held back by the pre-flight comparison and never sent to customs" if held
+               else "this enterprise has not declared (or customs rejected)")
+        raise LifecycleError(f"{where}: appType {app_type} ({verb}) of {keys}, which {why}; declare it with"
+                             " appType 1", code="CEBGW-LIFECYCLE-NO-ORIGINAL", field="appType")
     accepted = [r for r in live if RANK[r.state] >= RANK[State.ACCEPTED]]
     if accepted:
         then = _AFTER_ACCEPTANCE.get(code, "it can no longer be changed or deleted")

@@ -42,6 +42,7 @@ from .reconcile import (
 )
 from .state import State
 from .store import NewReceipt, ParcelDoc, ParcelVersion, Store
+from .xmlio import parse
 
 PREFLIGHT_STATUS = "PREFLIGHT"  # returnStatus of a finding receipt: not a customs status, moves no state
 
@@ -230,9 +231,24 @@ class Preflight:
         errors = any(f.severity == "error" for f in findings)
         if errors and not inv.held and not inv.sent and self.policy(inv.tenant) == "hold":
             return ((inv.message_id,) if await store.set_hold(inv.message_id, True) else ()), ()
-        if not errors and inv.held:
+        if not errors and inv.held and await self._all_agree(inv, store):
             return (), ((inv.message_id,) if await store.set_hold(inv.message_id, False, "preflight") else ())
         return (), ()
+
+    async def _all_agree(self, inv: ParcelVersion, store: Store) -> bool:
+        """Whether every other parcel an inventory message carries (up to 100 records) agrees too,
+        as last compared: one envelope carries them all, so it goes only when all do."""
+        stored = await store.get_message(inv.message_id, inv.tenant)
+        if stored is None or len(stored.business_keys) <= 1:
+            return stored is not None
+        for key in parcel_keys(self.catalog.identify(parse(stored.data, source="held inventory list"))):
+            outcome = await store.parcel_outcome(key.ebp_code, key.order_no)
+            if outcome is None:
+                return False  # not compared yet: its own comparison (it comes) decides
+            kept = json.loads(outcome.findings)
+            if any(f.get("severity") == "error" for f in kept.get("findings", [])):
+                return False
+        return True
 
 
 _SLOT = {"CEB311": "order", "CEB411": "payment", "CEB511": "waybill", "CEB621": "inventory"}

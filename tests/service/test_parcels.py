@@ -12,10 +12,13 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
+from lxml import etree
+
 from gateway.preflight import PREFLIGHT_STATUS
+from gateway.xmlio import parse
 
 from .kit import Api, Sandbox, aio, running
-from .parcelkit import changed, customs_text_codes, head_field, order_set, submit
+from .parcelkit import CEB, changed, customs_text_codes, head_field, order_set, submit
 
 CODES = ("CEB311", "CEB411", "CEB511", "CEB621")
 EBP = "3301964J31"
@@ -162,3 +165,56 @@ async def test_the_annual_limit_counts_the_buyers_other_parcels_kept_in_the_stor
         found = body["preflight"][0]["findings"]  # type: ignore[index]
         assert [f["code"] for f in found] == ["CEBGW-RECON-ANNUAL-LIMIT"], found
         assert found[0]["values"][0] == buyer and found[0]["eport_code"] == "-621018", found
+
+
+@aio
+async def test_a_held_list_is_corrected_by_declaring_it_anew_not_by_a_change(psb: Sandbox) -> None:
+    async with running(psb.settings) as api:
+        docs = order_set("PF-FIX-1", seed=82)
+        right = head_field(docs["CEB621"], "buyerTelephone")
+        docs["CEB621"] = changed(docs["CEB621"], buyerTelephone="13900000000")
+        for code in CODES:
+            assert (await submit(api, psb, docs[code]))[0] == 202
+        _, view = await _parcel(api, psb, "ecommerce", "PF-FIX-1")
+        (held,) = view["held"]
+        # customs never got the held list: a change of it would change nothing customs knows
+        status, body = await submit(api, psb, changed(docs["CEB621"], app_type="2", buyerTelephone=right))
+        assert status == 409 and body["error"]["code"] == "CEBGW-LIFECYCLE-NO-ORIGINAL", body
+        assert "held back by the pre-flight comparison" in body["error"]["message"], body
+        status, body = await submit(api, psb, changed(docs["CEB621"], app_type="1", buyerTelephone=right))
+        assert status == 202, body
+        (evaluation,) = body["preflight"]  # type: ignore[misc]
+        assert evaluation["findings"] == [] and evaluation["released"] == [body["id"]], evaluation
+        _, view = await _parcel(api, psb, "ecommerce", "PF-FIX-1")
+        lists = view["documents"]["CEB621"]
+        assert [(v["message_id"], v["current"], v["held"]) for v in lists] == [
+            (held, False, True), (body["id"], True, False)], lists
+        _, outbox = await api.get(psb.token("customs"), "/v1/customs/outbox?limit=50")
+        leased = [i["message_id"] for i in outbox["items"]]
+        assert held not in leased, outbox
+
+
+@aio
+async def test_an_inventory_message_of_two_parcels_goes_only_when_both_agree(psb: Sandbox) -> None:
+    a, b = order_set("PF-TWO-A", seed=83), order_set("PF-TWO-B", seed=84)
+    right = head_field(b["CEB411"], "amountPaid")
+    b["CEB411"] = changed(b["CEB411"], amountPaid="1.00")
+    both = parse(a["CEB621"]).root
+    transfer = both.find(f"{CEB}BaseTransfer")
+    assert transfer is not None
+    transfer.addprevious(next(parse(b["CEB621"]).root.iter(f"{CEB}Inventory")))
+    inventories = etree.tostring(both, xml_declaration=True, encoding="UTF-8")
+    async with running(psb.settings) as api:
+        for docs in (a, b):
+            for code in ("CEB311", "CEB411", "CEB511"):
+                assert (await submit(api, psb, docs[code]))[0] == 202
+        status, body = await submit(api, psb, inventories)
+        assert status == 202, body
+        evaluations = {e["orderNo"]: e for e in body["preflight"]}  # type: ignore[union-attr]
+        assert evaluations["PF-TWO-A"]["findings"] == [] and evaluations["PF-TWO-A"]["released"] == []
+        _, held = await api.get(psb.token("ecommerce"), "/v1/held")
+        assert [i["message_id"] for i in held["items"]] == [body["id"]], held
+        status, body = await submit(api, psb, changed(b["CEB411"], app_type="2", amountPaid=right))
+        assert status == 202, body
+        _, held = await api.get(psb.token("ecommerce"), "/v1/held")
+        assert held["items"] == [], held
