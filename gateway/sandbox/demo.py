@@ -81,7 +81,8 @@ def plan(n: int, inconsistent: float, export: float, seed: int) -> list[Parcel]:
         elif kind == "missing_payment":
             del docs["CEB411"]
         elif kind == "quota":
-            docs = dict(build_parcel(order_no, seed=pseed, qty_scale=25))
+            # over the single-transaction limit whatever the products: two cheapest lines x60 > 5000
+            docs = dict(build_parcel(order_no, seed=pseed, qty_scale=60))
         elif kind == "change_after_acceptance":
             guid = f"{rng.getrandbits(32):08X}-0000-4000-8000-{rng.getrandbits(48):012X}"
             change = build_parcel(order_no, seed=pseed, changes={"CEB621": {"appType": "2", "guid": guid,
