@@ -25,7 +25,8 @@ from ..dsig import load_key, load_registry
 from ..errors import EXIT_INVALID, EXIT_OK, UsageError
 from ..sandbox import datadir
 from ..sandbox.channels import default_rules
-from ..sandbox.demo import Enterprises, Run, check, plan, progress_bar, table
+from ..sandbox.demo import Enterprises, Run, plan
+from ..sandbox.demo_report import check, progress_bar, table
 from ..sandbox.district import District
 from ..sandbox.player import Player
 from ..service.app import build_app

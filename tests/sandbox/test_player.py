@@ -15,7 +15,8 @@ from gateway.dsig import Registry, load_key, load_registry
 from gateway.errors import EXIT_USAGE
 from gateway.sandbox import datadir, samplegen
 from gateway.sandbox.channels import ChannelRules, RulesFile
-from gateway.sandbox.demo import Run, Sent, check
+from gateway.sandbox.demo import Run, Sent
+from gateway.sandbox.demo_report import check
 from gateway.sandbox.district import District
 from gateway.sandbox.player import Player
 from gateway.xmlio import parse
