@@ -19,22 +19,27 @@ CEB900 receipt the e-port would have sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from lxml import etree
 
 from . import ceb900, routing
 from .accounts import Account, Accounts
 from .catalog import CEB_NS, DS_NS, Catalog, Identified, MessageType
+from .config import DEFAULT_OFFLOAD_BYTES, Settings
 from .dsig import KeyProvider, Policy, Registry, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
 from .envelope import Unwrapped, creat_time, new_cop_msg_id, receiver_for, unwrap, wrap_parts
 from .errors import (
+    DEFAULT_MAX_FINDINGS,
     EnvelopeError,
     Finding,
     ForbiddenError,
@@ -44,17 +49,26 @@ from .errors import (
     NotFoundError,
     SignatureError,
     ValidationFailed,
+    cap_findings,
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
-from .validate import findings_of
-from .xmlio import Parsed, local_name, parse
+from .validate import Findings, findings_of
+from .xmlio import (
+    DEFAULT_MAX_ATTRIBUTES,
+    DEFAULT_MAX_NAMESPACES,
+    DEFAULT_MAX_NODES,
+    Parsed,
+    local_name,
+    parse,
+)
 
 
 class Rejected(InputError):
     """A submission refused for its content; ``ceb900`` is the receipt that says why."""
 
     def __init__(self, cause: GatewayError, ceb900_xml: bytes) -> None:
-        super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field)
+        super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field,
+                         omitted=cause.omitted)
         self.cause = cause
         self.ceb900 = ceb900_xml
 
@@ -65,10 +79,16 @@ class Rejected(InputError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Size and depth bounds for untrusted bytes."""
+    """What one message may cost: bounds for the parser, findings per answer, and the size
+    from which a server checks a body on a worker thread rather than on its event loop."""
 
     max_bytes: int
     max_depth: int
+    max_nodes: int = DEFAULT_MAX_NODES
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+    max_namespaces: int = DEFAULT_MAX_NAMESPACES
+    max_findings: int = DEFAULT_MAX_FINDINGS
+    offload_bytes: int = DEFAULT_OFFLOAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -133,11 +153,20 @@ class Accepted:
     duplicate: bool
 
 
+def limits_of(settings: Settings) -> Limits:
+    """The limits a server's settings give every message."""
+    s = settings
+    return Limits(s.max_body_bytes, s.max_depth, s.max_nodes, s.max_attributes, s.max_namespaces,
+                  s.max_findings, s.offload_bytes)
+
+
 # ---------------------------------------------------------------- shared stages
 
 def parse_body(data: bytes, limits: Limits, source: str = "request") -> Parsed:
     """Stage 1: the hardened parser. Raises ParseError."""
-    return parse(data, source=source, max_bytes=limits.max_bytes, max_depth=limits.max_depth)
+    return parse(data, source=source, max_bytes=limits.max_bytes, max_depth=limits.max_depth,
+                 max_nodes=limits.max_nodes, max_attributes=limits.max_attributes,
+                 max_namespaces=limits.max_namespaces)
 
 
 def identify(parsed: Parsed, catalog: Catalog) -> Identified:
@@ -151,8 +180,10 @@ def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened
         return Opened(ident)
     if ident.type.code not in ("DxpMsg", "DxpMsgSv"):
         raise IdentifyError(f"{ident.type.code} does not carry a CEB message", field=ident.type.root)
-    _raise_errors(findings_of(ident, schema_only=True))
-    inner = unwrap(ident.parsed, max_bytes=limits.max_bytes)
+    _raise_errors(findings_of(ident, schema_only=True, limit=limits.max_findings), limits.max_findings)
+    inner = unwrap(ident.parsed, max_bytes=limits.max_bytes, max_depth=limits.max_depth,
+                   max_nodes=limits.max_nodes, max_attributes=limits.max_attributes,
+                   max_namespaces=limits.max_namespaces)
     inner_ident = catalog.identify(inner.inner)
     if inner_ident.type.is_envelope:
         raise EnvelopeError("an envelope inside an envelope", code="CEBGW-ENV-NESTED", field="Data")
@@ -167,36 +198,39 @@ def require_kind(opened: Opened, kind: str) -> Opened:
     return opened
 
 
-def validate(opened: Opened) -> Validated:
-    """Stage 5: XSD and rules; raises one ValidationFailed with every finding."""
-    found = findings_of(opened.ident)
-    _raise_errors(found)
+def validate(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
+    """Stage 5: XSD and rules; raises one ValidationFailed with the findings (the first
+    ``max_findings`` of them, and how many more there were)."""
+    found = findings_of(opened.ident, limit=max_findings)
+    _raise_errors(found, max_findings)
     return Validated(opened, tuple(found))
 
 
-def validate_receipt(opened: Opened) -> Validated:
+def validate_receipt(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
     """Stage 5 for receipts: receipt schemas have no place for ``ds:Signature``, yet customs may
     sign a bare receipt (enveloped, spec §10).  The signature covers the document without it,
     so that is what is checked against the XSD and rules; :func:`verify_customs` then checks
     the signature itself, its position included."""
     root = opened.ident.root
     if not _signed(root) or opened.type.signature != "none":
-        return validate(opened)
+        return validate(opened, max_findings)
     bare = copy.deepcopy(root)
     for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
         bare.remove(el)
     unsigned = Identified(replace(opened.ident.parsed, root=bare), opened.type)
-    found = findings_of(unsigned)
-    _raise_errors(found)
+    found = findings_of(unsigned, limit=max_findings)
+    _raise_errors(found, max_findings)
     return Validated(opened, tuple(found))
 
 
-def _raise_errors(found: Sequence[Finding]) -> None:
+def _raise_errors(found: Sequence[Finding], max_findings: int = DEFAULT_MAX_FINDINGS) -> None:
     errors = [f for f in found if f.severity == "error"]
     if errors:
         first = errors[0]
+        kept, omitted = cap_findings(found, max_findings)
+        omitted += found.omitted if isinstance(found, Findings) else 0
         raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
-                               code=first.code, findings=tuple(found))
+                               code=first.code, findings=kept, omitted=omitted)
 
 
 def _text(root: etree._Element, path: str) -> str:
@@ -295,11 +329,28 @@ class SubmitDeps:
     limits: Limits
     gateway_key: KeyProvider | None = None
     clock: Callable[[], datetime] | None = None
+    executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
 
 
-async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
-    """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
-    ForbiddenError, ConflictError, StoreError."""
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[[], T], size: int, limits: Limits, executor: Executor | None) -> T:
+    """``fn()`` on ``executor`` when the body is ``limits.offload_bytes`` or larger, else here.
+
+    Parsing and validating a large body takes long enough to stall every other request on
+    the event loop (health checks included); the checks run in C with the GIL released, so
+    on a worker thread they let the loop go on serving.  Small bodies stay on the loop,
+    where the hop to a thread would cost more than the work.
+    """
+    if executor is None or size < limits.offload_bytes:
+        return fn()
+    return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+
+def check_submission(data: bytes, account: Account, deps: SubmitDeps) -> NewMessage:
+    """Every stage of a declaration before the store: the record to persist. Raises Rejected
+    (400/422, with CEB900), ForbiddenError."""
     ori_type: str | None = None
     cop_msg_id: str | None = None
     try:
@@ -307,17 +358,23 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
         ori_type = local_name(ident.root.tag)
         opened = open_envelope(ident, deps.catalog, deps.limits)
         ori_type, cop_msg_id = opened.type.root, opened.cop_msg_id
-        validated = validate(require_kind(opened, "declaration"))
+        validated = validate(require_kind(opened, "declaration"), deps.limits.max_findings)
         verified = verify_signature(authorise(validated, account), deps.registry, deps.policy)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None
         raise Rejected(exc, ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
                                          ori_message_type=ori_type, now=now)) from exc
     now = deps.clock() if deps.clock is not None else None
-    message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
-    # Let go of the parsed tree before waiting for the commit: with many requests waiting at
-    # once, their trees would otherwise stay alive and crowd the CPU caches.
-    del ident, opened, validated, verified
+    return prepare(verified, now=now, gateway_key=deps.gateway_key).message
+
+
+async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
+    """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
+    ForbiddenError, ConflictError, StoreError."""
+    # The parsed tree stays inside check_submission: with many requests waiting for the
+    # commit at once, their trees would otherwise stay alive and crowd the CPU caches.
+    message = await off_loop(lambda: check_submission(data, account, deps), len(data), deps.limits,
+                             deps.executor)
     return await persist(message, deps.store)
 
 
@@ -388,16 +445,24 @@ class ReceiptDeps:
     accounts: Accounts
     limits: Limits
     require_signature: bool
+    executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
+
+
+def check_receipt(data: bytes, deps: ReceiptDeps, customs: Account) -> CheckedReceipt:
+    """Every stage of a receipt before routing. Raises InputError/SignatureError."""
+    opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
+    return verify_customs(validate_receipt(require_kind(opened, "receipt"), deps.limits.max_findings),
+                          deps.registry, deps.policy, deps.accounts, customs, required=deps.require_signature)
 
 
 async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str, list[Delivered]]:
     """Run a receipt message posted by the ``customs`` account through every stage; returns its
     type and each record's fate. Raises InputError/SignatureError for a message that cannot be
     taken at all."""
-    opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
-    checked = verify_customs(validate_receipt(require_kind(opened, "receipt")), deps.registry, deps.policy,
-                             deps.accounts, customs, required=deps.require_signature)
-    ident = checked.validated.opened.ident
+    checked = await off_loop(lambda: check_receipt(data, deps, customs), len(data), deps.limits,
+                             deps.executor)
+    opened = checked.validated.opened
+    ident = opened.ident
     records = routing.records_of(ident)
     receiver = opened.envelope.trans.receiver_ids if opened.envelope is not None else ()
     answers = ident.type.answers

@@ -27,7 +27,7 @@ from ..config import Settings
 from ..config import load as load_settings
 from ..errors import EXIT_OK, EXIT_USAGE, UsageError
 from ..sandbox import datadir
-from ..service.app import build_app, settle_heap, ssl_context
+from ..service.app import build_app, runner_options, settle_heap, ssl_context
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "valid" / "CEB311.xml"
 
@@ -45,7 +45,8 @@ def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     app = build_app(settings)
     settle_heap()
     web.run_app(app, host=host, port=port, ssl_context=ssl_context(settings),
-                reuse_port=reuse_port, print=None, access_log=None, loop=_event_loop())
+                reuse_port=reuse_port, print=None, access_log=None, loop=_event_loop(),
+                **runner_options(settings))
 
 
 def _print_sandbox(info: dict[str, Any]) -> None:

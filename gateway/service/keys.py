@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -56,6 +57,8 @@ CATALOG = web.AppKey("catalog", Catalog)
 GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelopes are signed
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
+# The one thread that parses and checks large bodies off the event loop (pipeline.off_loop).
+CHECKER = web.AppKey("checker", ThreadPoolExecutor)
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -186,7 +186,8 @@ class ReceiptResult:
 
 @dataclass(frozen=True)
 class MailItem:
-    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order."""
+    """A receipt in a tenant's mailbox; ``cursor`` numbers the tenant's own mail (1, 2, 3, ...) in
+    arrival order, so it says nothing of other tenants'."""
 
     cursor: int
     receipt_id: int

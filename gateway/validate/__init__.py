@@ -14,7 +14,14 @@ from pathlib import Path
 from ..catalog import DXP_NS, Catalog, Identified, MessageType
 from ..catalog import load as load_catalog
 from ..envelope import unwrap
-from ..errors import EnvelopeError, Finding, InputError, ValidationFailed
+from ..errors import (
+    DEFAULT_MAX_FINDINGS,
+    EnvelopeError,
+    Finding,
+    InputError,
+    ValidationFailed,
+    cap_findings,
+)
 from ..xmlio import DEFAULT_MAX_BYTES, element_path, parse
 from . import overlay, xsd
 from . import rules as rules_mod
@@ -22,15 +29,23 @@ from . import rules as rules_mod
 MAX_ENVELOPE_NESTING = 2
 
 
+class Findings(list[Finding]):
+    """Findings in order; ``omitted`` counts those left out past a limit (never built)."""
+
+    omitted: int = 0
+
+
 @dataclass(frozen=True)
 class Report:
-    """What validation found in one message."""
+    """What validation found in one message (at most the limit it was given, and ``omitted``:
+    how many more there were)."""
 
     source: str
     message_type: str | None
     findings: tuple[Finding, ...] = ()
     inner_type: str | None = None
     business_keys: tuple[dict[str, str], ...] = field(default=())
+    omitted: int = 0
 
     @property
     def errors(self) -> list[Finding]:
@@ -52,35 +67,43 @@ class Report:
             "inner_message_type": self.inner_type,
             "valid": self.valid,
             "errors": [f.as_dict() for f in self.findings],
+            "errors_omitted": self.omitted,
         }
 
 
 def findings_of(ident: Identified, *, schema_only: bool = False,
-                schema_dir: Path | None = None) -> list[Finding]:
+                schema_dir: Path | None = None, limit: int | None = None) -> Findings:
     """XSD findings, then (unless ``schema_only``) rule findings, for an identified message.
 
     A message that passes the overlay schema (the XSD with the field rules folded in) has no
     XSD findings and skips the rules the overlay checked; any other takes the plain schema
-    and every rule.  Same findings either way (see ``overlay.py``).
+    and every rule.  Same findings either way (see ``overlay.py``).  With ``limit``, XSD
+    findings past it are only counted (``omitted``), not built: each costs a search of the tree.
     """
+    out = Findings()
     if not schema_only:
         facts = overlay.validate(ident.root, ident.type, schema_dir)
         if facts is not None:
-            return rules_mod.check(ident.root, ident.type, facts)
-    out = xsd.validate(ident.root, ident.type, schema_dir)
+            out += rules_mod.check(ident.root, ident.type, facts)
+            return out
+    found, out.omitted = xsd.validate_capped(ident.root, ident.type, schema_dir, limit)
+    out += found
     if not schema_only:
         out += rules_mod.check(ident.root, ident.type)
     return out
 
 
-def check(ident: Identified, *, schema_only: bool = False) -> Identified:
-    """Pipeline stage: raise one :class:`ValidationFailed` carrying every error, else pass through."""
-    found = findings_of(ident, schema_only=schema_only)
+def check(ident: Identified, *, schema_only: bool = False,
+          max_findings: int = DEFAULT_MAX_FINDINGS) -> Identified:
+    """Pipeline stage: raise one :class:`ValidationFailed` carrying the errors (the first
+    ``max_findings`` findings, and how many more), else pass through."""
+    found = findings_of(ident, schema_only=schema_only, limit=max_findings)
     errors = tuple(f for f in found if f.severity == "error")
     if errors:
         first = errors[0]
+        kept, omitted = cap_findings(found, max_findings)
         raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
-                               code=first.code, findings=tuple(found))
+                               code=first.code, findings=kept, omitted=omitted + found.omitted)
     return ident
 
 
@@ -96,8 +119,9 @@ def _inside(findings: list[Finding], prefix: str, data_line: int | None) -> list
 
 def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
                    max_bytes: int = DEFAULT_MAX_BYTES, catalog: Catalog | None = None,
-                   with_keys: bool = True) -> Report:
-    """Parse, identify and validate; every problem becomes a finding in the report.
+                   with_keys: bool = True, max_findings: int = DEFAULT_MAX_FINDINGS) -> Report:
+    """Parse, identify and validate; every problem becomes a finding in the report (the first
+    ``max_findings`` of them; ``Report.omitted`` counts the rest).
 
     ``with_keys`` adds each record's business keys to the report (the CLI does without).
     """
@@ -106,7 +130,7 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
     try:
         ident = catalog.identify(parse(data, source=source, max_bytes=max_bytes))
         mtype = ident.type
-        found = findings_of(ident, schema_only=schema_only)
+        found = findings_of(ident, schema_only=schema_only, limit=max_findings)
         inner_type: str | None = None
         keys: tuple[dict[str, str], ...] = tuple(mtype.business_keys(ident.root)) if with_keys else ()
         depth = 0
@@ -121,11 +145,13 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
             ident = catalog.identify(inner.inner)
             inner_type = ident.type.code
             keys = tuple(ident.type.business_keys(ident.root)) if with_keys else ()
-            found += _inside(findings_of(ident, schema_only=schema_only), prefix,
-                             data_line if isinstance(data_line, int) else None)
-        return Report(source, mtype.code, tuple(found), inner_type, keys)
+            inner_found = findings_of(ident, schema_only=schema_only, limit=max_findings)
+            found += _inside(inner_found, prefix, data_line if isinstance(data_line, int) else None)
+            found.omitted += inner_found.omitted
+        kept, omitted = cap_findings(found, max_findings)
+        return Report(source, mtype.code, kept, inner_type, keys, omitted + found.omitted)
     except InputError as exc:
-        return Report(source, mtype.code if mtype else None, exc.findings)
+        return Report(source, mtype.code if mtype else None, exc.findings, omitted=exc.omitted)
 
 
-__all__ = ["Report", "check", "findings_of", "validate_bytes"]
+__all__ = ["Findings", "Report", "check", "findings_of", "validate_bytes"]

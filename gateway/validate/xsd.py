@@ -17,7 +17,7 @@ from lxml import etree
 
 from ..catalog import MessageType
 from ..errors import ERRORS, ConfigError, Finding
-from ..xmlio import element_path, local_name, parse_trusted_file
+from ..xmlio import element_path, local_name, parse_trusted_file, per_thread_cache
 
 SCHEMA_FILES = {
     "import": "ceb-import.xsd",
@@ -61,7 +61,7 @@ def xsd_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "xsd"
 
 
-@cache
+@per_thread_cache  # a schema keeps its last error log on itself: one per thread
 def _compile(path: str) -> etree.XMLSchema:
     try:
         return etree.XMLSchema(parse_trusted_file(path))
@@ -69,7 +69,7 @@ def _compile(path: str) -> etree.XMLSchema:
         raise ConfigError(f"{path}: cannot load schema: {exc}") from None
 
 
-@cache
+@per_thread_cache
 def _default_schema(key: str) -> etree.XMLSchema:
     return _compile(str(xsd_dir() / SCHEMA_FILES[key]))
 
@@ -136,7 +136,22 @@ def _required(schema_path: str | None, parent: str, child: str) -> bool:
     return _min_occurs(schema_path).get((parent, child), 1) > 0
 
 
-def _locate(root: etree._Element, tag: str, line: int) -> etree._Element | None:
+Index = dict[tuple[str, int], etree._Element]
+
+
+def _index(root: etree._Element) -> Index:
+    """The first element of each (tag, line), for messages with many findings: one walk
+    instead of one per finding."""
+    out: Index = {}
+    for el in root.iter(etree.Element):
+        line: Any = el.sourceline
+        out.setdefault((str(el.tag), line if isinstance(line, int) else 0), el)
+    return out
+
+
+def _locate(root: etree._Element, tag: str, line: int, index: Index | None = None) -> etree._Element | None:
+    if index is not None:
+        return index.get((tag, line))
     for el in root.iter(tag):
         found: Any = el.sourceline
         if found == line:
@@ -148,7 +163,8 @@ def _names(expected: str) -> list[str]:
     return [local_name(n.strip()) for n in expected.split(",") if n.strip()]
 
 
-def _finding(root: etree._Element, entry: Any, schema_path: str | None = None) -> Finding:
+def _finding(root: etree._Element, entry: Any, schema_path: str | None = None,
+             index: Index | None = None) -> Finding:
     code = _CODE_BY_TYPE.get(entry.type_name, "CEBGW-XSD-INVALID")
     line: int | None = entry.line or None
     msg = entry.message
@@ -156,7 +172,7 @@ def _finding(root: etree._Element, entry: Any, schema_path: str | None = None) -
     if m is None:
         return Finding(code, msg, line=line)
     tag, attr, rest = m.group("tag"), m.group("attr"), m.group("rest").strip()
-    el = _locate(root, tag, line) if line else None
+    el = _locate(root, tag, line, index) if line else None
     path = element_path(el) if el is not None else None
     field = local_name(tag)
     if not attr:
@@ -200,21 +216,34 @@ def _finding(root: etree._Element, entry: Any, schema_path: str | None = None) -
 
 def validate(root: etree._Element, mtype: MessageType, directory: Path | None = None) -> list[Finding]:
     """Validate a tree against its type's schema; return one finding per problem (empty = valid)."""
+    return validate_capped(root, mtype, directory)[0]
+
+
+def validate_capped(root: etree._Element, mtype: MessageType, directory: Path | None = None,
+                    limit: int | None = None) -> tuple[list[Finding], int]:
+    """Like :func:`validate`, building at most ``limit`` findings; also returns how many more
+    problems libxml2 reported (counted per element and attribute, as findings are)."""
     schema = schema_for(mtype, directory)
     if schema.validate(root):
-        return []
+        return [], 0
     path = str(schema_path(mtype, directory))
     seen: set[tuple[int, str | None]] = set()
     out: list[Finding] = []
     log: Any = schema.error_log
+    index = _index(root) if len(log) > 16 else None
+    rest: set[tuple[int, str]] = set()
     for entry in log:
-        f = _finding(root, entry, path)
+        if limit is not None and len(out) >= limit:
+            m = _ELEMENT.match(entry.message)
+            rest.add((entry.line, f"{m.group('tag')}/{m.group('attr')}" if m else entry.message))
+            continue
+        f = _finding(root, entry, path, index)
         key = (f.line or 0, f.path or f.message)
         if key in seen:  # libxml2 reports a facet failure and then the type failure: keep the first
             continue
         seen.add(key)
         out.append(f)
-    return out
+    return out, len(rest)
 
 
 assert all(code in ERRORS for code in _CODE_BY_TYPE.values())
