@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
+from ..errors import DEFAULT_MAX_FINDINGS, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
 from ..validate import Report, validate_bytes
 from ..xmlio import DEFAULT_MAX_BYTES
 
@@ -27,6 +27,7 @@ class _Job:
     path: str
     schema_only: bool
     max_bytes: int
+    max_findings: int = DEFAULT_MAX_FINDINGS
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def _run(job: _Job) -> _Outcome:
     except OSError as exc:
         return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
     report = validate_bytes(data, source=job.path, schema_only=job.schema_only, max_bytes=job.max_bytes,
-                            with_keys=False)
+                            with_keys=False, max_findings=job.max_findings)
     return _Outcome(report)
 
 
@@ -107,7 +108,7 @@ def _text_line(f: Finding, source: str, paint: _Painter) -> str:
 
 def run(args: argparse.Namespace) -> int:
     targets = list(expand(args.paths))
-    jobs = [_Job(p, args.schema_only, args.max_bytes) for p, err in targets if err is None]
+    jobs = [_Job(p, args.schema_only, args.max_bytes, args.max_findings) for p, err in targets if err is None]
     io_errors = [err for _, err in targets if err is not None]
     reports: list[Report] = []
     show_progress = args.format == "text" and sys.stderr.isatty() and len(jobs) >= PROGRESS_THRESHOLD
@@ -120,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
             if args.format == "text" and outcome.report.findings:
                 for f in outcome.report.findings:
                     print(_text_line(f, outcome.report.source, paint))
+                if outcome.report.omitted:
+                    print(f"{outcome.report.source}: {outcome.report.omitted} more finding(s) not shown"
+                          " (--max-findings)")
         if show_progress and (i % 50 == 0 or i == len(jobs)):
             _progress(i, len(jobs))
     valid = sum(1 for r in reports if r.valid)
@@ -166,4 +170,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--jobs", type=_positive, default=1, metavar="N", help="validate in N processes")
     p.add_argument("--max-bytes", type=_positive, default=DEFAULT_MAX_BYTES, metavar="BYTES",
                    help=f"largest message accepted (default {DEFAULT_MAX_BYTES})")
+    p.add_argument("--max-findings", type=_positive, default=DEFAULT_MAX_FINDINGS, metavar="N",
+                   help=f"findings listed per file; the rest are counted (default {DEFAULT_MAX_FINDINGS})")
     p.set_defaults(func=run)
