@@ -215,6 +215,14 @@ def _check_namespaces(data: bytes, root: etree._Element, max_namespaces: int, so
                                                path=element_path(el), field=field),))
 
 
+def _check_nodes(data: bytes, root: etree._Element, max_nodes: int, source: str) -> None:
+    opened = data.count(b"<") - data.count(b"</")
+    attributes = int(_count_attributes(root))  # type: ignore[arg-type]  # count() is a float
+    if opened + attributes > max_nodes:
+        raise ParseError(f"{source}: {opened} elements and {attributes} attributes; the limit is {max_nodes}",
+                         code="CEBGW-PARSE-TOO-MANY-NODES")
+
+
 def parse(data: bytes, *, source: str = "-", max_bytes: int = DEFAULT_MAX_BYTES,
           max_depth: int = DEFAULT_MAX_DEPTH, max_nodes: int = DEFAULT_MAX_NODES,
           max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
@@ -243,10 +251,16 @@ count as elements),
     _check_prolog(data, start, source)
     # Every element, comment, PI and CDATA section opens with "<" not followed by "/": an
     # upper bound on the nodes, counted in C before libxml2 builds anything.
-    opened = data.count(b"<") - data.count(b"</")
+    opened = data.count(b"<")  # end tags too, as long as that is under the limit anyway
     if opened > max_nodes:
-        raise ParseError(f"{source}: {opened} elements or other markup; the limit is {max_nodes} nodes",
-                         code="CEBGW-PARSE-TOO-MANY-NODES")
+        opened -= data.count(b"</")
+        if opened > max_nodes:
+            raise ParseError(f"{source}: {opened} elements or other markup; the limit is {max_nodes} nodes",
+                             code="CEBGW-PARSE-TOO-MANY-NODES")
+    # Every attribute and namespace declaration has its "=": with few of those (the usual
+    # message), no element can break the attribute, node or namespace limits, and the exact
+    # checks after parsing are skipped.
+    equals = data.count(b"=")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -268,12 +282,12 @@ count as elements),
         raise ParseError(f"{source}: nesting deeper than {max_depth} elements", code="CEBGW-PARSE-TOO-DEEP")
     if b"<!--" in body or body.count(b"<?") > (1 if body.startswith(b"<?xml") else 0):
         _check_markup(root, source)
-    _check_attributes(root, max_attributes, source)
-    attributes = int(_count_attributes(root))  # type: ignore[arg-type]  # count() is a float
-    if opened + attributes > max_nodes:
-        raise ParseError(f"{source}: {opened} elements and {attributes} attributes; the limit is {max_nodes}",
-                         code="CEBGW-PARSE-TOO-MANY-NODES")
-    _check_namespaces(data, root, max_namespaces, source)
+    if equals > max_attributes:
+        _check_attributes(root, max_attributes, source)
+    if opened + equals > max_nodes:
+        _check_nodes(data, root, max_nodes, source)
+    if equals > max_namespaces:
+        _check_namespaces(data, root, max_namespaces, source)
     return Parsed(data, root, source)
 
 

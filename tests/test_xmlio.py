@@ -143,3 +143,11 @@ def test_bounds_on_attributes_namespaces_and_nodes() -> None:
     with pytest.raises(ParseError) as info:
         parse(b"<r>" + b'<x a="1" b="2"/>' * 1000 + b"</r>", max_nodes=2500)
     assert info.value.code == "CEBGW-PARSE-TOO-MANY-NODES"
+
+
+def test_the_node_limit_counts_elements_and_attributes_exactly() -> None:
+    doc = b"<r>" + b"<x a='1'></x>" * 1000 + b"</r>"  # 1001 elements, 1000 attributes, 2002 "<"
+    assert parse(doc, max_nodes=2001).root.tag == "r"
+    with pytest.raises(ParseError) as info:
+        parse(doc, max_nodes=2000)
+    assert info.value.code == "CEBGW-PARSE-TOO-MANY-NODES"
