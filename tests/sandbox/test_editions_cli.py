@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
-from .test_first_hour import CEBGW_CMD, ROOT, Served, _run, fresh_env, served  # noqa: F401  # fixture
+from . import test_first_hour as first_hour
+from .test_first_hour import CEBGW_CMD, ROOT, Served, _run, fresh_env
+
+sandbox_server = first_hour.served  # the `served` fixture: `make run`'s server, run for real
 
 # One document per business key: the -empty and -2018 variants of a type share their keys.
 SAMPLES = ["samples/valid/CEB311-empty.xml", "samples/valid/CEB303-2018.xml", "samples/valid/CEB621-2018.xml"]
