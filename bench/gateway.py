@@ -43,12 +43,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway import pipeline, samplegen  # noqa: E402
+from gateway import pipeline  # noqa: E402
 from gateway.accounts import AccountFile  # noqa: E402
 from gateway.catalog import load as load_catalog  # noqa: E402
 from gateway.dsig import load_key, load_registry, sign  # noqa: E402
 from gateway.dsig.keys import KeyProvider  # noqa: E402
-from gateway.sandbox import datadir  # noqa: E402
+from gateway.sandbox import datadir, samplegen  # noqa: E402
 from gateway.store import open_store  # noqa: E402
 
 CEBGW = [sys.executable, "-m", "gateway.cli.main"]

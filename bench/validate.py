@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway import samplegen  # noqa: E402
 from gateway.catalog import load as load_catalog  # noqa: E402
 from gateway.dsig.keys import load_key  # noqa: E402
 from gateway.dsig.sign import sign  # noqa: E402
+from gateway.sandbox import samplegen  # noqa: E402
 from gateway.validate import findings_of, overlay, rules, xsd  # noqa: E402
 from gateway.xmlio import parse  # noqa: E402
 

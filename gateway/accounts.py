@@ -26,7 +26,7 @@ import secrets
 import time
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,10 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: account names must be unique", field="name")
+    certs = [h.lower() for a in out for h in a.client_cert_hashes]
+    if len(set(certs)) != len(certs):
+        raise ConfigError(f"{source}: a client certificate authenticates one account only",
+                          field="client_cert_sha256")
     return Accounts(tuple(out))
 
 
@@ -228,6 +232,38 @@ def with_account(accounts: Accounts, account: Account) -> Accounts:
 def replaced(accounts: Accounts, account: Account) -> Accounts:
     """``accounts`` with the account of the same name replaced by ``account``."""
     return Accounts(tuple(account if a.name == account.name else a for a in accounts.accounts))
+
+
+def with_client_cert(accounts: Accounts, name: str, fingerprint: str) -> Accounts:
+    """``accounts`` with the client certificate ``fingerprint`` (:func:`der_fingerprint`)
+    registered for account ``name``.  A certificate authenticates one account only: raises
+    ConfigError if any account holds it already, or if ``name`` does not exist."""
+    account = _named(accounts, name)
+    holder = accounts.by_client_cert(fingerprint)
+    if holder is not None:
+        raise ConfigError(f"client certificate sha256 {fingerprint} is registered for {holder.name} already",
+                          field="client_cert_sha256")
+    return replaced(accounts, replace(account, client_cert_hashes=(*account.client_cert_hashes,
+                                                                   fingerprint.lower())))
+
+
+def without_client_cert(accounts: Accounts, name: str, fingerprint: str) -> Accounts:
+    """``accounts`` with the client certificate ``fingerprint`` no longer registered for account
+    ``name``. Raises ConfigError if it is not registered for it, or if ``name`` does not exist."""
+    account = _named(accounts, name)
+    fp = fingerprint.lower()
+    kept = tuple(h for h in account.client_cert_hashes if h.lower() != fp)
+    if len(kept) == len(account.client_cert_hashes):
+        raise ConfigError(f"client certificate sha256 {fingerprint} is not registered for {name}",
+                          field="client_cert_sha256")
+    return replaced(accounts, replace(account, client_cert_hashes=kept))
+
+
+def _named(accounts: Accounts, name: str) -> Account:
+    account = accounts.by_name(name)
+    if account is None:
+        raise ConfigError(f"no account {name!r}", field="name")
+    return account
 
 
 def without(accounts: Accounts, name: str) -> Accounts:

@@ -12,8 +12,7 @@ from datetime import datetime
 
 from lxml import etree
 
-from .catalog import CEB_NS
-from .envelope import BEIJING
+from .catalog import BEIJING, CEB_NS
 from .errors import GatewayError
 
 MAX_INFO = 5000

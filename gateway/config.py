@@ -1,7 +1,8 @@
 """One frozen settings object, built and validated at start, then passed down.
 
-:func:`load` reads a TOML file (``cebgw serve --config FILE``); :func:`sandbox` builds
-the settings of a sandbox data directory.  Nothing reads settings from globals.
+:func:`load` reads a TOML file (``cebgw serve --config FILE``);
+:func:`gateway.sandbox.datadir.settings_for` builds the settings of a sandbox data directory.
+Nothing reads settings from globals.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .catalog import EDITIONS
 from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
 from .errors import DEFAULT_MAX_FINDINGS, ConfigError
+from .transportconfig import TransportSettings
+from .transportconfig import from_mapping as transport_from_mapping
 from .xmlio import (
     DEFAULT_MAX_ATTRIBUTES,
     DEFAULT_MAX_BYTES,
@@ -23,6 +27,10 @@ from .xmlio import (
 )
 
 DEFAULT_OFFLOAD_BYTES = 64 * 1024
+
+DEFAULT_CERT_GRACE_S = 3600.0          # a message signed just before expiry may still be in transit
+DEFAULT_APP_TIME_WINDOW_S = 86400.0    # appTime further than a day from the receiving time: a warning
+DEFAULT_AUDIT_CHECKPOINT_S = 300.0     # signed checkpoints of the audit chains, and one on shutdown
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,19 @@ class Settings:
     # that take random inserts (guid, business keys) outgrow a small cache as the store grows;
     # a larger one keeps their pages in memory, at the cost of that much RSS.
     cache_mb: int = 2
+    # The editions of the standard this deployment takes declarations in (both by default).
+    accept_editions: tuple[str, ...] = EDITIONS
+    # Certificates are checked at the sender's appTime and at the time the gateway receives the
+    # message, give or take this grace; an appTime further than the window from the receiving
+    # time is a warning (CEBGW-APPTIME-SKEW; 0 turns that check off).
+    cert_grace_s: float = DEFAULT_CERT_GRACE_S
+    app_time_window_s: float = DEFAULT_APP_TIME_WINDOW_S
+    # Seconds between signed checkpoints of the audit chains (one more on shutdown); 0: only on
+    # shutdown and by `cebgw audit checkpoint`.  Signed with gateway_key/gateway_cert: without
+    # them the gateway signs none (and `cebgw audit verify` says the log is unanchored).
+    audit_checkpoint_s: float = DEFAULT_AUDIT_CHECKPOINT_S
+    # [transport.amqp] and [transport.folder] (gateway/transportconfig.py): off unless given.
+    transport: TransportSettings = field(default_factory=TransportSettings)
 
     @cached_property
     def policy(self) -> Policy:
@@ -106,26 +127,39 @@ class Settings:
             raise ConfigError("commit_delay_ms must be between 0 and 100", field="commit_delay_ms")
         if not 1 <= self.cache_mb <= 65536:
             raise ConfigError("cache_mb must be between 1 and 65536", field="cache_mb")
+        if not self.accept_editions or set(self.accept_editions) - set(EDITIONS):
+            raise ConfigError(f"accept_editions must name one or both of {', '.join(EDITIONS)}; "
+                              f"got {list(self.accept_editions)}", field="accept_editions")
+        if not 0 <= self.cert_grace_s <= 7 * 86400:
+            raise ConfigError("cert_grace_s must be between 0 and 604800 (7 days)", field="cert_grace_s")
+        if self.app_time_window_s < 0:
+            raise ConfigError("app_time_window_s must be >= 0 (0: not checked)", field="app_time_window_s")
+        if self.audit_checkpoint_s < 0:
+            raise ConfigError("audit_checkpoint_s must be >= 0 (0: on shutdown only)",
+                              field="audit_checkpoint_s")
+        if (self.gateway_key is None) != (self.gateway_cert is None):
+            raise ConfigError("gateway_key and gateway_cert go together", field="gateway_key")
         if min(self.outbox_max_batch, self.mailbox_max_batch) < 1:
             raise ConfigError("batch limits must be positive", field="outbox_max_batch")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key go together", field="tls_cert")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca needs tls_cert and tls_key", field="tls_client_ca")
+        self.transport.check()
         for name in ("registry_path", "accounts_path"):
             if not Path(getattr(self, name)).is_file():
                 raise ConfigError(f"{name}: {getattr(self, name)} does not exist", field=name)
         return self
 
     def with_(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied and checked (tests use it for short timeouts)."""
+        """A copy with ``changes`` applied and checked (``cebgw serve --db``; tests, for short timeouts)."""
         return replace(self, **changes).check()
 
 
 _PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_cert", "tls_key",
           "tls_client_ca")
 _FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms",
-           "header_timeout_s", "body_timeout_s")
+           "header_timeout_s", "body_timeout_s", "cert_grace_s", "app_time_window_s", "audit_checkpoint_s")
 _INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch",
          "cache_mb", "max_nodes", "max_attributes", "max_namespaces", "max_findings", "offload_bytes")
 _BOOLS = ("require_customs_signature", "sign_envelopes")
@@ -133,7 +167,8 @@ _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 def from_mapping(data: dict[str, Any], base: Path) -> Settings:
     """Settings from a parsed TOML table; relative paths are taken from ``base``. Raises ConfigError."""
-    known = {"store_url", "allowed_algorithms", *_PATHS, *_FLOATS, *_INTS, *_BOOLS}
+    known = {"store_url", "allowed_algorithms", "accept_editions", "transport", *_PATHS, *_FLOATS, *_INTS,
+             *_BOOLS}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"unknown settings: {sorted(extra)}", field=sorted(extra)[0])
@@ -152,7 +187,17 @@ def from_mapping(data: dict[str, Any], base: Path) -> Settings:
                 kw[n] = data[n]
         if "allowed_algorithms" in data:
             kw["allowed_algorithms"] = frozenset(str(a) for a in data["allowed_algorithms"])
+        if "accept_editions" in data:
+            raw = data["accept_editions"]
+            if not isinstance(raw, list):
+                raise ConfigError("accept_editions must be a list, e.g. [\"202205\", \"2018\"]",
+                                  field="accept_editions")
+            kw["accept_editions"] = tuple(str(e) for e in raw)
         kw["store_url"] = str(data["store_url"])
+        if "transport" in data:
+            if not isinstance(data["transport"], dict):
+                raise ConfigError("[transport] must be a table", field="transport")
+            kw["transport"] = transport_from_mapping(data["transport"], base)
         for required in ("registry_path", "accounts_path"):
             if required not in kw:
                 raise ConfigError(f"{required} is required", field=required)

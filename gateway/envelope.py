@@ -14,16 +14,15 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from xml.sax.saxutils import escape as _escape
 
 from lxml import etree
 
-from .catalog import DXP_NS
+from .catalog import BEIJING, DXP_NS
 from .errors import EnvelopeError
-from .xmlio import Parsed, parse
+from .xmlio import Parsed, parse, text
 
-BEIJING = timezone(timedelta(hours=8))
 RECEIVER_IMPORT = "DXPEDCCEB0000002"
 RECEIVER_EXPORT = "DXPEDCCEB0000003"
 
@@ -50,34 +49,14 @@ class Unwrapped:
     sv_msg_id: str | None = None
 
 
-def _text(el: etree._Element | None) -> str:
-    return (el.text or "").strip() if el is not None else ""
-
-
 def unwrap(envelope: Parsed, *, max_bytes: int | None = None, **bounds: int) -> Unwrapped:
     """Open a ``DxpMsg`` (or a ``DxpMsgSv`` around one) and parse the business message in ``Data``
     (``max_bytes`` and ``bounds`` are the parser's limits, see :func:`gateway.xmlio.parse`).
 
     Raises :class:`EnvelopeError` when the envelope has no usable ``Data``.
     """
-    root = envelope.root
-    sv_id: str | None = None
-    if root.tag == _D + "DxpMsgSv":
-        sv_id = _text(root.find(f"{_D}SvNo/{_D}MsgId")) or None
-        inner_env = root.find(_D + "DxpMsg")
-        if inner_env is None:
-            raise EnvelopeError(f"{envelope.source}: DxpMsgSv has no DxpMsg", field="DxpMsg")
-        root = inner_env
-    if root.tag != _D + "DxpMsg":
-        raise EnvelopeError(f"{envelope.source}: not a DxpMsg envelope", field="DxpMsg")
-    ti = root.find(_D + "TransInfo")
-    trans = TransInfo(
-        cop_msg_id=_text(ti.find(_D + "CopMsgId")) if ti is not None else "",
-        sender_id=_text(ti.find(_D + "SenderId")) if ti is not None else "",
-        receiver_ids=tuple(_text(r) for r in root.iterfind(f"{_D}TransInfo/{_D}ReceiverIds/{_D}ReceiverId")),
-        created=_text(ti.find(_D + "CreatTime")) if ti is not None else "",
-        msg_type=_text(ti.find(_D + "MsgType")) if ti is not None else "",
-    )
+    root, sv_id = _dxp_msg(envelope)
+    trans = _trans(root)
     data_el = root.find(_D + "Data")
     if data_el is None or not (data_el.text or "").strip():
         raise EnvelopeError(f"{envelope.source}: DxpMsg has no Data", field="Data")
@@ -88,6 +67,37 @@ def unwrap(envelope: Parsed, *, max_bytes: int | None = None, **bounds: int) -> 
     limits = dict(bounds) if max_bytes is None else {**bounds, "max_bytes": max_bytes}
     inner = parse(raw, source=f"{envelope.source}#Data", **limits)
     return Unwrapped(trans, inner, sv_id)
+
+
+def trans_info(envelope: Parsed) -> TransInfo:
+    """The routing header of a ``DxpMsg`` (or of the one in a ``DxpMsgSv``), ``Data`` left unread.
+    Raises :class:`EnvelopeError` when it is not an envelope."""
+    return _trans(_dxp_msg(envelope)[0])
+
+
+def _dxp_msg(envelope: Parsed) -> tuple[etree._Element, str | None]:
+    root = envelope.root
+    sv_id: str | None = None
+    if root.tag == _D + "DxpMsgSv":
+        sv_id = text(root.find(f"{_D}SvNo/{_D}MsgId")) or None
+        inner_env = root.find(_D + "DxpMsg")
+        if inner_env is None:
+            raise EnvelopeError(f"{envelope.source}: DxpMsgSv has no DxpMsg", field="DxpMsg")
+        root = inner_env
+    if root.tag != _D + "DxpMsg":
+        raise EnvelopeError(f"{envelope.source}: not a DxpMsg envelope", field="DxpMsg")
+    return root, sv_id
+
+
+def _trans(root: etree._Element) -> TransInfo:
+    ti = root.find(_D + "TransInfo")
+    return TransInfo(
+        cop_msg_id=text(ti.find(_D + "CopMsgId")) if ti is not None else "",
+        sender_id=text(ti.find(_D + "SenderId")) if ti is not None else "",
+        receiver_ids=tuple(text(r) for r in root.iterfind(f"{_D}TransInfo/{_D}ReceiverIds/{_D}ReceiverId")),
+        created=text(ti.find(_D + "CreatTime")) if ti is not None else "",
+        msg_type=text(ti.find(_D + "MsgType")) if ti is not None else "",
+    )
 
 
 class _IdBits(random.Random):

@@ -12,7 +12,7 @@ Rule codes (``CEBGW-RULE-…``) come from the rule data files and are registered
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 Severity = Literal["error", "warning"]
@@ -21,6 +21,8 @@ Severity = Literal["error", "warning"]
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3  # a bug: the CLI's outermost handler caught an unexpected exception
+EXIT_CRASH_LOOP = 4  # cebgw serve --workers: workers kept dying, so the service stopped
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-XSD-ATTRIBUTE", 422, 1, "-2", "attribute missing or not allowed", "属性缺失或不允许"),
     ("CEBGW-XSD-COUNT", 422, 1, "-2", "too many occurrences", "节点出现次数超出限制"),
     ("CEBGW-XSD-INVALID", 422, 1, "-2", "fails the schema", "报文不符合XSD"),
+    ("CEBGW-EDITION-REFUSED", 422, 1, "-2", "message follows an edition of the standard this gateway does not accept",
+     "报文所属的报文规范版本不被本网关接受"),
     # signatures
     ("CEBGW-SIG-MISSING", 422, 1, "-1001", "signature required but missing", "缺少报文签名"),
     ("CEBGW-SIG-MALFORMED", 422, 1, "-1001", "signature element is malformed", "签名节点格式错误"),
@@ -109,7 +113,6 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-MEDIA-TYPE", 415, 2, "-1", "unsupported media type", "不支持的媒体类型"),
     ("CEBGW-TIMEOUT", 408, 2, "-1", "the request was not received in time", "请求接收超时"),
     ("CEBGW-STORE", 503, 2, "-3999", "store unavailable", "存储不可用"),
-    ("CEBGW-MAPPING", 422, 1, "-2", "JSON does not fit the mapping", "JSON与映射不符"),
     # CLI and configuration
     ("CEBGW-USAGE", 400, 2, "-3999", "usage error", "用法错误"),
     ("CEBGW-IO", 400, 2, "-3999", "cannot read or write file", "文件读写失败"),
@@ -214,18 +217,6 @@ class ValidationFailed(InputError):
     code = "CEBGW-XSD-INVALID"
 
 
-class SchemaError(ValidationFailed):
-    code = "CEBGW-XSD-INVALID"
-
-
-class RuleError(ValidationFailed):
-    code = "CEBGW-RULE-INVALID"
-
-
-class MappingError(InputError):
-    code = "CEBGW-MAPPING"
-
-
 class SignatureError(GatewayError):
     """A signature is missing, malformed, or does not verify."""
 
@@ -288,9 +279,6 @@ class ConfigError(GatewayError):
     code = "CEBGW-CONFIG"
 
 
-register("CEBGW-RULE-INVALID", 422, 1, "-2999", "fails the business rules", "不符合业务规则")
-
-
 # Findings one answer carries (HTTP body, CEB900, CLI): the first ones and a count of the
 # rest, so an answer cannot grow with the input.
 DEFAULT_MAX_FINDINGS = 100
@@ -307,17 +295,3 @@ def cap_findings(found: Sequence[Finding], limit: int) -> tuple[tuple[Finding, .
     rest = [i for i, f in enumerate(found) if f.severity != "error"][:limit - len(errors)]
     kept = tuple(found[i] for i in sorted(errors + rest))
     return kept, len(found) - len(kept)
-
-
-@dataclass
-class FindingList:
-    """Collects findings; validation raises once with all of them."""
-
-    items: list[Finding] = field(default_factory=list)
-
-    def add(self, finding: Finding) -> None:
-        self.items.append(finding)
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.items if f.severity == "error"]

@@ -3,7 +3,8 @@
 Declarations::
 
     bytes → parse → identify → open (unwrap DxpMsg/DxpMsgSv) → declaration? → validate
-          → authorise (copCode is the account's) → verify signature → prepare (record + DXP envelope)
+          → appTime near the receiving time? (a warning) → authorise (copCode is the account's)
+          → verify signature (certificate valid at appTime and at receipt) → prepare (record + DXP envelope)
           → persist (durable) → Accepted
 
 Receipts::
@@ -25,15 +26,16 @@ import copy
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from lxml import etree
 
 from . import ceb900, routing
 from .accounts import Account, Accounts
-from .catalog import CEB_NS, DS_NS, Catalog, Identified, MessageType
-from .config import DEFAULT_OFFLOAD_BYTES, Settings
+from .catalog import CEB_NS, DS_NS, DXP_NS, Catalog, Identified, MessageType
+from .catalog import load as load_catalog
+from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, DEFAULT_OFFLOAD_BYTES, Settings
 from .dsig import KeyProvider, Policy, Registry, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
@@ -52,25 +54,30 @@ from .errors import (
     cap_findings,
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
-from .validate import Findings, findings_of
+from .validate import EDITIONS, Checked, Report, apptime, findings_of
 from .xmlio import (
     DEFAULT_MAX_ATTRIBUTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_NAMESPACES,
     DEFAULT_MAX_NODES,
     Parsed,
-    local_name,
+    element_path,
     parse,
+    text,
 )
 
 
 class Rejected(InputError):
-    """A submission refused for its content; ``ceb900`` is the receipt that says why."""
+    """A submission refused for its content; ``ceb900`` is the receipt that says why, and
+    ``message_type`` the catalogue code of the message, if it got as far as being identified."""
 
-    def __init__(self, cause: GatewayError, ceb900_xml: bytes) -> None:
+    def __init__(self, cause: GatewayError, ceb900_xml: bytes, message_type: str | None = None) -> None:
         super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field,
                          omitted=cause.omitted)
         self.cause = cause
         self.ceb900 = ceb900_xml
+        self.message_type = message_type
 
     @property
     def http_status(self) -> int:
@@ -79,11 +86,10 @@ class Rejected(InputError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one message may cost: bounds for the parser, findings per answer, and the size
-    from which a server checks a body on a worker thread rather than on its event loop."""
+    """Size and depth bounds for untrusted bytes."""
 
-    max_bytes: int
-    max_depth: int
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
     max_nodes: int = DEFAULT_MAX_NODES
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES
     max_namespaces: int = DEFAULT_MAX_NAMESPACES
@@ -91,13 +97,30 @@ class Limits:
     offload_bytes: int = DEFAULT_OFFLOAD_BYTES
 
 
+def limits_of(settings: Settings) -> Limits:
+    """The limits a server's settings give every message."""
+    s = settings
+    return Limits(s.max_body_bytes, s.max_depth, s.max_nodes, s.max_attributes, s.max_namespaces,
+                  s.max_findings, s.offload_bytes)
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """How far the gateway's clock may be from a certificate's window (``cert_grace``) and from
+    the sender's ``appTime`` (``app_time_window``, zero: not checked) before it objects."""
+
+    cert_grace: timedelta = timedelta(seconds=DEFAULT_CERT_GRACE_S)
+    app_time_window: timedelta = timedelta(seconds=DEFAULT_APP_TIME_WINDOW_S)
+
+
 @dataclass(frozen=True)
 class Opened:
-    """The business message, and the envelope it came in (if any)."""
+    """The business message, and the envelope it came in (if any): its header, and the
+    envelope itself as identified."""
 
     ident: Identified
     envelope: Unwrapped | None = None
-    envelope_parsed: Parsed | None = None
+    envelope_ident: Identified | None = None
 
     @property
     def type(self) -> MessageType:
@@ -110,10 +133,11 @@ class Opened:
 
 @dataclass(frozen=True)
 class Validated:
-    """Passed XSD and rules; ``warnings`` are kept for the answer."""
+    """Passed XSD and rules under ``edition``; ``warnings`` are kept for the answer."""
 
     opened: Opened
     warnings: tuple[Finding, ...]
+    edition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,13 +175,8 @@ class Accepted:
     message_type: str
     business_keys: tuple[dict[str, str], ...]
     duplicate: bool
-
-
-def limits_of(settings: Settings) -> Limits:
-    """The limits a server's settings give every message."""
-    s = settings
-    return Limits(s.max_body_bytes, s.max_depth, s.max_nodes, s.max_attributes, s.max_namespaces,
-                  s.max_findings, s.offload_bytes)
+    edition: str | None = None
+    warnings: tuple[Finding, ...] = ()
 
 
 # ---------------------------------------------------------------- shared stages
@@ -187,7 +206,7 @@ def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened
     inner_ident = catalog.identify(inner.inner)
     if inner_ident.type.is_envelope:
         raise EnvelopeError("an envelope inside an envelope", code="CEBGW-ENV-NESTED", field="Data")
-    return Opened(inner_ident, inner, ident.parsed)
+    return Opened(inner_ident, inner, ident)
 
 
 def require_kind(opened: Opened, kind: str) -> Opened:
@@ -198,12 +217,23 @@ def require_kind(opened: Opened, kind: str) -> Opened:
     return opened
 
 
-def validate(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
-    """Stage 5: XSD and rules; raises one ValidationFailed with the findings (the first
-    ``max_findings`` of them, and how many more there were)."""
-    found = findings_of(opened.ident, limit=max_findings)
-    _raise_errors(found, max_findings)
-    return Validated(opened, tuple(found))
+def validate(opened: Opened, editions: tuple[str, ...] = EDITIONS,
+             max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
+    """Stage 5: XSD (of the edition the message follows, one of ``editions``) and rules;
+    raises one ValidationFailed with the findings (the first ``max_findings``, and how many more)."""
+    checked = findings_of(opened.ident, accept=editions, limit=max_findings)
+    _raise_errors(checked, max_findings)
+    return Validated(opened, tuple(checked.findings), checked.edition)
+
+
+def _without_signature(ident: Identified) -> Identified:
+    """A signed receipt as its schema sees it: receipt schemas have no place for ``ds:Signature``."""
+    if not _signed(ident.root) or ident.type.signature != "none":
+        return ident
+    bare = copy.deepcopy(ident.root)
+    for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
+        bare.remove(el)
+    return Identified(replace(ident.parsed, root=bare), ident.type)
 
 
 def validate_receipt(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
@@ -211,33 +241,77 @@ def validate_receipt(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -
     sign a bare receipt (enveloped, spec §10).  The signature covers the document without it,
     so that is what is checked against the XSD and rules; :func:`verify_customs` then checks
     the signature itself, its position included."""
-    root = opened.ident.root
-    if not _signed(root) or opened.type.signature != "none":
-        return validate(opened, max_findings)
-    bare = copy.deepcopy(root)
-    for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
-        bare.remove(el)
-    unsigned = Identified(replace(opened.ident.parsed, root=bare), opened.type)
-    found = findings_of(unsigned, limit=max_findings)
-    _raise_errors(found, max_findings)
-    return Validated(opened, tuple(found))
+    checked = findings_of(_without_signature(opened.ident), limit=max_findings)
+    _raise_errors(checked, max_findings)
+    return Validated(opened, tuple(checked.findings), checked.edition)
 
 
-def _raise_errors(found: Sequence[Finding], max_findings: int = DEFAULT_MAX_FINDINGS) -> None:
+def _raise_errors(checked: Checked, max_findings: int = DEFAULT_MAX_FINDINGS) -> None:
+    found = checked.findings
     errors = [f for f in found if f.severity == "error"]
     if errors:
         first = errors[0]
         kept, omitted = cap_findings(found, max_findings)
-        omitted += found.omitted if isinstance(found, Findings) else 0
         raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
-                               code=first.code, findings=kept, omitted=omitted)
-
-
-def _text(root: etree._Element, path: str) -> str:
-    return (root.findtext(path, namespaces={"c": CEB_NS}) or "").strip()
+                               code=first.code, findings=kept, omitted=omitted + checked.omitted)
 
 
 _COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
+
+
+def check_message(ident: Identified, *, schema_only: bool = False,
+                  editions: tuple[str, ...] = EDITIONS, limit: int | None = None) -> Checked:
+    """The validate stage's findings without raising: a receipt as its schema sees it (no
+    ``ds:Signature``), a declaration as it is."""
+    if ident.type.kind == "receipt":
+        ident = _without_signature(ident)
+    return findings_of(ident, schema_only=schema_only, accept=editions, limit=limit)
+
+
+def _inside(findings: Sequence[Finding], data_el: etree._Element | None) -> list[Finding]:
+    """Findings of the message inside an envelope, placed at the envelope's ``Data`` element."""
+    prefix = element_path(data_el) if data_el is not None else "/DxpMsg/Data"
+    line: object = data_el.sourceline if data_el is not None else None
+    out = []
+    for f in findings:
+        where = f" (line {f.line} of the message in Data)" if f.line else ""
+        out.append(Finding(f.code, f.message + where, f.severity, line if isinstance(line, int) else None,
+                           prefix + (f.path or ""), f.field, f.message_zh))
+    return out
+
+
+def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False, limits: Limits = Limits(),
+                   catalog: Catalog | None = None, with_keys: bool = True,
+                   editions: tuple[str, ...] = EDITIONS) -> Report:
+    """Parse, identify, open and validate, as :func:`submit` and :func:`receive` do, but report
+    every problem as a finding instead of raising (``cebgw validate``, the benchmarks): the first
+    ``limits.max_findings`` of them, ``Report.omitted`` counting the rest.
+
+    A DxpMsg/DxpMsgSv is checked against its schema and opened, and the message inside it is
+    validated too (its findings carry paths under ``/DxpMsg/Data``).  ``with_keys`` adds each
+    record's business keys to the report.
+    """
+    catalog = catalog or load_catalog()
+    mtype: MessageType | None = None
+    try:
+        ident = identify(parse_body(data, limits, source), catalog)
+        mtype = ident.type
+        limit = limits.max_findings
+        if mtype.code not in ("DxpMsg", "DxpMsgSv"):
+            checked = check_message(ident, schema_only=schema_only, editions=editions, limit=limit)
+            keys = tuple(mtype.business_keys(ident.root)) if with_keys else ()
+            kept, omitted = cap_findings(checked.findings, limit)
+            return Report(source, mtype.code, kept, None, keys, checked.edition, omitted + checked.omitted)
+        opened = open_envelope(ident, catalog, limits)
+        inner = opened.ident
+        checked = check_message(inner, schema_only=schema_only, editions=editions, limit=limit)
+        data_el = next(ident.root.iter(f"{{{DXP_NS}}}Data"), None)
+        keys = tuple(inner.type.business_keys(inner.root)) if with_keys else ()
+        kept, omitted = cap_findings(_inside(checked.findings, data_el), limit)
+        return Report(source, mtype.code, kept, inner.type.code, keys, checked.edition,
+                      omitted + checked.omitted)
+    except InputError as exc:
+        return Report(source, mtype.code if mtype else None, exc.findings, omitted=exc.omitted)
 
 
 # ---------------------------------------------------------------- declarations
@@ -263,16 +337,27 @@ def _signed(root: etree._Element) -> bool:
     return root.find(f"{{{DS_NS}}}Signature") is not None
 
 
-def verify_signature(authorised: Authorised, registry: Registry, policy: Policy) -> Verified:
+def check_app_time(validated: Validated, received: datetime, window: timedelta) -> Validated:
+    """Stage 5b: a warning for each ``appTime`` further than ``window`` from ``received``,
+    the time the gateway received the message (the code ``CEBGW-APPTIME-SKEW``)."""
+    found = apptime.findings(validated.opened.ident.root, received, window)
+    return replace(validated, warnings=(*validated.warnings, *found)) if found else validated
+
+
+def verify_signature(authorised: Authorised, registry: Registry, policy: Policy, *,
+                     received: datetime | None = None, grace: timedelta = timedelta(0)) -> Verified:
     """Stage 7: a required signature must be present; any present signature must verify
-    and belong to a certificate registered for the copCode. Raises SignatureError."""
+    and belong to a certificate registered for the copCode, valid at the signing time and
+    (when ``received`` is given) at the receiving time give or take ``grace``.
+    Raises SignatureError."""
     ident = authorised.validated.opened.ident
     if not _signed(ident.root):
         if signature_required(ident.type, ident.root):
             raise SignatureError(f"{ident.type.code} must be signed", code="CEBGW-SIG-MISSING",
                                  field="Signature")
         return Verified(authorised, None)
-    v = dsig_verify(ident, registry, policy=policy, sender_code=authorised.sender_code)
+    v = dsig_verify(ident, registry, policy=policy, sender_code=authorised.sender_code, received_at=received,
+                    grace=grace)
     return Verified(authorised, v.entry.name)
 
 
@@ -280,7 +365,7 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
     """The BaseSubscribe entries with a known status."""
     out: list[Subscriber] = []
     for el in root.iterfind("c:BaseSubscribe", namespaces={"c": CEB_NS}):
-        status, address = _text(el, "c:status"), _text(el, "c:dxpAddress")
+        status, address = text(el.find(f"{{{CEB_NS}}}status")), text(el.find(f"{{{CEB_NS}}}dxpAddress"))
         if status in ("ALL", "DATA", "RET") and address:
             out.append(Subscriber(address, status))  # type: ignore[arg-type]  # checked just above
     return tuple(out)
@@ -308,14 +393,14 @@ def prepare(verified: Verified, *, now: datetime | None = None,
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
         business_keys=mtype.business_keys(ident.root), envelope=envelope, cop_msg_id=cop_msg_id,
-        subscribers=subscribers_of(ident.root), envelope_parts=parts)
+        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition)
     return Prepared(verified, message)
 
 
 async def persist(m: NewMessage, store: Store) -> Accepted:
     """Stage 9: one durable transaction (idempotent on the same bytes; ConflictError on a reused guid)."""
     put = await store.put_message(m)
-    return Accepted(put.message_id, m.guid, m.message_type, tuple(m.business_keys), put.duplicate)
+    return Accepted(put.message_id, m.guid, m.message_type, tuple(m.business_keys), put.duplicate, m.edition)
 
 
 @dataclass(frozen=True)
@@ -329,7 +414,13 @@ class SubmitDeps:
     limits: Limits
     gateway_key: KeyProvider | None = None
     clock: Callable[[], datetime] | None = None
+    editions: tuple[str, ...] = EDITIONS
+    times: TimePolicy = TimePolicy()
     executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 T = TypeVar("T")
@@ -348,24 +439,29 @@ async def off_loop(fn: Callable[[], T], size: int, limits: Limits, executor: Exe
     return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
 
-def check_submission(data: bytes, account: Account, deps: SubmitDeps) -> NewMessage:
-    """Every stage of a declaration before the store: the record to persist. Raises Rejected
-    (400/422, with CEB900), ForbiddenError."""
-    ori_type: str | None = None
+def check_submission(data: bytes, account: Account,
+                     deps: SubmitDeps) -> tuple[NewMessage, tuple[Finding, ...]]:
+    """Every stage of a declaration before the store: the record to persist and the warnings.
+    Raises Rejected (400/422, with CEB900), ForbiddenError."""
+    known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
+    received = _now(deps.clock)
     try:
         ident = identify(parse_body(data, deps.limits), deps.catalog)
-        ori_type = local_name(ident.root.tag)
+        known = ident.type
         opened = open_envelope(ident, deps.catalog, deps.limits)
-        ori_type, cop_msg_id = opened.type.root, opened.cop_msg_id
-        validated = validate(require_kind(opened, "declaration"), deps.limits.max_findings)
-        verified = verify_signature(authorise(validated, account), deps.registry, deps.policy)
+        known, cop_msg_id = opened.type, opened.cop_msg_id
+        validated = check_app_time(validate(require_kind(opened, "declaration"), deps.editions,
+                                            deps.limits.max_findings), received, deps.times.app_time_window)
+        verified = verify_signature(authorise(validated, account), deps.registry, deps.policy,
+                                    received=received, grace=deps.times.cert_grace)
     except (InputError, SignatureError) as exc:
         now = deps.clock() if deps.clock is not None else None
-        raise Rejected(exc, ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
-                                         ori_message_type=ori_type, now=now)) from exc
+        receipt = ceb900.build(exc, original=data, ori_cop_msg_id=cop_msg_id or new_cop_msg_id(),
+                               ori_message_type=known.root if known else None, now=now)
+        raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
-    return prepare(verified, now=now, gateway_key=deps.gateway_key).message
+    return prepare(verified, now=now, gateway_key=deps.gateway_key).message, validated.warnings
 
 
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
@@ -373,9 +469,19 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     ForbiddenError, ConflictError, StoreError."""
     # The parsed tree stays inside check_submission: with many requests waiting for the
     # commit at once, their trees would otherwise stay alive and crowd the CPU caches.
-    message = await off_loop(lambda: check_submission(data, account, deps), len(data), deps.limits,
-                             deps.executor)
-    return await persist(message, deps.store)
+    message, warnings = await off_loop(lambda: check_submission(data, account, deps), len(data),
+                                       deps.limits, deps.executor)
+    accepted = await persist(message, deps.store)
+    return replace(accepted, warnings=warnings) if warnings else accepted
+
+
+def message_type_of(data: bytes, catalog: Catalog, limits: Limits) -> str | None:
+    """The catalogue code of the message in ``data`` (opened from its envelope), or ``None`` if it
+    cannot be identified: for naming a refusal that is not a :class:`Rejected` (which says it)."""
+    try:
+        return open_envelope(identify(parse_body(data, limits), catalog), catalog, limits).type.code
+    except GatewayError:
+        return None
 
 
 # ---------------------------------------------------------------- receipts
@@ -394,16 +500,18 @@ def customs_identities(account: Account) -> tuple[str, ...]:
 
 
 def verify_customs(validated: Validated, registry: Registry, policy: Policy, accounts: Accounts,
-                   customs: Account, *, required: bool) -> CheckedReceipt:
+                   customs: Account, *, required: bool, received: datetime | None = None,
+                   grace: timedelta = timedelta(0)) -> CheckedReceipt:
     """The receipt (or the DxpMsg it came in) must be signed by a customs account's certificate
     when ``required``; any signature present must verify.  A bare receipt names no sender, so
     its certificate must be registered for one of ``customs``' codes or its DXP id (the
-    posting account). Raises SignatureError."""
+    posting account).  Certificates must be valid at ``received`` too (give or take ``grace``).
+    Raises SignatureError."""
     opened = validated.opened
     signer: str | None = None
-    env = opened.envelope_parsed
+    env = opened.envelope_ident
     if env is not None and _envelope_signed(env.root):
-        v = dsig_verify(env, registry, policy=policy)
+        v = dsig_verify(env, registry, policy=policy, received_at=received, grace=grace)
         acc = accounts.by_dxp_id(v.signer)
         if acc is None or not acc.is_customs:
             raise SignatureError(f"envelope signed for {v.signer!r}, which is not a customs account",
@@ -414,7 +522,8 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
             raise SignatureError(f"account {customs.name!r} is not a customs account",
                                  code="CEBGW-SIG-CERT-UNREGISTERED", field="Signature")
         signer = dsig_verify(opened.ident, registry, policy=policy,
-                             expected_signers=customs_identities(customs)).entry.name
+                             expected_signers=customs_identities(customs), received_at=received,
+                             grace=grace).entry.name
     if required and signer is None:
         raise SignatureError("receipts must be signed by customs", code="CEBGW-SIG-MISSING",
                              field="Signature")
@@ -445,6 +554,8 @@ class ReceiptDeps:
     accounts: Accounts
     limits: Limits
     require_signature: bool
+    clock: Callable[[], datetime] | None = None
+    times: TimePolicy = TimePolicy()
     executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
 
 
@@ -452,7 +563,8 @@ def check_receipt(data: bytes, deps: ReceiptDeps, customs: Account) -> CheckedRe
     """Every stage of a receipt before routing. Raises InputError/SignatureError."""
     opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
     return verify_customs(validate_receipt(require_kind(opened, "receipt"), deps.limits.max_findings),
-                          deps.registry, deps.policy, deps.accounts, customs, required=deps.require_signature)
+                          deps.registry, deps.policy, deps.accounts, customs, required=deps.require_signature,
+                          received=_now(deps.clock), grace=deps.times.cert_grace)
 
 
 async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str, list[Delivered]]:
@@ -477,6 +589,12 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
             declaration_record=routed.record_no, assigned_keys=routed.assigned))
         out.append(Delivered(rec, result))
     return ident.type.code, out
+
+
+def stored_record(data: bytes, record_no: int, catalog: Catalog) -> dict[str, str]:
+    """Record ``record_no`` of a receipt message the store kept (what :func:`receive` took), as its
+    leaf fields by local name: parse → identify → :func:`routing.record_fields`."""
+    return routing.record_fields(identify(parse(data, source="stored receipt"), catalog), record_no)
 
 
 async def reroute(receipt_id: int, message_id: int, store: Store, accounts: Accounts,

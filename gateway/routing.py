@@ -5,13 +5,16 @@ declaration type and its ``keys`` the business keys to match; a CEB900 is matche
 ``oriCopMsgId``, the CopMsgId of the envelope the gateway sent.  The declaration's
 tenant always receives the receipt; so do ``BaseSubscribe`` subscribers with status
 ``ALL`` or ``RET`` whose DXP address is a known account.  A record that matches
-nothing is filed as a dead letter, never dropped.
+nothing is filed as a dead letter, never dropped; so is one whose keys were declared by
+several tenants when no envelope names its receiver (the gateway never guesses between
+tenants: the envelope's receiver decides).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from lxml import etree
@@ -19,6 +22,7 @@ from lxml import etree
 from .accounts import Accounts
 from .catalog import Identified, MessageType
 from .store import DeclarationRef
+from .xmlio import local_name, text
 
 
 class DeclarationLookup(Protocol):
@@ -28,8 +32,8 @@ class DeclarationLookup(Protocol):
         """Declarations of that type with a record holding all ``keys``; most recent first."""
         ...
 
-    async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
-        """The declaration sent to customs in the envelope with this CopMsgId."""
+    async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
+        """The declarations sent to customs in envelopes with this CopMsgId; most recent first."""
         ...
 
 
@@ -60,8 +64,7 @@ class Routed:
 
 
 def _field(rec: etree._Element, mtype: MessageType, name: str) -> str:
-    el = next(rec.iter(mtype.q(name)), None)
-    return (el.text or "").strip() if el is not None else ""
+    return text(next(rec.iter(mtype.q(name)), None))
 
 
 def records_of(ident: Identified) -> list[ReceiptRecord]:
@@ -76,14 +79,26 @@ def records_of(ident: Identified) -> list[ReceiptRecord]:
     return out
 
 
+def record_fields(ident: Identified, record_no: int) -> dict[str, str]:
+    """Record ``record_no`` (0-based, as :func:`records_of` numbers them) of a receipt message,
+    as its leaf fields by local name; empty if it has no such record."""
+    mtype = ident.type
+    rec = next(islice(ident.root.iterchildren(mtype.q(mtype.record)), record_no, None), None)
+    if rec is None:
+        return {}
+    return {local_name(el.tag): text(el) for el in rec.iter() if isinstance(el.tag, str) and len(el) == 0}
+
+
 async def _find(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLookup,
                 accounts: Accounts, receivers: Sequence[str]) -> DeclarationRef | str:
     if mtype.answers == "*":
         cop = rec.keys.get("oriCopMsgId", "")
         if not cop:
             return "no oriCopMsgId"
-        ref = await lookup.find_by_cop_msg_id(cop)
-        return ref if ref is not None else f"no declaration sent with CopMsgId {cop}"
+        sent = await lookup.declarations_by_cop_msg_id(cop)
+        if not sent:
+            return f"no declaration sent with CopMsgId {cop}"
+        return _one_tenant(sent, {"oriCopMsgId": cop}, accounts, receivers)
     if not mtype.answers:
         return f"{mtype.code} answers no declaration type"
     keys = {k: rec.keys[k] for k in mtype.keys if k in rec.keys}
@@ -92,9 +107,30 @@ async def _find(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLooku
     found = await lookup.find_declarations(mtype.answers, keys)
     if not found:
         return f"no {mtype.answers} declaration with {keys}"
-    # Several tenants may have declared the same keys: prefer the one the envelope was addressed to.
-    wanted = {a.name for a in (accounts.by_dxp_id(r) for r in receivers) if a is not None}
-    return next((f for f in found if f.tenant in wanted), found[0])
+    return _one_tenant(found, keys, accounts, receivers)
+
+
+def _one_tenant(found: list[DeclarationRef], keys: dict[str, str], accounts: Accounts,
+                receivers: Sequence[str]) -> DeclarationRef | str:
+    """The newest of ``found`` (newest first) of the one tenant the receipt is for, or why none is.
+
+    Never a guess between tenants: an envelope addressed to known accounts decides (its
+    receivers' declarations only); without one, the keys must belong to one tenant alone.
+    """
+    wanted = [a.name for a in (accounts.by_dxp_id(r) for r in receivers) if a is not None]
+    if wanted:
+        mine = [f for f in found if f.tenant in wanted]
+        if not mine:
+            names = ", ".join(sorted(set(wanted)))
+            return (f"envelope addressed to {names}, but the {found[0].message_type} declarations with "
+                    f"{keys} are other tenants'")
+        found = mine
+    tenants = sorted({f.tenant for f in found})
+    if len(tenants) > 1:
+        return (f"ambiguous: {found[0].message_type} declarations with {keys} by {len(tenants)} tenants "
+                f"({', '.join(tenants)}); a receipt without an envelope naming its receiver is delivered "
+                "to nobody")
+    return found[0]
 
 
 def subscriber_mailboxes(ref: DeclarationRef, accounts: Accounts) -> tuple[str, ...]:

@@ -317,3 +317,9 @@ def element_path(el: etree._Element) -> str:
         return base
     rel = tree.getelementpath(el)
     return base + "/" + re.sub(r"\{[^}]*\}", "", rel)
+
+
+def text(el: etree._Element | None) -> str:
+    """The element's own text, stripped of surrounding whitespace; ``""`` for a missing element
+    or one without text.  The one reading of a field's value that every stage uses."""
+    return (el.text or "").strip() if el is not None else ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from gateway.catalog import Identified
+from gateway.catalog import load as load_catalog
 from gateway.errors import ParseError
 from gateway.xmlio import Parsed, parse
 
@@ -26,3 +28,8 @@ def parse_keeping_markup(data: bytes, source: str = "-") -> Parsed:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                              collect_ids=False)
     return Parsed(data, etree.fromstring(data, parser), source)
+
+
+def identified_keeping_markup(data: bytes) -> Identified:
+    """:func:`parse_keeping_markup`, identified by the catalogue (as the pipeline hands it on)."""
+    return load_catalog().identify(parse_keeping_markup(data))

@@ -21,7 +21,7 @@ from gateway.envelope import (
     wrap,
 )
 from gateway.errors import EnvelopeError
-from gateway.validate import validate_bytes
+from gateway.pipeline import validate_bytes
 from gateway.xmlio import parse
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "valid" / "CEB621.xml"

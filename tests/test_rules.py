@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from lenient import parse_keeping_markup
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import CEB_NS, DS_NS, load
 from gateway.errors import ConfigError, Finding, InputError
-from gateway.validate import findings_of, overlay, rules, validate_bytes, xsd
+from gateway.pipeline import validate_bytes
+from gateway.sandbox import samplegen
+from gateway.validate import detect, findings_of, overlay, rules
 from gateway.xmlio import parse
 
 
@@ -137,11 +138,11 @@ def _accepted(fmt: str, value: str) -> bool:
 def _plain_path(data: bytes) -> list[Finding]:
     """Findings as computed without the overlay: the plain XSD, then every rule."""
     ident = load().identify(parse_keeping_markup(data))
-    return xsd.validate(ident.root, ident.type) + rules.check(ident.root, ident.type)
+    return detect(ident)[1] + rules.check(ident.root, ident.type)
 
 
 def _overlay_path(data: bytes) -> list[Finding]:
-    return findings_of(load().identify(parse_keeping_markup(data)))
+    return findings_of(load().identify(parse_keeping_markup(data))).findings
 
 
 PATTERN_PROBES = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from gateway import samplegen
 from gateway.catalog import load as load_catalog
+from gateway.sandbox import samplegen
 from gateway.validate import findings_of, xsd
 from gateway.xmlio import parse
 
@@ -21,13 +21,13 @@ def test_two_threads_never_read_each_others_findings() -> None:
     catalog = load_catalog()
     docs = {"a": catalog.identify(parse(_bogus("CEB311", b"qty", 3))),
             "b": catalog.identify(parse(_bogus("CEB311", b"price", 3)))}
-    want = {k: [(f.code, f.field, f.line) for f in findings_of(v)] for k, v in docs.items()}
+    want = {k: [(f.code, f.field, f.line) for f in findings_of(v).findings] for k, v in docs.items()}
     assert want["a"] != want["b"] and all(want.values())
     wrong: list[str] = []
 
     def run(key: str) -> None:
         for _ in range(150):
-            got = [(f.code, f.field, f.line) for f in findings_of(docs[key])]
+            got = [(f.code, f.field, f.line) for f in findings_of(docs[key]).findings]
             if got != want[key]:
                 wrong.append(key)
 

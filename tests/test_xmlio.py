@@ -11,7 +11,7 @@ import pytest
 
 from gateway.catalog import load
 from gateway.errors import InputError, ParseError
-from gateway.validate import validate_bytes
+from gateway.pipeline import validate_bytes
 from gateway.xmlio import element_path, parse
 
 HOSTILE = Path(__file__).resolve().parents[1] / "samples" / "hostile"

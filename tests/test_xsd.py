@@ -1,4 +1,4 @@
-"""The XSDs in xsd/, the samples in samples/ and gateway.samplegen agree with each other and the spec."""
+"""The XSDs in xsd/, the samples in samples/ and the sample generator agree with each other and the spec."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
-from gateway import samplegen as sg
+from gateway.sandbox import samplegen as sg
 
 ROOT = Path(__file__).resolve().parent.parent
 XSD = ROOT / "xsd"
@@ -39,7 +39,9 @@ def schema_file(name: str) -> Path:
             return XSD / xsd
     m = re.match(r"CEB(\d{3})", stem)
     assert m, name
-    return XSD / ("ceb-export.xsd" if m.group(1) in EXPORT_CODES else "ceb-import.xsd")
+    flow = "export" if m.group(1) in EXPORT_CODES else "import"
+    # samples/valid/CODE-2018.xml follow the 2018 edition; everything else the current one
+    return XSD / (f"ceb-{flow}-2018.xsd" if stem.endswith("-2018") else f"ceb-{flow}.xsd")
 
 
 @cache
@@ -76,15 +78,41 @@ def test_all_schemas_present() -> None:
             "xmldsig-core.xsd"} <= names
 
 
+# For each schema: a sample it must accept (for xmldsig-core.xsd, the ds:Signature of a signed one)
+SCHEMA_SAMPLE = {"ceb-import.xsd": "CEB311.xml", "ceb-export.xsd": "CEB303.xml",
+                 "ceb-import-2018.xsd": "CEB621-2018.xml", "ceb-export-2018.xsd": "CEB303-2018.xml",
+                 "dxp-terminal.xsd": "DxpMsg.xml", "dxp-transport.xsd": "DxpMsgSv.xml",
+                 "dxp-response.xsd": "DxpRep.xml", "xmldsig-core.xsd": "CEB621.xml"}
+
+
+def _accepted_and_refused(name: str) -> tuple[etree._Element, etree._Element]:
+    """A document the schema ``name`` must accept, and the same with a foreign first child."""
+    assert name in SCHEMA_SAMPLE, f"name a sample that {name} accepts in SCHEMA_SAMPLE"
+    good = parse((VALID / SCHEMA_SAMPLE[name]).read_bytes())
+    if name == "xmldsig-core.xsd":
+        sig = good.find(f"{{{DS_NS}}}Signature")
+        assert sig is not None
+        good = etree.fromstring(etree.tostring(sig))
+    bad = etree.fromstring(etree.tostring(good))
+    bad.insert(0, etree.Element("{urn:x-test}unexpected"))
+    return good, bad
+
+
 @pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.name)
 def test_schema_compiles_lxml(path: Path) -> None:
-    etree.XMLSchema(etree.parse(str(path)))
     assert b"<!DOCTYPE" not in path.read_bytes()
+    schema = etree.XMLSchema(etree.parse(str(path)))
+    good, bad = _accepted_and_refused(path.name)
+    assert schema.validate(good), schema.error_log
+    assert not schema.validate(bad)
 
 
 @pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.name)
 def test_schema_compiles_xmlschema(path: Path) -> None:
-    xmlschema.XMLSchema10(str(path))
+    schema = xmlschema.XMLSchema10(str(path))
+    good, bad = _accepted_and_refused(path.name)
+    assert schema.is_valid(good)
+    assert not schema.is_valid(bad)
 
 
 def test_generated_schemas_up_to_date() -> None:

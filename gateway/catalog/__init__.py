@@ -1,6 +1,6 @@
 """The message catalogue: every CEB and DXP message type, as data (``messages.toml``).
 
-:func:`load` reads it once; :func:`identify` names the type of a parsed message by
+:func:`load` reads it once; :meth:`Catalog.identify` names the type of a parsed message by
 its root element's namespace and local name (never by prefix).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -21,6 +22,12 @@ from ..xmlio import Parsed, local_name, namespace
 CEB_NS = "http://www.chinaport.gov.cn/ceb"
 DXP_NS = "http://www.chinaport.gov.cn/dxp"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+BEIJING = timezone(timedelta(hours=8))  # the zone of appTime, CreatTime and other customs times
+
+# The editions of the standard in use, newest first: 202205 (current) and 2018 (still sent).
+# Both write version="1.0"; which one a message follows is decided by its structure.
+EDITIONS: tuple[str, ...] = ("202205", "2018")
+CURRENT_EDITION = EDITIONS[0]
 
 Kind = Literal["declaration", "receipt", "envelope"]
 Flow = Literal["import", "export", "transport"]

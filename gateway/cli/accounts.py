@@ -86,16 +86,8 @@ def _client_cert(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise IOFailure(f"cannot read {args.cert}: {exc.strerror or exc}") from None
     fp = acc.client_cert_fingerprint(data)
-    if args.remove:
-        if fp not in account.client_cert_hashes:
-            raise UsageError(f"{args.cert} (sha256 {fp}) is not registered for {account.name}")
-        hashes = tuple(h for h in account.client_cert_hashes if h != fp)
-    else:
-        holder = current.by_client_cert(fp)
-        if holder is not None:
-            raise UsageError(f"{args.cert} (sha256 {fp}) is registered for {holder.name} already")
-        hashes = (*account.client_cert_hashes, fp)
-    acc.write_accounts(path, acc.replaced(current, replace(account, client_cert_hashes=hashes)))
+    change = acc.without_client_cert if args.remove else acc.with_client_cert
+    acc.write_accounts(path, change(current, account.name, fp))
     print(f"{'removed' if args.remove else 'registered'} client certificate sha256 {fp} "
           f"{'from' if args.remove else 'for'} {account.name}")
     return EXIT_OK

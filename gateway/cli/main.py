@@ -1,4 +1,6 @@
-"""``cebgw`` entry point: builds the argument parser from the command modules and maps errors to exit codes.
+"""``cebgw`` entry point: builds the argument parser from the command modules and maps errors to exit codes
+(0 ok, 1 invalid input, 2 usage, configuration or I/O error, 3 internal error; ``serve`` adds 4, a
+crash loop of its workers).
 
 Each command module exposes ``register(subparsers)``, which adds its sub-command and sets
 ``func`` (taking the parsed arguments and returning an exit code) as the parser default.
@@ -12,17 +14,16 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import EXIT_USAGE, GatewayError
+from ..errors import EXIT_INTERNAL, EXIT_USAGE, GatewayError
 
-# Command modules, in the order `cebgw --help` lists them.  A module missing here is
-# simply not offered; one that fails to import is a bug and is reported as such.
+# Command modules, in the order `cebgw --help` lists them (each must exist: what the help
+# offers is what there is).
 COMMAND_MODULES = (
     "validate",
     "sign",
     "verify",
     "certs",
     "accounts",
-    "translate",
     "serve",
     "send",
     "receipts",
@@ -34,17 +35,12 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cebgw", description="Validate, sign, verify, translate and exchange CEB customs messages.")
+        prog="cebgw",
+        description="Validate, sign, verify and exchange CEB customs messages; run the gateway.")
     parser.add_argument("--version", action="version", version=f"cebgw {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
 
 
@@ -67,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # the outermost shell: report, never a traceback
         print(f"cebgw: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``cebgw sign FILE --key K --cert C``: add the customs enveloped signature to a message."""
+"""``cebgw sign FILE --key K --cert C [--replace]``: add the customs enveloped signature to a message."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from ..dsig import load_key, sign
 from ..dsig.algorithms import SUITES
-from ..errors import EXIT_OK, IOFailure
+from ..errors import EXIT_OK, IOFailure, SignatureError
 
 
 def read_input(name: str) -> bytes:
@@ -35,7 +35,14 @@ def write_output(name: str | None, data: bytes) -> None:
 def _run(args: argparse.Namespace) -> int:
     key = load_key(args.key, args.cert, args.password)
     data = read_input(args.file)
-    write_output(args.output, sign(data, key, alg=args.alg, source=args.file))
+    try:
+        signed = sign(data, key, alg=args.alg, source=args.file, replace=args.replace)
+    except SignatureError as exc:
+        if exc.code != "CEBGW-SIG-MULTIPLE":
+            raise
+        raise SignatureError(f"{exc.message}; give --replace to remove its signature and sign it again",
+                             code=exc.code) from None
+    write_output(args.output, signed)
     return EXIT_OK
 
 
@@ -47,5 +54,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cert", help="certificate (PEM/DER); not needed with PKCS#12")
     p.add_argument("--alg", choices=sorted(SUITES), help="default: rsa-sha1 for RSA keys, sm2-sm3 for SM2")
     p.add_argument("--password", help="password of the key or PKCS#12 file")
+    p.add_argument("--replace", action="store_true",
+                   help="the message may be signed already: remove that signature and sign it again")
     p.add_argument("-o", "--output", help="output file (default stdout)")
     p.set_defaults(func=_run)

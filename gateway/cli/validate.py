@@ -9,14 +9,17 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ..catalog import EDITIONS
 from ..errors import DEFAULT_MAX_FINDINGS, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
-from ..validate import Report, validate_bytes
+from ..pipeline import Limits, validate_bytes
+from ..validate import Report
 from ..xmlio import DEFAULT_MAX_BYTES
 
 PROGRESS_THRESHOLD = 200
@@ -27,6 +30,7 @@ class _Job:
     path: str
     schema_only: bool
     max_bytes: int
+    editions: tuple[str, ...] = EDITIONS
     max_findings: int = DEFAULT_MAX_FINDINGS
 
 
@@ -47,8 +51,9 @@ def _run(job: _Job) -> _Outcome:
                 data = fh.read(min(size, job.max_bytes) + 1)
     except OSError as exc:
         return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
-    report = validate_bytes(data, source=job.path, schema_only=job.schema_only, max_bytes=job.max_bytes,
-                            with_keys=False, max_findings=job.max_findings)
+    report = validate_bytes(data, source=job.path, schema_only=job.schema_only,
+                            limits=Limits(max_bytes=job.max_bytes, max_findings=job.max_findings),
+                            with_keys=False, editions=job.editions)
     return _Outcome(report)
 
 
@@ -108,7 +113,9 @@ def _text_line(f: Finding, source: str, paint: _Painter) -> str:
 
 def run(args: argparse.Namespace) -> int:
     targets = list(expand(args.paths))
-    jobs = [_Job(p, args.schema_only, args.max_bytes, args.max_findings) for p, err in targets if err is None]
+    editions = tuple(args.edition) if args.edition else EDITIONS
+    jobs = [_Job(p, args.schema_only, args.max_bytes, editions, args.max_findings)
+            for p, err in targets if err is None]
     io_errors = [err for _, err in targets if err is not None]
     reports: list[Report] = []
     show_progress = args.format == "text" and sys.stderr.isatty() and len(jobs) >= PROGRESS_THRESHOLD
@@ -146,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
         summary = f"{len(reports)} file(s): {valid} valid, {invalid} invalid"
         if warnings:
             summary += f", {warnings} warning(s)"
+        by_edition = Counter(r.edition for r in reports if r.valid and r.edition)
+        if len(by_edition) > 1 or set(by_edition) - {EDITIONS[0]}:
+            shown = ", ".join(f"{n} in the {e} edition" for e, n in sorted(by_edition.items()))
+            summary += f" ({shown})"
         if io_errors:
             summary += f", {len(io_errors)} unreadable"
         print(paint(summary, "red" if invalid or io_errors else "green"))
@@ -167,6 +178,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--schema-only", action="store_true", help="run the XSD alone, without the rules")
+    p.add_argument("--edition", choices=EDITIONS, action="append",
+                   help="accept only this edition of the standard (repeatable; default: both, each message "
+                        "checked against the one it follows)")
     p.add_argument("--jobs", type=_positive, default=1, metavar="N", help="validate in N processes")
     p.add_argument("--max-bytes", type=_positive, default=DEFAULT_MAX_BYTES, metavar="BYTES",
                    help=f"largest message accepted (default {DEFAULT_MAX_BYTES})")

@@ -1,7 +1,7 @@
 """XML signatures the customs way (spec §10): sign, verify, algorithms, keys, certificate registry.
 
 ``sign(data, key)`` splices an enveloped ``ds:Signature`` into the original bytes;
-``verify(parsed, registry)`` returns a :class:`Verified` naming what was signed and by whom.
+``verify(identified, registry)`` returns a :class:`VerifiedSignature` naming what was signed and by whom.
 """
 
 from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite
@@ -9,7 +9,7 @@ from .keys import KeyProvider, RemoteSigner, SoftwareKey, load_key
 from .registry import Entry, Registry
 from .registry import load as load_registry
 from .sign import sign
-from .verify import Verified, signature_required, verify
+from .verify import VerifiedSignature, signature_required, verify
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -21,7 +21,7 @@ __all__ = [
     "RemoteSigner",
     "SoftwareKey",
     "Suite",
-    "Verified",
+    "VerifiedSignature",
     "load_key",
     "load_registry",
     "sign",

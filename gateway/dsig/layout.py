@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from ..catalog import CEB_NS, MessageType
+from ..catalog import CEB_NS, DS_NS, MessageType
 
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DS_NS}}}Signature"
 EXTEND_TAG = f"{{{CEB_NS}}}ExtendMessage"
 
@@ -51,11 +50,13 @@ def position_ok(root: etree._Element, sig: etree._Element, mtype: MessageType) -
 
 @dataclass(frozen=True)
 class RootLayout:
-    """Byte offsets of the root: its start tag, its element children's start tags, its end tag."""
+    """Byte offsets of the root: its start tag, its element children's start tags, its end tag,
+    and where each element child's markup ends (just after its end tag or empty tag)."""
 
     start_tag: tuple[int, int]
     child_starts: tuple[int, ...]
     end_tag_start: int
+    child_ends: tuple[int, ...] = ()
 
 
 def scan(data: bytes) -> RootLayout:
@@ -63,6 +64,7 @@ def scan(data: bytes) -> RootLayout:
     depth = 0
     start_tag: tuple[int, int] | None = None
     children: list[int] = []
+    ends: list[int] = []
     for m in _TOKEN.finditer(data):
         tok = m.group()
         second = tok[1:2]
@@ -73,7 +75,9 @@ def scan(data: bytes) -> RootLayout:
             if depth == 0:
                 if start_tag is None:
                     raise ValueError("end tag before the root")
-                return RootLayout(start_tag, tuple(children), m.start())
+                return RootLayout(start_tag, tuple(children), m.start(), tuple(ends))
+            if depth == 1:
+                ends.append(m.end())
             continue
         empty = tok.endswith(b"/>")
         if depth == 0:
@@ -82,6 +86,8 @@ def scan(data: bytes) -> RootLayout:
             start_tag = (m.start(), m.end())
         elif depth == 1:
             children.append(m.start())
+            if empty:
+                ends.append(m.end())
         if not empty:
             depth += 1
     raise ValueError("no complete root element")

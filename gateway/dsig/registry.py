@@ -28,19 +28,19 @@ import os
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
+from ..catalog import BEIJING
 from ..errors import ConfigError
 from . import certutil
 
 _ENTRY_FIELDS = {"name", "file", "codes", "dxp_ids", "not_before", "not_after"}
 _TOP_FIELDS = {"warn_days", "revoked", "crls", "include", "cert"}
-BEIJING = timezone(timedelta(hours=8))  # the zone of appTime and other customs times
 _BASE64_MEMO_SIZE = 256  # certificate texts remembered per registry (each about 1-2 kB)
 
 

@@ -23,7 +23,7 @@ from functools import lru_cache
 from cryptography import x509
 from lxml import etree
 
-from ..catalog import Catalog, MessageType
+from ..catalog import DS_NS, Catalog, MessageType
 from ..catalog import load as load_catalog
 from ..errors import SignatureError
 from ..xmlio import parse
@@ -50,7 +50,7 @@ def _signed_info(s: Suite, digest_b64: str) -> str:
 
 def _signature(signed_info: str, value_b64: str, key_name: str, cert_b64: str) -> bytes:
     return (
-        f'<ds:Signature xmlns:ds="{layout.DS_NS}">'
+        f'<ds:Signature xmlns:ds="{DS_NS}">'
         f"{signed_info}"
         f"<ds:SignatureValue>{value_b64}</ds:SignatureValue>"
         "<ds:KeyInfo>"
@@ -82,7 +82,7 @@ def canonical_signed_info(root: etree._Element, signed_info: str) -> bytes:
     anywhere among its children, it canonicalizes as in the final document.  ``root`` is
     the signer's own parse of the message and is left as it was.
     """
-    text = f'<ds:Signature xmlns:ds="{layout.DS_NS}">{signed_info}</ds:Signature>'
+    text = f'<ds:Signature xmlns:ds="{DS_NS}">{signed_info}</ds:Signature>'
     sig = parse(text.encode("utf-8"), source="SignedInfo").root  # our own markup, still the one parser
     root.append(sig)
     try:
@@ -115,20 +115,26 @@ def sign(
     message_type: MessageType | None = None,
     catalog: Catalog | None = None,
     source: str = "-",
+    replace: bool = False,
 ) -> bytes:
     """Return ``data`` with an enveloped customs signature by ``key``.
 
     ``alg`` is a suite or its name (default: ``rsa-sha1`` for RSA keys, the customs
     profile; ``sm2-sm3`` for SM2 keys).  The position comes from the message type
     (identified through the catalogue unless ``message_type`` is given).  Promises:
-    the result equals ``data`` with one ``<ds:Signature>`` inserted.  Raises
+    the result equals ``data`` with one ``<ds:Signature>`` inserted.  With ``replace``,
+    an already signed message is first stripped of its signature (:func:`unsign`) and
+    signed again; without it, it is refused.  Raises
     :class:`~gateway.errors.ParseError`/:class:`~gateway.errors.IdentifyError` for bad
-    input, :class:`~gateway.errors.SignatureError` for an already signed message or
-    an algorithm the key cannot do, and whatever the key provider raises.
+    input, :class:`~gateway.errors.SignatureError` for an already signed message
+    (``CEBGW-SIG-MULTIPLE``) or an algorithm the key cannot do, and whatever the key
+    provider raises.
     """
     s = _resolve_suite(alg, key)
     if s.family != key.family:
         raise SignatureError(f"a {key.family.upper()} key cannot sign {s.name}", code="CEBGW-SIG-ALGORITHM")
+    if replace:
+        data = unsign(data, source=source)
     parsed = parse(data, source=source)
     root = parsed.root
     mtype = message_type or (catalog or load_catalog()).identify(parsed).type
@@ -153,3 +159,33 @@ def sign(
     value_b64 = base64.b64encode(key.sign(to_sign, s)).decode("ascii")
     sig_text = _signature(signed_info, value_b64, kname, cert_b64)
     return parsed.data[:offset] + sig_text + parsed.data[offset:]
+
+
+def unsign(data: bytes, *, source: str = "-") -> bytes:
+    """``data`` without the ``ds:Signature`` elements that are direct children of its root,
+    every other byte as it was: for a message :func:`sign` signed, the message before signing.
+
+    Promises: the result holds no ``ds:Signature``.  Raises :class:`~gateway.errors.ParseError`
+    for bad input and :class:`~gateway.errors.SignatureError` (``CEBGW-SIG-MALFORMED``) for a
+    signature anywhere else (inside a record, or as the root), which is not one to replace.
+    """
+    parsed = parse(data, source=source)
+    root = parsed.root
+    children = layout.element_children(root)
+    mine = [i for i, c in enumerate(children) if c.tag == layout.SIGNATURE_TAG]
+    if root.tag == layout.SIGNATURE_TAG or sum(1 for _ in root.iter(layout.SIGNATURE_TAG)) != len(mine):
+        raise SignatureError(f"{source}: a ds:Signature that is not a child of the message's root element "
+                             "cannot be replaced", code="CEBGW-SIG-MALFORMED")
+    if not mine:
+        return parsed.data
+    try:
+        spans = layout.scan(parsed.data)
+        if len(spans.child_starts) != len(children) or len(spans.child_ends) != len(children):
+            raise ValueError("markup scan and tree disagree")
+    except ValueError as exc:
+        raise SignatureError(f"{source}: cannot find the signature's bytes: {exc}",
+                             code="CEBGW-SIG-MALFORMED") from None
+    out = parsed.data
+    for i in reversed(mine):
+        out = out[: spans.child_starts[i]] + out[spans.child_ends[i]:]
+    return out

@@ -1,16 +1,18 @@
 """Verify a customs enveloped signature, exactly this profile and nothing more (spec §10).
 
-:func:`verify` returns a :class:`Verified` saying what was verified: the root element
+:func:`verify` returns a :class:`VerifiedSignature` saying what was verified: the root element
 (the only content the signature covers), the signer's certificate and registry entry,
 and the algorithm suite.  Every refusal is a :class:`~gateway.errors.SignatureError`
 (or :class:`~gateway.errors.CertificateError`) with its own code.  Order of checks:
 structure and position, algorithms, certificate identity and registration, revocation,
 key strength, digest, signature value, and last the validity window at signing time,
-because the signing time (``appTime``) is only trusted once the signature holds.
+because the signing time (``appTime``) is only trusted once the signature holds, and
+(when the caller says when it received the message) at receiving time too.
 
 Cost: a Signature laid out exactly as the profile writes it is recognised in one short
 pass (:func:`_profile_nodes`); anything else goes through the detailed checks
-(:func:`_checked_nodes`), which accept a superset of it and name the fault.  What only
+(:func:`_checked_nodes`), which accept a superset of it and name the fault; one function,
+:func:`_signature_nodes`, chooses.  What only
 depends on the certificate (base64, fingerprint, serial) is remembered by the registry,
 so what remains per message is mostly the C14N, the digest and the public-key operation.
 """
@@ -21,7 +23,7 @@ import hmac
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter, methodcaller
 from typing import NamedTuple
 
@@ -29,13 +31,12 @@ from cryptography import x509
 from lxml import etree
 
 from .. import errors
-from ..catalog import CEB_NS, DXP_NS, Identified, MessageType
-from ..catalog import load as load_catalog
+from ..catalog import BEIJING, CEB_NS, DS_NS, DXP_NS, Identified, MessageType
 from ..errors import CertificateError, SignatureError
 from ..xmlio import Parsed
 from . import certutil, layout
 from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite, suite_for_uris
-from .registry import BEIJING, Entry, Registry
+from .registry import Entry, Registry
 
 errors.register(
     "CEBGW-SIG-KEYNAME",
@@ -46,7 +47,7 @@ errors.register(
     "KeyName与证书序列号不符",
 )
 
-_DS = f"{{{layout.DS_NS}}}"
+_DS = f"{{{DS_NS}}}"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 _APP_TIME_TAG = f"{{{CEB_NS}}}appTime"
 _SIGNED_INFO = _DS + "SignedInfo"
@@ -68,7 +69,7 @@ _ALLOWED_TRANSFORMS = ((Algorithm.ENVELOPED.value,), (Algorithm.ENVELOPED.value,
 
 
 @dataclass(frozen=True)
-class Verified:
+class VerifiedSignature:
     """What a valid signature covers and who made it.
 
     ``root`` is the signed element (the whole document); callers process only it.
@@ -307,8 +308,17 @@ def _check_text_only(*leaves: etree._Element) -> None:
             raise _fail("CEBGW-SIG-WRAPPING", f"elements inside ds:{name}, which holds text only", name)
 
 
+def _signature_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
+    """The parts of the Signature, after checking its shape and algorithms: at once when it is
+    written exactly the profile's way (:func:`_profile_nodes`), else part by part
+    (:func:`_checked_nodes`). Raises SignatureError with the code of the first fault."""
+    fast = _profile_nodes(sig, policy)
+    return fast if fast is not None else _checked_nodes(sig, policy)
+
+
 def _checked_nodes(sig: etree._Element, policy: Policy) -> _Nodes:
     """The slow path: check the Signature part by part, raising with the code of the first fault."""
+    _check_children(sig)
     si, sv_el, key_info = layout.element_children(sig)
     s, dv = _check_signed_info(si, policy)
     kn, cert_el = _key_info(key_info)
@@ -445,6 +455,24 @@ def _check_window(entry: Entry, when: datetime) -> None:
         )
 
 
+def _check_received(entry: Entry, received: datetime, grace: timedelta) -> None:
+    """The certificate must also be valid when the gateway received the message (give or take
+    ``grace``): ``appTime`` is the sender's own word, so a backdated one proves nothing."""
+    not_before, not_after = entry.beijing_window
+    if received < not_before - grace:
+        raise CertificateError(
+            f"certificate {entry.key_name} is valid from {entry.not_before.isoformat()}, "
+            f"received at {received.isoformat()}",
+            code="CEBGW-SIG-CERT-NOT-YET-VALID",
+        )
+    if received > not_after + grace:
+        raise CertificateError(
+            f"certificate {entry.key_name} expired {entry.not_after.isoformat()}, "
+            f"received at {received.isoformat()} (grace {grace})",
+            code="CEBGW-SIG-CERT-EXPIRED",
+        )
+
+
 def _c14n(node: etree._Element | etree._ElementTree) -> bytes:
     """Inclusive C14N 1.0 without comments of a document or (with its context) an element."""
     try:
@@ -567,15 +595,18 @@ def _digest_matches(data: bytes, root: etree._Element, sig: etree._Element, s: S
 
 
 def verify(
-    message: Parsed | Identified,
+    ident: Identified,
     registry: Registry,
     *,
     policy: Policy = DEFAULT_POLICY,
     sender_code: str | None = None,
     expected_signers: Collection[str] = (),
     at: datetime | None = None,
-) -> Verified:
-    """Verify the message's signature against the registry and the policy.
+    received_at: datetime | None = None,
+    grace: timedelta = timedelta(0),
+) -> VerifiedSignature:
+    """Verify the signature of a message the catalogue has identified (the pipeline's identify
+    stage, or ``catalog.identify``) against the registry and the policy.
 
     ``sender_code``, when given (e.g. the authenticated account), must also be registered
     for the certificate.  A receipt (catalogue kind ``receipt``) names no sender of its
@@ -584,22 +615,18 @@ def verify(
     certificate must be registered for ``sender_code`` if given and for at least one of
     ``expected_signers`` if given; a receipt verified with neither is refused.  Other
     messages must also meet ``expected_signers`` when it is given.  ``at`` is "now" for
-    messages without ``appTime``.  Promises: on
+    messages without ``appTime``.  ``received_at``, when given, is when the gateway received
+    the message: the certificate must be valid then too, give or take ``grace`` (the
+    signing time is the sender's word).  Promises: on
     return, the root and everything in it except the signature is exactly what the
     registered signer signed.  Raises :class:`~gateway.errors.SignatureError` or
-    :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code, or
-    :class:`~gateway.errors.IdentifyError` for an unknown message type.
+    :class:`~gateway.errors.CertificateError` with a ``CEBGW-SIG-*`` code.
     """
-    ident = message if isinstance(message, Identified) else load_catalog().identify(message)
     root, mtype = ident.root, ident.type
     sig, app_time = _scan(root)
     _check_position(root, sig, mtype)
-    nodes = _profile_nodes(sig, policy)
-    if nodes is None:
-        _check_children(sig)
     _check_xml_attributes(root, sig)
-    if nodes is None:
-        nodes = _checked_nodes(sig, policy)
+    nodes = _signature_nodes(sig, policy)
     s = nodes.suite
     digest_value = _b64(nodes.digest_value, "DigestValue")
     sig_value = _b64(nodes.signature_value, "SignatureValue")
@@ -616,4 +643,6 @@ def verify(
 
     when = _signing_time(app_time, at)
     _check_window(entry, when)
-    return Verified(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)
+    if received_at is not None:
+        _check_received(entry, received_at, grace)
+    return VerifiedSignature(ident.parsed, mtype, root, entry.certificate, entry, s, signer, when)

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..catalog import Catalog
+from ..catalog import BEIJING, Identified
 from ..catalog import load as load_catalog
 from ..dsig import KeyProvider, sign
-from ..envelope import BEIJING, unwrap, wrap
-from ..samplegen import RECEIPT_LAYOUTS, build_receipt
+from ..envelope import TransInfo, unwrap, wrap
+from ..errors import EnvelopeError, IdentifyError
 from ..xmlio import parse
+from .samplegen import RECEIPTS, build_receipt, receipt_fields
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,15 @@ class Answer:
     data: bytes  # the signed DxpMsg
 
 
-def answers(envelope: bytes, statuses: Sequence[str], key: KeyProvider, *, info: str | None = None,
-            now: datetime | None = None, catalog: Catalog | None = None) -> list[Answer]:
-    """The receipts customs would send for the declaration in ``envelope`` (a ``DxpMsg`` from
-    the outbox), in order: for each status, one per record. Raises the parser's and the
-    envelope's errors for an envelope that is not one."""
-    catalog = catalog or load_catalog()
-    opened = unwrap(parse(envelope, source="outbox envelope"))
-    declaration = catalog.identify(opened.inner)
+def answers(declaration: Identified, trans: TransInfo, statuses: Sequence[str], key: KeyProvider, *,
+            info: str | None = None, now: datetime | None = None) -> list[Answer]:
+    """The receipts customs would send for ``declaration``, which came in an envelope with header
+    ``trans`` (as the pipeline's stages open an outbox ``DxpMsg``), in order: for each status,
+    one per record, each in a ``DxpMsg`` back to the envelope's sender, signed with ``key``."""
     receipt_type = declaration.type.receipt
-    if receipt_type is None or receipt_type not in RECEIPT_LAYOUTS:
+    if receipt_type is None or receipt_type not in RECEIPTS:
         return []
-    fields = set(RECEIPT_LAYOUTS[receipt_type].fields)
+    fields = set(receipt_fields(receipt_type))
     records = declaration.type.business_keys(declaration.root)
     start = (now or datetime.now(BEIJING)).astimezone(BEIJING)
     out: list[Answer] = []
@@ -62,6 +60,22 @@ def answers(envelope: bytes, statuses: Sequence[str], key: KeyProvider, *, info:
             receipt = build_receipt(receipt_type, {**kept, "returnTime": return_time}, status=status,
                                     info=info, seed=step * 1000 + record_no)
             dxp = wrap(receipt, msg_type=f"{receipt_type}Message",
-                       sender_id=opened.trans.receiver_ids[0], receiver_ids=(opened.trans.sender_id,))
+                       sender_id=trans.receiver_ids[0], receiver_ids=(trans.sender_id,))
             out.append(Answer(declaration.type.code, receipt_type, status, record_no, kept, sign(dxp, key)))
     return out
+
+
+def answers_to_envelope(envelope: bytes, statuses: Sequence[str], key: KeyProvider, *,
+                        info: str | None = None, now: datetime | None = None) -> list[Answer]:
+    """:func:`answers` for an envelope as customs receives it over a transport (the bytes of a
+    ``DxpMsg`` around a declaration), opened as customs would: parse, name, unwrap, name.
+    Raises InputError for anything else."""
+    catalog = load_catalog()
+    outer = catalog.identify(parse(envelope, source="envelope"))
+    if outer.type.code != "DxpMsg":
+        raise EnvelopeError(f"customs takes DxpMsg envelopes, not {outer.type.code}", field=outer.type.root)
+    opened = unwrap(outer.parsed)
+    declaration = catalog.identify(opened.inner)
+    if declaration.type.kind != "declaration":
+        raise IdentifyError(f"{declaration.type.code} is not a declaration", field=declaration.type.root)
+    return answers(declaration, opened.trans, statuses, key, info=info, now=now)

@@ -7,23 +7,31 @@ may pass their own ``store`` (it is then not closed by the app).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypedDict
 
 from aiohttp import web
 
+from .. import audit
 from ..accounts import AccountFile
 from ..catalog import load as load_catalog
 from ..config import Settings
-from ..dsig import load_key, load_registry
+from ..dsig import KeyProvider, load_key, load_registry
+from ..errors import GatewayError
 from ..store import Store, open_store
+from ..transport import workers as transport_workers
+from ..transport.common import TransportMetrics
 from ..validate import overlay, xsd
 from . import handlers as h
 from .keys import (
     ACCOUNTS,
+    AUDIT_KEY,
     CATALOG,
     CHECKER,
     GATEWAY_KEY,
@@ -33,6 +41,7 @@ from .keys import (
     REQUEST_IDS,
     SETTINGS,
     STORE,
+    TRANSPORT_METRICS,
     RequestIds,
     Signal,
 )
@@ -64,8 +73,9 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
-def build_app(settings: Settings, *, store: Store | None = None) -> web.Application:
-    """The application for ``settings`` (already checked). Raises ConfigError for unusable files."""
+def build_app(settings: Settings, *, store: Store | None = None, transports: bool = True) -> web.Application:
+    """The application for ``settings`` (already checked). Raises ConfigError for unusable files.
+    With ``transports``, the AMQP and folder transports the settings configure run beside it."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes + 1)
     quiet_malformed_http()
     app[SETTINGS] = settings
@@ -75,8 +85,12 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
     app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
     app[METRICS] = Metrics()
     app[REQUEST_IDS] = RequestIds()
-    if settings.sign_envelopes and settings.gateway_key is not None:
-        app[GATEWAY_KEY] = load_key(settings.gateway_key, settings.gateway_cert)
+    if settings.gateway_key is not None and settings.gateway_cert is not None:
+        key = load_key(settings.gateway_key, settings.gateway_cert)
+        app[AUDIT_KEY] = key
+        if settings.sign_envelopes:
+            app[GATEWAY_KEY] = key
+    app.cleanup_ctx.append(_audit_checkpoints)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_get("/openapi.json", openapi_json)
@@ -90,7 +104,19 @@ def build_app(settings: Settings, *, store: Store | None = None) -> web.Applicat
                            cache_mb=settings.cache_mb)
         app.on_cleanup.append(_close_store)
     app[STORE] = store
+    if transports and transport_workers.configured(settings):
+        app[TRANSPORT_METRICS] = TransportMetrics()
+        app.cleanup_ctx.append(_transports)   # stopped before the store closes
     return app
+
+
+async def _transports(app: web.Application) -> AsyncIterator[None]:
+    ctx = transport_workers.Context(app[SETTINGS], app[STORE], app[CATALOG], app[REGISTRY],
+                                    app[ACCOUNTS].current, app[TRANSPORT_METRICS], app[METRICS].receipt,
+                                    app[OUTBOX_SIGNAL].wait)
+    tasks: list[asyncio.Task[None]] = transport_workers.start(ctx)
+    yield
+    await transport_workers.stop(tasks)
 
 
 def settle_heap() -> None:
@@ -101,6 +127,46 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+log = logging.getLogger("gateway.audit")
+
+
+async def _checkpoint(store: Store, key: KeyProvider, last: int | None) -> int | None:
+    """One signed checkpoint unless the journal has not moved since entry ``last``; a failure is
+    logged (the next round tries again), never raised into the service."""
+    try:
+        claim = await audit.checkpoint(store, key, unless_at=last)
+    except GatewayError as exc:
+        log.warning("audit checkpoint failed: %s [%s]", exc.message, exc.code)
+        return last
+    return claim.entry_id if claim is not None else last
+
+
+async def _audit_checkpoints(app: web.Application) -> AsyncIterator[None]:
+    """Sign a checkpoint of the audit chains every ``audit_checkpoint_s`` and once more on
+    shutdown (before the store closes: cleanup contexts run before the cleanup hooks)."""
+    key = app.get(AUDIT_KEY)
+    if key is None:
+        log.warning("no gateway_key/gateway_cert: audit checkpoints are not signed")
+        yield
+        return
+    store, interval = app[STORE], app[SETTINGS].audit_checkpoint_s
+    last: int | None = None
+
+    async def every_interval() -> None:
+        nonlocal last
+        while True:
+            await asyncio.sleep(interval)
+            last = await _checkpoint(store, key, last)
+
+    task = asyncio.create_task(every_interval()) if interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await _checkpoint(store, key, last)
 
 
 async def _close_store(app: web.Application) -> None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import timedelta
 from typing import Any, TypeGuard
 
 from aiohttp import web
 
 from .. import pipeline
 from ..accounts import Account
+from ..catalog import Catalog
+from ..config import Settings
 from ..errors import (
     ForbiddenError,
     GatewayError,
@@ -24,8 +27,7 @@ from ..errors import (
     RequestTimeout,
     UsageError,
 )
-from ..store import MailItem, MessageRecord
-from ..xmlio import local_name, parse
+from ..store import MAX_ID, MailItem, MessageRecord
 from .keys import (
     ACCOUNT,
     ACCOUNTS,
@@ -37,6 +39,7 @@ from .keys import (
     REGISTRY,
     SETTINGS,
     STORE,
+    TRANSPORT_METRICS,
 )
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -120,7 +123,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-MAX_ID = 2**63 - 1  # ids are SQLite (and PostgreSQL bigint) integers
 _DIGITS = re.compile(r"[0-9]{1,19}")  # int() would also take "1_2", " 1", "+1" and "１"
 
 
@@ -149,7 +151,8 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi
 
 
 def _message_view(rec: MessageRecord) -> dict[str, object]:
-    return {"id": rec.id, "guid": rec.guid, "message_type": rec.message_type, "status": rec.state.value,
+    return {"id": rec.id, "guid": rec.guid, "message_type": rec.message_type, "edition": rec.edition,
+            "status": rec.state.value,
             "business_keys": list(rec.business_keys), "received_at": rec.received_at.isoformat(),
             "timeline": [{"receipt_id": t.receipt_id, "message_type": t.message_type, "status": t.status,
                           "return_time": t.return_time, "info": t.info,
@@ -162,14 +165,19 @@ async def post_message(request: web.Request) -> web.Response:
     """Submit one declaration: 202 once durable, 200 for the same bytes again."""
     app, account = request.app, request[ACCOUNT]
     data = await read_xml(request)
-    deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], app[SETTINGS].policy, app[STORE],
-                               _limits(request), app.get(GATEWAY_KEY), executor=app[CHECKER])
+    settings = app[SETTINGS]
+    deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
+                               _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
+                               editions=settings.accept_editions, executor=app[CHECKER])
     metrics = app[METRICS]
     try:
         accepted = await pipeline.submit(data, account, deps)
+    except pipeline.Rejected as exc:
+        metrics.message(exc.message_type or "unknown", "rejected")
+        raise
     except GatewayError as exc:
         outcome = {403: "forbidden", 409: "conflict"}.get(exc.http_status, "rejected")
-        metrics.message(_root_name(data), outcome)
+        metrics.message(pipeline.message_type_of(data, deps.catalog, deps.limits) or "unknown", outcome)
         raise
     metrics.message(accepted.message_type, "duplicate" if accepted.duplicate else "accepted")
     status = "declared"
@@ -179,15 +187,14 @@ async def post_message(request: web.Request) -> web.Response:
     else:
         app[OUTBOX_SIGNAL].notify()
     return _json({"id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
-                  "status": status, "business_keys": list(accepted.business_keys)},
+                  "status": status, "edition": accepted.edition,
+                  "business_keys": list(accepted.business_keys),
+                  "warnings": [f.as_dict() for f in accepted.warnings]},
                  status=200 if accepted.duplicate else 202)
 
 
-def _root_name(data: bytes) -> str:
-    """A bounded label for metrics: the catalogue code, or ``unknown``."""
-    start = data.find(b"CEB", 0, 512)
-    code = data[start:start + 6].decode("ascii", "replace") if start >= 0 else ""
-    return code if len(code) == 6 and code[3:].isdigit() else "unknown"
+def _times(s: Settings) -> pipeline.TimePolicy:
+    return pipeline.TimePolicy(timedelta(seconds=s.cert_grace_s), timedelta(seconds=s.app_time_window_s))
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -199,19 +206,7 @@ async def get_message(request: web.Request) -> web.Response:
     return _json(_message_view(rec))
 
 
-def _record_json(item: MailItem) -> dict[str, object] | None:
-    """The receipt record this mail item is about, as a flat dict of its fields."""
-    root = parse(item.data, source="mailbox").root
-    for rec in root:
-        fields: dict[str, object] = {local_name(el.tag): (el.text or "").strip() for el in rec.iter()
-                                     if len(el) == 0 and isinstance(el.tag, str)}
-        if fields.get("returnStatus", item.status) == item.status and all(
-                fields.get(k) == v for k, v in item.business_keys.items()):
-            return fields
-    return None
-
-
-def _mail_view(item: MailItem, as_json: bool) -> dict[str, object]:
+def _mail_view(item: MailItem, as_json: bool, catalog: Catalog) -> dict[str, object]:
     view: dict[str, object] = {
         "cursor": item.cursor, "receipt_id": item.receipt_id, "message_id": item.message_id,
         "declaration_type": item.declaration_type, "declaration_guid": item.declaration_guid,
@@ -219,7 +214,7 @@ def _mail_view(item: MailItem, as_json: bool) -> dict[str, object]:
         "info": item.info, "business_keys": item.business_keys, "delivered_at": item.delivered_at.isoformat(),
         "xml": item.data.decode("utf-8", "replace")}
     if as_json:
-        view["record"] = _record_json(item)
+        view["record"] = pipeline.stored_record(item.data, item.record_no, catalog)
     return view
 
 
@@ -237,7 +232,8 @@ async def get_receipts(request: web.Request) -> web.Response:
     else:
         items = await store.mailbox(account.name, after, limit)
     cursor = items[-1].cursor if items else after
-    return _json({"items": [_mail_view(i, fmt == "json") for i in items], "cursor": cursor})
+    views = [_mail_view(i, fmt == "json", request.app[CATALOG]) for i in items]
+    return _json({"items": views, "cursor": cursor})
 
 
 async def ack_receipts(request: web.Request) -> web.Response:
@@ -292,7 +288,7 @@ async def post_receipts(request: web.Request) -> web.Response:
     data = await read_xml(request)
     deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
                                 app[ACCOUNTS].current(), _limits(request), s.require_customs_signature,
-                                executor=app[CHECKER])
+                                times=_times(s), executor=app[CHECKER])
     mtype, delivered = await pipeline.receive(data, deps, request[ACCOUNT])
     out = []
     for d in delivered:
@@ -351,6 +347,8 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text."""
     store_metrics = await request.app[STORE].metrics()
     text = request.app[METRICS].render(store_metrics)
+    if TRANSPORT_METRICS in request.app:
+        text += "".join(f"{line}\n" for line in request.app[TRANSPORT_METRICS].render())
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Format": "prometheus-0.0.4"})
 

@@ -14,6 +14,7 @@ from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
 from ..store import Store
+from ..transport.common import TransportMetrics
 from .metrics import Metrics
 
 
@@ -55,10 +56,12 @@ ACCOUNTS = web.AppKey("accounts", AccountFile)
 REGISTRY = web.AppKey("registry", Registry)
 CATALOG = web.AppKey("catalog", Catalog)
 GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelopes are signed
+AUDIT_KEY = web.AppKey("audit_key", KeyProvider)      # signs audit checkpoints; absent without gateway_key
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 # The one thread that parses and checks large bodies off the event loop (pipeline.off_loop).
 CHECKER = web.AppKey("checker", ThreadPoolExecutor)
+TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..catalog import EDITIONS
+from ..store import MAX_ID
 
+# The edition of the standard a declaration follows (null: stored before editions were recorded).
+_EDITION: dict[str, object] = {"type": ["string", "null"], "enum": [*EDITIONS, None]}
 
 def _xml() -> dict[str, Any]:
     return {"application/xml": {"schema": {"type": "string"}}, "text/xml": {"schema": {"type": "string"}}}
@@ -43,7 +47,7 @@ def _op(summary: str, ok: dict[str, Any], *errs: int, body: dict[str, Any] | Non
 
 
 # Row ids, cursors: 64-bit signed integers in the store.
-_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_ID = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
 
 
 def _q(name: str, kind: str = "integer", description: str = "") -> dict[str, Any]:
@@ -75,10 +79,13 @@ def _schemas() -> dict[str, Any]:
                         line={"type": ["integer", "null"]}, path={"type": ["string", "null"]},
                         field={"type": ["string", "null"]}),
         "Accepted": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
-                         status={"type": "string"},
-                         business_keys={"type": "array", "items": {"type": "object"}}),
+                         status={"type": "string"}, edition=_EDITION,
+                         business_keys={"type": "array", "items": {"type": "object"}},
+                         warnings={"type": "array", "items": _ref("Finding"),
+                                   "description": "findings that do not refuse the message, e.g. "
+                                                  "CEBGW-APPTIME-SKEW"}),
         "Message": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
-                        status={"type": "string"}, business_keys={"type": "array"},
+                        status={"type": "string"}, edition=_EDITION, business_keys={"type": "array"},
                         timeline={"type": "array"}),
         "Mailbox": _obj(items={"type": "array", "items": {"type": "object"}},
                         cursor={"type": ["integer", "null"]}),

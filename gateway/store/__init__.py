@@ -26,6 +26,8 @@ from typing import Literal, Protocol
 from ..errors import ConfigError, register
 from ..state import State
 
+MAX_ID = 2**63 - 1  # the largest row id or cursor: SQLite integers (and PostgreSQL bigint) are 64-bit signed
+
 SubscribeStatus = Literal["ALL", "DATA", "RET"]
 Clock = Callable[[], float]
 """Seconds since the epoch (``time.time``); injectable so tests control leases."""
@@ -66,6 +68,7 @@ class NewMessage:
     cop_msg_id: str
     subscribers: Sequence[Subscriber] = ()
     envelope_parts: tuple[bytes, bytes] | None = None
+    edition: str | None = None  # the edition of the standard the message follows (2018, 202205)
 
     @property
     def sha256(self) -> str:
@@ -110,6 +113,7 @@ class MessageRecord:
     received_at: datetime
     data: bytes
     timeline: tuple[TimelineEntry, ...]
+    edition: str | None = None  # the edition of the standard it follows; None if stored before editions
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,8 @@ class ReceiptResult:
 @dataclass(frozen=True)
 class MailItem:
     """A receipt in a tenant's mailbox; ``cursor`` numbers the tenant's own mail (1, 2, 3, ...) in
-    arrival order, so it says nothing of other tenants'."""
+    arrival order, so it says nothing of other tenants'.  ``data`` is the whole receipt message;
+    ``record_no`` (0-based) is the record of it this item is about."""
 
     cursor: int
     receipt_id: int
@@ -195,6 +200,7 @@ class MailItem:
     declaration_type: str
     declaration_guid: str
     message_type: str
+    record_no: int
     status: str
     return_time: str
     info: str
@@ -231,21 +237,52 @@ class ChainBreak:
 
 
 @dataclass(frozen=True)
-class AuditReport:
-    """Result of recomputing hash chains; ``ok`` when no chain is broken.
+class AuditProblem:
+    """One thing the audit found: ``kind`` (``integrity``, ``journal``, ``changed``, ``missing``,
+    ``unjournaled``, ``rewritten``, ``checkpoint``), ``where`` (the rows or entries), ``detail``."""
 
-    ``heads`` maps ``(tenant, sender_code)`` to the last chain hash, which can be
-    anchored elsewhere so that rewriting a whole chain is detectable too.
+    kind: str
+    where: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class CheckpointClaim:
+    """What a signed checkpoint says the store held at ``created_us``: the audit journal up to
+    entry ``entry_id`` with link ``entry_link``, each ``(tenant, sender_code)`` chain's head as
+    ``(message id, chain hash)``, the newest message id, and where the journal began
+    (``start``: the last message id, receipt id and mailbox cursor older than it)."""
+
+    created_us: int
+    entry_id: int
+    entry_link: str
+    chains: dict[tuple[str, str], tuple[int, str]]
+    max_message_id: int
+    start: tuple[int, int, int] = (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Result of recomputing hash chains and the audit journal; ``ok`` when nothing is wrong.
+
+    ``heads`` maps ``(tenant, sender_code)`` to the last chain hash.  ``problems`` are the
+    journal's, SQLite's integrity check's and the signed checkpoints' findings (see
+    :class:`AuditProblem`); ``journal_head`` is the last entry's id and link.
     """
 
     messages_checked: int
     chains: int
     breaks: tuple[ChainBreak, ...]
     heads: dict[tuple[str, str], str] = field(default_factory=dict)
+    problems: tuple[AuditProblem, ...] = ()
+    journal_entries: int = 0
+    journal_head: tuple[int, str] = (0, "0" * 64)
+    checkpoints_checked: int = 0
+    entries_since_checkpoint: int | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.breaks
+        return not self.breaks and not self.problems
 
 
 @dataclass(frozen=True)
@@ -297,6 +334,11 @@ class Store(Protocol):
         """The declaration ``message_id`` whatever its tenant (for operators), ``None`` if absent."""
         ...
 
+    async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
+        """Every declaration sent in an envelope with this CopMsgId, newest first (senders choose
+        their CopMsgIds, so several tenants may have used one)."""
+        ...
+
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """The declaration sent to customs in the envelope with this CopMsgId (CEB900's
         ``oriCopMsgId``); the newest if several, ``None`` if none."""
@@ -336,8 +378,23 @@ class Store(Protocol):
         """
         ...
 
-    async def audit_verify(self, tenant: str | None = None) -> AuditReport:
-        """Recompute every sender's hash chain (of ``tenant`` or all) from the stored bytes."""
+    async def audit_verify(self, tenant: str | None = None,
+                           claims: Sequence[tuple[str, CheckpointClaim]] = ()) -> AuditReport:
+        """Recompute every sender's hash chain (of ``tenant`` or all) from the stored bytes, and
+        the audit journal from the rows; run the backend's integrity check; compare the store with
+        each ``(label, claim)`` of a signed checkpoint (the caller checked the signatures)."""
+        ...
+
+    async def audit_state(self) -> CheckpointClaim:
+        """What a checkpoint made now would sign: the journal head and every chain head."""
+        ...
+
+    async def put_checkpoint(self, claim: CheckpointClaim, document: bytes) -> int:
+        """Keep a signed checkpoint document of ``claim``; returns its id."""
+        ...
+
+    async def checkpoints(self) -> list[tuple[int, int, bytes]]:
+        """Every kept checkpoint as ``(id, created_us, signed document)``, oldest first."""
         ...
 
     async def metrics(self) -> StoreMetrics:

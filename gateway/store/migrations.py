@@ -18,10 +18,13 @@ Tables (all but the state tables are append-only):
 ``receipt_blob``       exact bytes of each receipt message, once per content
 ``receipt``            one row per receipt record; ``receipt_key`` its business keys
 ``receipt_link``       receipt → declaration (by correlation or by an operator's reroute)
-``dead_letter``        receipts that matched nothing (``resolved_at`` set on reroute)
+``dead_letter``        receipts that matched nothing (``resolved_us`` set on reroute)
 ``mailbox``            deliveries per tenant; ``seq`` numbers each tenant's own (its cursors:
                        they say nothing of other tenants), ``cursor`` is the internal row id;
                        ``mailbox_ack`` read marks, in ``seq`` numbers
+``audit_entry``        the audit journal: one hash chain over declarations, receipts, links and
+                       deliveries (append-only); ``audit_checkpoint`` signed checkpoints of its head;
+                       ``audit_start`` where the journal began
 ``tally``              the counts ``/metrics`` and ``/healthz`` show, kept by triggers in the same
                        transaction as the rows they count (so reading them costs the same at a
                        hundred rows as at a hundred million)
@@ -272,6 +275,44 @@ _V7 = (
         LEFT JOIN mailbox_ack a ON a.tenant = mb.tenant WHERE mb.seq > COALESCE(a.cursor, 0) GROUP BY 2""",
 )
 
+
+def _append_only(table: str) -> tuple[str, str]:
+    return (f"""CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+       BEGIN SELECT RAISE(ABORT, '{table} rows are append-only'); END""",
+            f"""CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+       BEGIN SELECT RAISE(ABORT, '{table} rows are append-only'); END""")
+
+
+# Independent of migration 7 (the parser-hardening branch's): it only adds tables.
+_V8 = (
+    """CREATE TABLE audit_entry (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('message', 'receipt', 'link', 'delivery')),
+        ref INTEGER NOT NULL,
+        parts TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        at_us INTEGER NOT NULL,
+        prev TEXT NOT NULL,
+        link TEXT NOT NULL,
+        UNIQUE (kind, ref)
+    )""",
+    *_append_only("audit_entry"),
+    """CREATE TABLE audit_checkpoint (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_us INTEGER NOT NULL,
+        entry_id INTEGER NOT NULL,
+        document BLOB NOT NULL
+    )""",
+    *_append_only("audit_checkpoint"),
+    # Rows older than the journal are covered by the message chains only; newer rows without a
+    # journal entry were written behind the gateway's back.
+    """CREATE TABLE audit_start (
+        message_id INTEGER NOT NULL, receipt_id INTEGER NOT NULL, cursor INTEGER NOT NULL)""",
+    """INSERT INTO audit_start SELECT (SELECT COALESCE(MAX(id), 0) FROM message),
+        (SELECT COALESCE(MAX(id), 0) FROM receipt), (SELECT COALESCE(MAX(cursor), 0) FROM mailbox)""",
+    *_append_only("audit_start"),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
     # CEB900 receipts name the declaration only by the CopMsgId of the envelope sent to customs.
@@ -298,6 +339,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     # tenants' deliveries left.  Each tenant now counts its own (1, 2, 3, ...); the row id stays
     # internal, and read marks (mailbox_ack.cursor) are in the tenant's own numbers.
     Migration(7, "mailbox cursors per tenant", _V7),
+    # issue 15: `cebgw audit verify` could not see a rewrite by whoever holds the file.  One
+    # journal chain now covers declarations (bytes, keys, envelope), receipts, links and
+    # deliveries, and signed checkpoints of its head are kept (gateway/store/journal.py).
+    Migration(8, "audit journal and signed checkpoints", _V8),
+    # Two editions of the standard are in use (2018, 202205); each declaration keeps the one it
+    # was validated against.  NULL for declarations stored before.
+    Migration(9, "the edition of the standard each declaration follows",
+              ("""CREATE TABLE message_edition (
+                    message_id INTEGER PRIMARY KEY REFERENCES message (id),
+                    edition TEXT NOT NULL)""",)),
 )
 
 

@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 from ..errors import StoreError
 from . import (
+    AuditProblem,
     AuditReport,
+    CheckpointClaim,
     Clock,
     DeadLetter,
     DeclarationRef,
@@ -34,6 +36,8 @@ from . import (
     PutResult,
     ReceiptResult,
     StoreMetrics,
+    auditcheck,
+    journal,
     sqlops,
 )
 from .migrations import MIGRATIONS, Migration, migrate
@@ -56,6 +60,28 @@ def _connect(path: str, *, read_only: bool) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from exc
     return conn
+
+
+def _audit(conn: sqlite3.Connection, tenant: str | None,
+           claims: Sequence[tuple[str, CheckpointClaim]]) -> AuditReport:
+    """The whole audit on one read snapshot: SQLite's integrity check, the sender chains, the
+    journal, the claims of signed checkpoints, and entries deleted from the journal's end."""
+    problems = auditcheck.integrity(conn)
+    try:
+        checked, breaks, heads = sqlops.audit(conn, tenant)
+        check = auditcheck.verify(conn, [claim.entry_id for _, claim in claims])
+        heads_claimed = [mid for _, claim in claims for mid, _ in claim.chains.values()]
+        chains = auditcheck.chain_links_at(conn, heads_claimed)
+        for label, claim in claims:
+            problems += auditcheck.compare(conn, claim, label, check, chains)
+        tail = auditcheck.tail_deleted(conn)
+    except sqlite3.DatabaseError as exc:  # a damaged file: say so rather than fail the audit
+        problems.append(AuditProblem("integrity", "database file", f"cannot be read through: {exc}"))
+        return AuditReport(0, 0, (), {}, tuple(problems))
+    problems += check.problems + ([tail] if tail is not None else [])
+    since = check.head[0] - max(c.entry_id for _, c in claims) if claims else None
+    return AuditReport(checked, len(heads), tuple(breaks), heads, tuple(problems), check.entries, check.head,
+                       len(claims), since)
 
 
 class _Checkpointer:
@@ -122,6 +148,9 @@ class SqliteStore:
                  checkpoint_thread: bool = True, commit_delay_s: float = 0.0,
                  cache_mb: int | None = None) -> None:
         self._clock: Clock = clock or time.time
+        self._path = path
+        # Writes are journaled (migration 8); a store held at an older schema (upgrade tests) is not.
+        self._ops: Any = journal if any(m.version == journal.MIGRATION for m in migrations) else sqlops
         self._memory = path == ":memory:"
         conn = _connect(path, read_only=False)
         try:
@@ -200,8 +229,9 @@ class SqliteStore:
     async def put_message(self, m: NewMessage) -> PutResult:
         """See :meth:`gateway.store.Store.put_message`."""
         now, d = self._now_us(), sqlops.digest(m)  # here, not while the writer holds the lock
-        return await self._write(lambda c: sqlops.put_message(c, m, now, d),
-                                 bulk=Bulk(sqlops.put_messages, (m, now, d)))
+        ops = self._ops
+        return await self._write(lambda c: ops.put_message(c, m, now, d),
+                                 bulk=Bulk(ops.put_messages, (m, now, d)))
 
     async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
         """See :meth:`gateway.store.Store.get_message`."""
@@ -232,6 +262,10 @@ class SqliteStore:
         """See :meth:`gateway.store.Store.declaration`."""
         return await self._read(lambda c: sqlops.declaration(c, message_id))
 
+    async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
+        """See :meth:`gateway.store.Store.declarations_by_cop_msg_id`."""
+        return await self._read(lambda c: sqlops.declarations_by_cop_msg_id(c, cop_msg_id))
+
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.find_by_cop_msg_id`."""
         return await self._read(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))
@@ -239,7 +273,7 @@ class SqliteStore:
     async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
         """See :meth:`gateway.store.Store.put_receipt`; wakes mailbox waiters once committed."""
         now = self._now_us()
-        return await self._write(lambda c: sqlops.put_receipt(c, r, now), self._notify)
+        return await self._write(lambda c: self._ops.put_receipt(c, r, now), self._notify)
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         """See :meth:`gateway.store.Store.dead_letters`."""
@@ -250,7 +284,8 @@ class SqliteStore:
         """See :meth:`gateway.store.Store.reroute_dead_letter`."""
         now, boxes, names = self._now_us(), tuple(mailboxes), tuple(assign)
         return await self._write(
-            lambda c: sqlops.reroute_dead_letter(c, receipt_id, message_id, boxes, now, names), self._notify)
+            lambda c: self._ops.reroute_dead_letter(c, receipt_id, message_id, boxes, now, names),
+            self._notify)
 
     # ------------------------------------------------------------ mailboxes
 
@@ -282,10 +317,44 @@ class SqliteStore:
 
     # ------------------------------------------------------------ audit and metrics
 
-    async def audit_verify(self, tenant: str | None = None) -> AuditReport:
-        """See :meth:`gateway.store.Store.audit_verify`."""
-        checked, breaks, heads = await self._read(lambda c: sqlops.audit(c, tenant))
-        return AuditReport(checked, len(heads), tuple(breaks), heads)
+    async def audit_verify(self, tenant: str | None = None,
+                           claims: Sequence[tuple[str, CheckpointClaim]] = ()) -> AuditReport:
+        """See :meth:`gateway.store.Store.audit_verify`; a damaged file is reported, not raised."""
+        claims = tuple(claims)
+        if self._memory:
+            return await self._read(lambda c: _audit(c, tenant, claims))
+        self._check_open()
+        return await asyncio.to_thread(self._audit_alone, tenant, claims)
+
+    def _audit_alone(self, tenant: str | None, claims: Sequence[tuple[str, CheckpointClaim]]) -> AuditReport:
+        """The audit on a connection of its own: on a damaged file even the end of a read
+        transaction can fail, and the pooled readers must not be left in that state."""
+        try:
+            conn = _connect(self._path, read_only=True)
+        except StoreError as exc:
+            return AuditReport(0, 0, (), {}, (AuditProblem("integrity", "database file", exc.message),))
+        try:
+            conn.execute("BEGIN")
+            return _audit(conn, tenant, claims)
+        except sqlite3.Error as exc:
+            return AuditReport(0, 0, (), {}, (AuditProblem("integrity", "database file", f"{exc}"),))
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    async def audit_state(self) -> CheckpointClaim:
+        """See :meth:`gateway.store.Store.audit_state`."""
+        now = self._now_us()
+        return await self._read(lambda c: journal.state(c, now))
+
+    async def put_checkpoint(self, claim: CheckpointClaim, document: bytes) -> int:
+        """See :meth:`gateway.store.Store.put_checkpoint`."""
+        return await self._write(lambda c: journal.put_checkpoint(c, claim, document))
+
+    async def checkpoints(self) -> list[tuple[int, int, bytes]]:
+        """See :meth:`gateway.store.Store.checkpoints`."""
+        return await self._read(journal.checkpoints)
 
     async def metrics(self) -> StoreMetrics:
         """See :meth:`gateway.store.Store.metrics`."""

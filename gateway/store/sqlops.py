@@ -13,13 +13,14 @@ import hashlib
 import heapq
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .. import state as st
 from ..errors import ConflictError, GatewayError, NotFoundError
 from . import (
+    MAX_ID,
     ChainBreak,
     DeadLetter,
     DeclarationRef,
@@ -86,7 +87,6 @@ def _b64_len(n: int) -> int:
 
 _HEAD = "SELECT chain_hash FROM message WHERE tenant = ? AND sender_code = ? ORDER BY id DESC LIMIT 1"
 _IN_CHUNK = 512  # guids per ``IN (...)``: well under SQLite's 32,766 bound parameters
-_MAX_ID = 2**63 - 1
 
 
 def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digested | None = None) -> PutResult:
@@ -97,6 +97,99 @@ def put_message(conn: sqlite3.Connection, m: NewMessage, now_us: int, d: Digeste
     if isinstance(result, GatewayError):
         raise result
     return result
+
+
+class _Stored(NamedTuple):
+    """A message in the store (or written earlier in the same batch), as a repeat of it sees it."""
+
+    id: int
+    sha256: str
+    received_us: int
+    chain_hash: str
+
+
+# One row type per table :func:`put_messages` writes: the field names are the column names.
+class _MessageRow(NamedTuple):
+    id: int
+    tenant: str
+    sender_code: str
+    message_type: str
+    guid: str
+    cop_msg_id: str
+    sha256: str
+    data: bytes
+    received_us: int
+    prev_chain: str
+    chain_hash: str
+
+
+class _EditionRow(NamedTuple):  # message_edition
+    message_id: int
+    edition: str
+
+
+class _KeyRow(NamedTuple):  # message_key
+    message_id: int
+    record_no: int
+    name: str
+    value: str
+
+
+class _SubscriberRow(NamedTuple):  # subscriber
+    message_id: int
+    position: int
+    dxp_address: str
+    status: str
+
+
+class _StateRow(NamedTuple):  # declaration_state
+    message_id: int
+    message_type: str
+    state: str
+    updated_us: int
+
+
+class _OutboxRow(NamedTuple):  # outbox
+    message_id: int
+    sender: str
+    envelope: bytes
+    enqueued_us: int
+    envelope_head: bytes | None
+    envelope_tail: bytes | None
+
+
+@dataclass
+class _NewRows:
+    """The rows of a batch of new messages, table by table, written by :meth:`insert`."""
+
+    message: list[_MessageRow] = field(default_factory=list)
+    message_edition: list[_EditionRow] = field(default_factory=list)
+    message_key: list[_KeyRow] = field(default_factory=list)
+    subscriber: list[_SubscriberRow] = field(default_factory=list)
+    declaration_state: list[_StateRow] = field(default_factory=list)
+    outbox: list[_OutboxRow] = field(default_factory=list)
+
+    def add(self, row: _MessageRow, m: NewMessage, d: Digested) -> None:
+        """``row`` and the rows that go with it: keys, subscribers, state and outbox entry (the
+        envelope kept as the parts around the message's bytes where it can be)."""
+        mid, now_us = row.id, row.received_us
+        self.message.append(row)
+        if m.edition is not None:
+            self.message_edition.append(_EditionRow(mid, m.edition))
+        self.message_key.extend(_KeyRow(mid, n, k, v) for n, rec in enumerate(m.business_keys)
+                                for k, v in rec.items())
+        self.subscriber.extend(_SubscriberRow(mid, n, s.dxp_address, s.status)
+                               for n, s in enumerate(m.subscribers))
+        self.declaration_state.append(_StateRow(mid, m.message_type, st.State.DECLARED.value, now_us))
+        whole = b"" if d.envelope_head is not None else m.envelope
+        self.outbox.append(_OutboxRow(mid, _sender(m.tenant, m.sender_code), whole, now_us,
+                                      d.envelope_head, d.envelope_tail))
+
+    def insert(self, conn: sqlite3.Connection) -> None:
+        # message first: the other tables refer to it
+        for table in ("message", "message_edition", "message_key", "subscriber", "declaration_state",
+                      "outbox"):
+            _insert_rows(conn, table, getattr(self, table))
 
 
 def put_messages(conn: sqlite3.Connection,
@@ -110,79 +203,79 @@ def put_messages(conn: sqlite3.Connection,
     a guid: one unique index (tenant, guid) serves both the duplicate and the conflict check.
     A reused guid is returned as its ConflictError (that item writes nothing); anything
     raised leaves the caller to roll back and go one by one.
-    Ids are assigned as SQLite would (``MAX(id) + 1``), which is safe because the caller
-    holds the write transaction.
     """
+    stored = _stored(conn, [m for m, _, _ in items])
+    # The ids are given here, not by the INSERT, because the other tables' rows need them
+    # first: MAX(id) + 1 onward, as SQLite would give them (safe: the caller holds the write
+    # transaction, and message has no AUTOINCREMENT to keep in step).
+    (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
+    heads: dict[tuple[str, str], str] = {}  # each sender's chain head, as this batch moves it
+    rows = _NewRows()
     out: list[PutResult | GatewayError] = []
-    stored: dict[tuple[str, str], tuple[int, str, int, str]] = {}
-    by_tenant: dict[str, set[str]] = {}
-    for m, _, _ in items:
-        by_tenant.setdefault(m.tenant, set()).add(m.guid)
-    for tenant, guid_set in by_tenant.items():
-        guids = sorted(guid_set)
-        for chunk in _chunks(guids, _IN_CHUNK):
-            for guid, *row in conn.execute(
-                    "SELECT guid, id, sha256, received_us, chain_hash FROM message"
-                    f" WHERE tenant = ? AND guid IN ({','.join('?' * len(chunk))})", (tenant, *chunk)):
-                stored[(tenant, guid)] = (row[0], row[1], row[2], row[3])
-    (top,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
-    heads: dict[tuple[str, str], str] = {}
-    messages: list[tuple[object, ...]] = []
-    keys: list[tuple[object, ...]] = []
-    subscribers: list[tuple[object, ...]] = []
-    states: list[tuple[object, ...]] = []
-    outbox: list[tuple[object, ...]] = []
     for m, now_us, d in items:
         seen = stored.get((m.tenant, m.guid))
         if seen is not None:
-            sid, sha, received_us, link = seen
-            out.append(PutResult(sid, True, to_dt(received_us), link) if sha == d.sha256 else ConflictError(
-                f"guid {m.guid} was already used by message {sid} with different content", field="guid"))
+            out.append(_repeat(m, d, seen))
             continue
         sender = (m.tenant, m.sender_code)
-        prev = heads.get(sender)
-        if prev is None:
-            head = conn.execute(_HEAD, sender).fetchone()
-            prev = head[0] if head is not None else GENESIS
-        top += 1
-        mid = top
-        link = chain_hash(prev, d.sha256, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id,
-                          now_us)
-        heads[sender] = link
-        stored[(m.tenant, m.guid)] = (mid, d.sha256, now_us, link)
-        messages.append((mid, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, d.sha256, m.data,
-                         now_us, prev, link))
-        keys.extend((mid, n, k, v) for n, rec in enumerate(m.business_keys) for k, v in rec.items())
-        subscribers.extend((mid, n, s.dxp_address, s.status) for n, s in enumerate(m.subscribers))
-        states.append((mid, m.message_type, st.State.DECLARED.value, now_us))
-        outbox.append((mid, _sender(m.tenant, m.sender_code),
-                       b"" if d.envelope_head is not None else m.envelope, now_us,
-                       d.envelope_head, d.envelope_tail))
-        out.append(PutResult(mid, False, to_dt(now_us), link))
-    _insert_rows(conn, "message (id, tenant, sender_code, message_type, guid, cop_msg_id, sha256, data,"
-                 " received_us, prev_chain, chain_hash)", messages)
-    _insert_rows(conn, "message_key", keys)
-    _insert_rows(conn, "subscriber", subscribers)
-    _insert_rows(conn, "declaration_state", states)
-    _insert_rows(conn, "outbox (message_id, sender, envelope, enqueued_us, envelope_head, envelope_tail)",
-                 outbox)
+        prev = heads.get(sender) or _chain_head(conn, *sender)
+        last_id += 1
+        row = _MessageRow(last_id, m.tenant, m.sender_code, m.message_type, m.guid, m.cop_msg_id, d.sha256,
+                          m.data, now_us, prev, chain_hash(prev, d.sha256, m.tenant, m.sender_code,
+                                                           m.message_type, m.guid, m.cop_msg_id, now_us))
+        heads[sender] = row.chain_hash
+        stored[(m.tenant, m.guid)] = _Stored(row.id, row.sha256, now_us, row.chain_hash)
+        rows.add(row, m, d)
+        out.append(PutResult(row.id, False, to_dt(now_us), row.chain_hash))
+    rows.insert(conn)
     return out
+
+
+def _stored(conn: sqlite3.Connection, messages: Sequence[NewMessage]) -> dict[tuple[str, str], _Stored]:
+    """The stored messages with the tenant and guid of any of ``messages``."""
+    by_tenant: dict[str, set[str]] = {}
+    for m in messages:
+        by_tenant.setdefault(m.tenant, set()).add(m.guid)
+    found: dict[tuple[str, str], _Stored] = {}
+    for tenant, guids in by_tenant.items():
+        for chunk in _chunks(sorted(guids), _IN_CHUNK):
+            for guid, *row in conn.execute(
+                    "SELECT guid, id, sha256, received_us, chain_hash FROM message"
+                    f" WHERE tenant = ? AND guid IN ({','.join('?' * len(chunk))})", (tenant, *chunk)):
+                found[(tenant, guid)] = _Stored(*row)
+    return found
+
+
+def _repeat(m: NewMessage, d: Digested, seen: _Stored) -> PutResult | ConflictError:
+    """The answer to a message whose guid is stored: the first result for the same bytes, a
+    conflict for other bytes."""
+    if seen.sha256 == d.sha256:
+        return PutResult(seen.id, True, to_dt(seen.received_us), seen.chain_hash)
+    return ConflictError(f"guid {m.guid} was already used by message {seen.id} with different content",
+                         field="guid")
+
+
+def _chain_head(conn: sqlite3.Connection, tenant: str, sender_code: str) -> str:
+    """The chain link of the sender's latest stored message, or the genesis link."""
+    head = conn.execute(_HEAD, (tenant, sender_code)).fetchone()
+    return str(head[0]) if head is not None else GENESIS
 
 
 _ROWS_PER_INSERT = 256
 
 
-def _insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """``INSERT INTO {into} VALUES (...), (...), ...``: many rows per statement, so one step of
-    the statement (and one hand-over of the GIL by the sqlite3 module) writes all of them;
-    ``executemany`` would take a step per row.  ``into`` is the table (and columns): our own text."""
+def _insert_rows(conn: sqlite3.Connection, table: str, rows: Sequence[NamedTuple]) -> None:
+    """``INSERT INTO {table} (columns) VALUES (...), (...), ...``, the columns named by the row
+    type's fields: many rows per statement, so one step of the statement (and one hand-over of
+    the GIL by the sqlite3 module) writes all of them; ``executemany`` would take a step per
+    row.  ``table`` is our own text."""
     if not rows:
         return
-    width = len(rows[0])
-    one = "(" + ", ".join("?" * width) + ")"
-    for chunk in _chunks(rows, max(1, min(_ROWS_PER_INSERT, 32_000 // width))):  # ≤ 32,766 parameters
-        conn.execute(f"INSERT INTO {into} VALUES " + ", ".join([one] * len(chunk)),
-                     [v for row in chunk for v in row])
+    columns = rows[0]._fields
+    one = "(" + ", ".join("?" * len(columns)) + ")"
+    into = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    for chunk in _chunks(rows, max(1, min(_ROWS_PER_INSERT, 32_000 // len(columns)))):  # ≤ 32,766 parameters
+        conn.execute(into + ", ".join([one] * len(chunk)), [v for row in chunk for v in row])
 
 
 def _chunks(items: Sequence[T], most: int) -> Iterator[Sequence[T]]:
@@ -248,7 +341,7 @@ def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: in
     for _, sender in heads:
         ids += [i for (i,) in conn.execute(
             "SELECT id FROM outbox WHERE sender = ? AND acked_us IS NULL AND id <= ? ORDER BY id LIMIT ?",
-            (sender, bound if bound is not None else _MAX_ID, limit))]
+            (sender, bound if bound is not None else MAX_ID, limit))]
     ids = heapq.nsmallest(limit, ids)
     rows = []
     for at in range(0, len(ids), _IN_CHUNK):
@@ -404,8 +497,9 @@ def _receipt_keys(conn: sqlite3.Connection, receipt_ids: Iterable[int]) -> dict[
 def get_message(conn: sqlite3.Connection, message_id: int, tenant: str) -> MessageRecord | None:
     """The tenant's declaration with keys, subscribers and timeline, or ``None``."""
     row = conn.execute(
-        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us, m.data"
-        " FROM message m JOIN declaration_state s ON s.message_id = m.id WHERE m.id = ? AND m.tenant = ?",
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us, m.data,"
+        " e.edition FROM message m JOIN declaration_state s ON s.message_id = m.id"
+        " LEFT JOIN message_edition e ON e.message_id = m.id WHERE m.id = ? AND m.tenant = ?",
         (message_id, tenant)).fetchone()
     if row is None:
         return None
@@ -414,7 +508,8 @@ def get_message(conn: sqlite3.Connection, message_id: int, tenant: str) -> Messa
         " JOIN receipt r ON r.id = l.receipt_id WHERE l.declaration_id = ? ORDER BY r.return_time, r.id",
         (message_id,)))
     return MessageRecord(row[0], row[1], row[2], row[3], row[4], _message_keys(conn, message_id),
-                         _subscribers(conn, message_id), st.State(row[5]), to_dt(row[6]), row[7], timeline)
+                         _subscribers(conn, message_id), st.State(row[5]), to_dt(row[6]), row[7], timeline,
+                         row[8])
 
 
 _KEY_MATCH = ("(SELECT message_id, record_no FROM message_key WHERE name = ? AND value = ?"
@@ -465,6 +560,17 @@ def find_by_cop_msg_id(conn: sqlite3.Connection, cop_msg_id: str) -> Declaration
                           _subscribers(conn, r[0]))
 
 
+def declarations_by_cop_msg_id(conn: sqlite3.Connection, cop_msg_id: str) -> list[DeclarationRef]:
+    """Every declaration sent in an envelope with ``cop_msg_id`` (record 0), newest first: a sender
+    chooses its CopMsgId, so two tenants may have used the same one."""
+    rows = conn.execute(
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, s.state, m.received_us"
+        " FROM message m JOIN declaration_state s ON s.message_id = m.id WHERE m.cop_msg_id = ?"
+        " ORDER BY m.id DESC", (cop_msg_id,)).fetchall()
+    return [DeclarationRef(r[0], r[1], r[2], r[3], r[4], 0, st.State(r[5]), to_dt(r[6]),
+                           _subscribers(conn, r[0])) for r in rows]
+
+
 def mailbox(conn: sqlite3.Connection, tenant: str, after: int | None, limit: int) -> list[MailItem]:
     """The tenant's deliveries after ``after`` (``None``: after its read mark), oldest first."""
     if after is None:
@@ -472,14 +578,18 @@ def mailbox(conn: sqlite3.Connection, tenant: str, after: int | None, limit: int
         after = row[0] if row is not None else 0
     rows = conn.execute(
         "SELECT mb.seq, mb.receipt_id, mb.declaration_id, m.message_type, m.guid, r.message_type,"
-        " r.status, r.return_time, r.info, b.data, mb.delivered_us FROM mailbox mb"
+        " r.record_no, r.status, r.return_time, r.info, b.data, mb.delivered_us FROM mailbox mb"
         " JOIN receipt r ON r.id = mb.receipt_id JOIN receipt_blob b ON b.sha256 = r.blob_sha256"
         " JOIN message m ON m.id = mb.declaration_id"
         " WHERE mb.tenant = ? AND mb.seq > ? ORDER BY mb.seq LIMIT ?",
         (tenant, after, limit)).fetchall()
     keys = _receipt_keys(conn, (r[1] for r in rows))
-    return [MailItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], keys[r[1]], r[9], to_dt(r[10]))
-            for r in rows]
+    return [MailItem(cursor=cursor, receipt_id=receipt_id, message_id=message_id, declaration_type=decl_type,
+                     declaration_guid=decl_guid, message_type=mtype, record_no=record_no, status=status,
+                     return_time=return_time, info=info, business_keys=keys[receipt_id], data=data,
+                     delivered_at=to_dt(delivered_us))
+            for (cursor, receipt_id, message_id, decl_type, decl_guid, mtype, record_no, status, return_time,
+                 info, data, delivered_us) in rows]
 
 
 def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
@@ -561,7 +671,7 @@ def audit(conn: sqlite3.Connection,
         heads[chain] = link
         if chain in breaks:
             continue
-        actual_sha = hashlib.sha256(data).hexdigest()
+        actual_sha = hashlib.sha256(data if isinstance(data, bytes) else str(data).encode()).hexdigest()
         recomputed = chain_hash(expected_prev, actual_sha, ten, sender, mtype, guid, cop, rec_us)
         if actual_sha != sha:
             breaks[chain] = ChainBreak(ten, sender, mid, "data", actual_sha, sha)

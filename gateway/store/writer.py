@@ -252,19 +252,29 @@ def run_transaction(conn: sqlite3.Connection, batch: Sequence[Work[Any]]) -> boo
     return _begin_and_run(conn, batch) and _commit(conn, batch)
 
 
+class _Aborted(Exception):
+    """SQLite rolled the whole transaction back (disk full, I/O error): nothing of it stands."""
+
+
 def _begin_and_run(conn: sqlite3.Connection, batch: Sequence[Work[Any]]) -> bool:
-    """BEGIN and every job of ``batch``; False (every job failed, nothing open) if the
-    transaction could not begin or SQLite aborted it."""
+    """BEGIN, then run every job of ``batch``: a run of jobs sharing a bulk function in bulk,
+    or one by one if the bulk write refused them.  True: the transaction is open, each job's
+    ``result`` or ``error`` set.  False: nothing is open and every job failed with StoreError
+    (the transaction could not begin, or SQLite aborted it)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
         _fail_all(batch, StoreError(f"cannot begin a write transaction: {exc}"))
         return False
-    for group in _groups(batch):
-        ran = _run_bulk(conn, group) if len(group) > 1 else False
-        if ran is None or (not ran and not all(_run_one(conn, job) for job in group)):
-            _fail_all(batch, StoreError("write transaction aborted by the database"))
-            return False
+    try:
+        for group in _groups(batch):
+            if len(group) > 1 and _run_bulk(conn, group):
+                continue
+            for job in group:
+                _run_one(conn, job)
+    except _Aborted:
+        _fail_all(batch, StoreError("write transaction aborted by the database"))
+        return False
     return True
 
 
@@ -285,8 +295,9 @@ def _fail_all(batch: Sequence[Work[Any]], error: StoreError) -> None:
         job.result, job.error = None, error
 
 
-def _run_one(conn: sqlite3.Connection, job: Work[Any]) -> bool:
-    """Run one job in its own savepoint; False if the database aborted the transaction."""
+def _run_one(conn: sqlite3.Connection, job: Work[Any]) -> None:
+    """Run one job in its own savepoint, setting its ``result`` or ``error``. Raises _Aborted
+    if the database aborted the transaction."""
     conn.execute("SAVEPOINT job")
     try:
         job.result = job.fn(conn)
@@ -299,17 +310,16 @@ def _run_one(conn: sqlite3.Connection, job: Work[Any]) -> bool:
         conn.execute("ROLLBACK")
         raise
     if not conn.in_transaction:
-        return False
+        raise _Aborted
     if job.error is not None:
         conn.execute("ROLLBACK TO job")
     conn.execute("RELEASE job")
-    return True
 
 
-def _run_bulk(conn: sqlite3.Connection, group: list[Work[Any]]) -> bool | None:
-    """Run ``group`` through its bulk function: True if it did, False (nothing written) if
-    it raised, so the caller runs the jobs one by one, None if the database aborted the
-    transaction."""
+def _run_bulk(conn: sqlite3.Connection, group: list[Work[Any]]) -> bool:
+    """Run ``group`` through its bulk function, setting each job's ``result`` or ``error``: True
+    if it did; False if the bulk function raised (nothing written: the caller runs the jobs
+    one by one). Raises _Aborted if the database aborted the transaction."""
     bulk = group[0].bulk
     assert bulk is not None
     conn.execute("SAVEPOINT bulk")
@@ -319,7 +329,7 @@ def _run_bulk(conn: sqlite3.Connection, group: list[Work[Any]]) -> bool | None:
             raise StoreError(f"bulk write answered {len(outcomes)} of {len(group)} jobs")
     except (GatewayError, sqlite3.Error):
         if not conn.in_transaction:
-            return None
+            raise _Aborted from None
         conn.execute("ROLLBACK TO bulk")
         conn.execute("RELEASE bulk")
         return False

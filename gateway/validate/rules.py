@@ -197,10 +197,10 @@ def _schema_pattern(rule: Rule) -> str | None:
     if rule.severity != "error":
         return None
     if rule.kind == "format":
-        return FORMAT_PATTERNS[rule.spec["format"]]
+        return f"({FORMAT_PATTERNS[rule.spec['format']]})?"  # empty content: the rule lets it pass
     if rule.kind == "codelist":
         codes = [v for v in map(str, rule.spec["values"]) if v and "".join(v.split()) == v]
-        return "|".join(map(_xsd_literal, codes)) or None
+        return f"({'|'.join(map(_xsd_literal, codes))})?" if codes else None
     return None
 
 
@@ -238,6 +238,7 @@ class SchemaFacts:
 
 FieldCheck = Callable[[etree._Element, list[Finding]], None]
 RecordCheck = Callable[["RecordView", list[Finding]], None]
+MessageCheck = Callable[[etree._Element, list[Finding]], None]  # once per message, on its root
 
 _NS = {"c": CEB_NS}
 _xpaths: dict[str, etree.XPath] = {}
@@ -442,7 +443,9 @@ def _codelist(rule: Rule, t: MessageType) -> tuple[list[str], FieldCheck]:
             parent = el.getparent()
             if parent is None or parent.tag not in within:
                 return
-        v = (el.text or "").strip()
+        if not el.text:
+            return  # empty content: the presence rules (empty_key, empty_required) judge it
+        v = el.text.strip()
         if v not in values:
             shown = ", ".join(sorted(values)) if len(values) <= 8 else f"{len(values)} codes"
             out.append(_fail(rule, el, f"got {v!r}, allowed {shown}"))
@@ -637,12 +640,62 @@ def _signature_when(rule: Rule, t: MessageType) -> RecordCheck:
     return check
 
 
+def _empty_key(rule: Rule, t: MessageType) -> RecordCheck:
+    """The type's business keys (the catalogue's ``keys``) must be there and not empty: the
+    gateway files the declaration, and routes customs' receipts back, by them."""
+    from . import xsd  # the schema's minOccurs; xsd imports nothing from here
+    required = xsd.required_children(t)
+    keys = [(name, (t.head or t.record, name) in required) for name in t.keys]
+
+    def check(view: RecordView, out: list[Finding]) -> None:
+        for name, schema_requires in keys:
+            el = view.head_el(name)
+            if el is None and schema_requires:
+                continue  # the schema reports it missing
+            if el is None or not (el.text or "").strip():
+                head = view.head()
+                out.append(_fail(rule, el if el is not None else head,
+                                 f"{name} is {'empty' if el is not None else 'missing'}", field=name,
+                                 path=f"{element_path(head)}/{name}"))
+
+    return check
+
+
+# Leaves in the CEB namespace with no text but white space (empty content), in document order.
+_EMPTY_LEAVES: Callable[[etree._Element], Any] = etree.XPath(
+    "//c:*[not(*)][not(normalize-space())]", namespaces=_NS)
+
+
+def _empty_required(rule: Rule, t: MessageType) -> MessageCheck:
+    """A field the schema requires (minOccurs 1) that is present with empty content: the official
+    schemas accept that in some fields (``xsd/src/empty.toml``), the rule says it is probably
+    not what the sender meant.  Business keys are left to :func:`_empty_key`."""
+    from . import xsd  # the schema's minOccurs; xsd imports nothing from here
+    required = xsd.required_children(t)
+    key_parent = t.head or t.record
+    keys = frozenset(t.keys) if t.kind == "declaration" else frozenset()
+
+    def check(root: etree._Element, out: list[Finding]) -> None:
+        empty: list[etree._Element] = _EMPTY_LEAVES(root)
+        for el in empty:
+            parent = el.getparent()
+            if parent is None or parent.tag == el.tag:
+                continue
+            pname, name = local_name(parent.tag), local_name(el.tag)
+            if (pname, name) not in required or (name in keys and pname == key_parent):
+                continue
+            out.append(_fail(rule, el, "the schema allows empty content here, but the field is required"))
+
+    return check
+
+
 _COMPILERS: dict[str, Any] = {
     "codelist": _codelist, "format": _format, "sum": _sum, "product": _product,
     "lines_sum": _lines_sum, "sequence": _sequence, "required_when": _required_when,
-    "le": _le, "signature_when": _signature_when,
+    "le": _le, "signature_when": _signature_when, "empty_key": _empty_key, "empty_required": _empty_required,
 }
 _FIELD_KINDS = ("codelist", "format")
+_MESSAGE_KINDS = ("empty_required",)
 
 
 def _reads(rule: Rule) -> tuple[list[str], list[str]]:
@@ -701,6 +754,7 @@ class CompiledRules:
         self.type = mtype
         self.field_rules: list[tuple[str, list[str], FieldCheck]] = []  # (code, tags, check)
         self.record_checks: list[RecordCheck] = []
+        self.message_checks: list[MessageCheck] = []
         self.root_attr_checks: list[tuple[Rule, str, Callable[[str], bool]]] = []
         head_names: list[str] = []
         line_names: list[str] = []
@@ -711,6 +765,8 @@ class CompiledRules:
                 tags, check = _COMPILERS[rule.kind](rule, mtype)
                 self.field_rules.append((rule.code, tags, check))
                 self.root_attr_checks += [(rule, a, f) for a, f in _root_attr_checks(rule)]
+            elif rule.kind in _MESSAGE_KINDS:
+                self.message_checks.append(_COMPILERS[rule.kind](rule, mtype))
             else:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
                 head, line = _reads(rule)
@@ -759,6 +815,8 @@ class CompiledRules:
                 view = RecordView(rec, t.head, t.lines) if reads is None else CheckedRecordView(rec, t, reads)
                 for rcheck in self.record_checks:
                     rcheck(view, out)
+        for mcheck in self.message_checks:
+            mcheck(root, out)
         return out
 
 

@@ -3,7 +3,7 @@
 
 Usage: .venv/bin/python samples/invalid/make_invalid.py
 
-Every sample starts from a VALID message built by gateway.samplegen (seed 1; types that need a
+Every sample starts from a VALID message built by gateway.sandbox.samplegen (seed 1; types that need a
 signature get a structurally complete dummy ``ds:Signature`` in its place) and changes it in ONE
 deliberate way.  The expected findings next to each sample were worked out from the spec
 (ceb-standard.md §3, §7/§8, §12) and gateway/validate/rules/*.toml, not copied from the
@@ -27,12 +27,12 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gateway import samplegen as sg  # noqa: E402
+from gateway.catalog import CEB_NS, DS_NS, DXP_NS  # noqa: E402
+from gateway.envelope import RECEIVER_IMPORT  # noqa: E402
+from gateway.sandbox import samplegen as sg  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SEED = 1
-CEB_NS = sg.CEB_NS
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 C = "{" + CEB_NS + "}"
 DS = "{" + DS_NS + "}"
 
@@ -260,7 +260,7 @@ def _dxp(payload: bytes, msg_type: str, receivers: list[str] | None = None) -> b
 
 
 def _dxp_sv(payload: bytes, msg_type: str) -> bytes:
-    return sg.build_dxp_msg_sv(payload, msg_type=msg_type, sender_id=sg.CUSTOMS_IMPORT_DXP,
+    return sg.build_dxp_msg_sv(payload, msg_type=msg_type, sender_id=RECEIVER_IMPORT,
                                receiver_ids=[sg.EnterpriseIds().ebc_dxp_id], seed=SEED)
 
 
@@ -277,8 +277,12 @@ def _inner_receipt() -> bytes:
 
 
 def _six_receivers() -> bytes:
-    payload = ser(base("CEB311"))
-    return _dxp(payload, "CEB311Message", [f"DXPENT000045876{i}" for i in range(6)])
+    # the gateway's envelope writer refuses more than five receivers: add the sixth to its output
+    root = tree(_dxp(ser(base("CEB311")), "CEB311Message", [f"DXPENT000045876{i}" for i in range(5)]))
+    receivers = root.find(f"{{{DXP_NS}}}TransInfo/{{{DXP_NS}}}ReceiverIds")
+    assert receivers is not None
+    etree.SubElement(receivers, f"{{{DXP_NS}}}ReceiverId").text = "DXPENT0000458765"
+    return ser(root)
 
 
 # --------------------------------------------------------------------------- the list
@@ -393,10 +397,10 @@ SAMPLES: list[Sample] = [
     Sample("CEB603-iedate-feb30.xml", "export ieDate 30 February",
            mutate("CEB603", setter("ieDate", "20260230")),
            [E("CEBGW-RULE-DATE", "ieDate", f"{XH}/ieDate")]),
-    Sample("CEB312-returntime-14.xml", "returnTime of 14 digits (no ms): XSD length 17 and the format",
+    Sample("CEB312-returntime-14.xml", "returnTime of 14 digits (no ms): the format rule (the schema's "
+           "OrderReturn/returnTime is maxLength 17 alone, as it may be empty)",
            mutate("CEB312", lambda r: set_text(r, "returnTime", (el(r, "returnTime").text or "")[:14])),
-           [E("CEBGW-XSD-LENGTH", "returnTime", "/CEB312Message/OrderReturn/returnTime"),
-            E("CEBGW-RULE-RETURNTIME", "returnTime", "/CEB312Message/OrderReturn/returnTime")]),
+           [E("CEBGW-RULE-RETURNTIME", "returnTime", "/CEB312Message/OrderReturn/returnTime")]),
     Sample("CEB792-opdate-day0.xml", "opDate on day 00 (17 characters)",
            mutate("CEB792", setter("opDate", "20261100093000000")),
            [E("CEBGW-RULE-RETURNTIME", "opDate", "/CEB792Message/SummaryResult/SummaryResultHead/opDate")]),
@@ -477,13 +481,14 @@ SAMPLES: list[Sample] = [
     Sample("CEB311-buyername-too-long.xml", "buyerName of 61 characters (C..60)",
            mutate("CEB311", setter("buyerName", "王" * 61)),
            [E("CEBGW-XSD-LENGTH", "buyerName", f"{OH}/buyerName")]),
-    Sample("CEB603-logisticsno-too-long.xml", "export logisticsNo of 33 characters (C..32 since 202205)",
-           mutate("CEB603", setter("logisticsNo", "SF" + "1" * 31)),
+    Sample("CEB603-logisticsno-too-long.xml",
+           "export logisticsNo of 81 characters (C..32 in the 202205 edition, C..80 in 2018)",
+           mutate("CEB603", setter("logisticsNo", "SF" + "1" * 79)),
            [E("CEBGW-XSD-LENGTH", "logisticsNo", f"{XH}/logisticsNo")]),
-    Sample("CEB411-guid-35.xml", "PaymentHead guid of 35 characters: XSD length and the guid rule",
+    Sample("CEB411-guid-35.xml", "PaymentHead guid of 35 characters: the guid rule (the schema's "
+           "PaymentHead/guid is maxLength 36 alone, as it may be empty)",
            mutate("CEB411", lambda r: set_text(r, "guid", (el(r, "guid").text or "")[:35])),
-           [E("CEBGW-XSD-LENGTH", "guid", "/CEB411Message/Payment/PaymentHead/guid"),
-            E("CEBGW-RULE-GUID", "guid", "/CEB411Message/Payment/PaymentHead/guid")]),
+           [E("CEBGW-RULE-GUID", "guid", "/CEB411Message/Payment/PaymentHead/guid")]),
     Sample("CEB311-root-guid-35.xml", "root guid attribute of 35 characters",
            mutate("CEB311", lambda r: r.set("guid", r.get("guid", "")[:35])),
            [E("CEBGW-XSD-ATTRIBUTE", "guid", "/CEB311Message/@guid")],
@@ -542,6 +547,25 @@ SAMPLES: list[Sample] = [
            lambda: _dxp_sv(_inner_receipt(), "CEB312Message"),
            [E("CEBGW-RULE-RETURNSTATUS", "returnStatus",
               "/DxpMsgSv/DxpMsg/Data/CEB312Message/OrderReturn/returnStatus")]),
+    # ---------------------------------------------------------------- empty content (rules/presence.toml)
+    Sample("CEB621-empty-copno.xml", "import inventory copNo empty: schema-valid (the official schema takes "
+           "empty content there), but it is the key receipts are routed by",
+           mutate("CEB621", setter("copNo", "")),
+           [E("CEBGW-RULE-EMPTY-KEY", "copNo", f"{IH}/copNo")]),
+    Sample("CEB621-no-copno.xml",
+           "import inventory without copNo (optional in the schema): the routing key is missing",
+           mutate("CEB621", remover("copNo")),
+           [E("CEBGW-RULE-EMPTY-KEY", "copNo", f"{IH}/copNo")]),
+    Sample("CEB303-empty-orderno.xml",
+           "export order with empty orderNo and ebpCode (both may be empty in the 202205 schema): "
+           "the keys receipts are routed by",
+           mutate("CEB303", lambda r: (set_text(r, "orderNo", ""), set_text(r, "ebpCode", "")) and None),
+           [E("CEBGW-RULE-EMPTY-KEY", "ebpCode", "/CEB303Message/Order/OrderHead/ebpCode"),
+            E("CEBGW-RULE-EMPTY-KEY", "orderNo", "/CEB303Message/Order/OrderHead/orderNo")]),
+    Sample("CEB311-empty-currency.xml",
+           "VALID: OrderHead currency empty (the schema takes it; required: a warning)",
+           mutate("CEB311", setter("currency", "")),
+           [], [E("CEBGW-RULE-EMPTY-REQUIRED", "currency", f"{OH}/currency")]),
     # ---------------------------------------------------------------- valid, with a warning
     Sample("CEB311-guid-lowercase.xml", "VALID: root guid is a lowercase UUID (a warning only)",
            mutate("CEB311", _lower_root_guid),

@@ -12,8 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization as ser
 from tongsuopy.crypto import serialization as gm_ser
 
+from gateway.catalog import Identified
+from gateway.catalog import load as load_catalog
 from gateway.dsig import Registry, SoftwareKey, certgen, certutil, load_key, load_registry
 from gateway.dsig.registry import Entry, make_entry
+from gateway.xmlio import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "certs" / "sandbox"
@@ -99,3 +102,7 @@ def signature_text(signed: bytes) -> bytes:
     assert m is not None
     return m.group()
 
+
+def identified(data: bytes) -> Identified:
+    """``data`` parsed and identified by the catalogue, as the pipeline hands it to verify."""
+    return load_catalog().identify(parse(data))

@@ -14,14 +14,22 @@ from gateway.dsig.registry import Registry
 from gateway.errors import SignatureError
 from gateway.xmlio import parse
 
-from .conftest import ECOMMERCE_CODE, SIGNED_AT, key_for, registry_with, sandbox_ca, signature_text
+from .conftest import (
+    ECOMMERCE_CODE,
+    SIGNED_AT,
+    identified,
+    key_for,
+    registry_with,
+    sandbox_ca,
+    signature_text,
+)
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 
 
 def code_of(data: bytes, registry: Registry, **kwargs: object) -> str:
     with pytest.raises(SignatureError) as exc:
-        verify(parse(data), registry, **kwargs)  # type: ignore[arg-type]
+        verify(identified(data), registry, **kwargs)  # type: ignore[arg-type]
     return exc.value.code
 
 
@@ -150,7 +158,7 @@ def test_weak_rsa_key(ceb621: bytes, issue) -> None:  # type: ignore[no-untyped-
     signed = sign(ceb621, key, alg="rsa-sha1")
     assert code_of(signed, registry_with(entry)) == "CEBGW-SIG-KEY-WEAK"
     legacy = Policy(min_rsa_bits=1024)
-    assert verify(parse(signed), registry_with(entry), policy=legacy).entry.key.bits == 1024
+    assert verify(identified(signed), registry_with(entry), policy=legacy).entry.key.bits == 1024
 
 
 def test_keyname_must_be_serial(signed621: bytes, registry: Registry) -> None:
@@ -162,7 +170,7 @@ def test_keyname_leading_zeros_and_case_accepted(signed621: bytes, registry: Reg
     m = re.search(rb"<ds:KeyName>([0-9a-f]+)</ds:KeyName>", signed621)
     assert m is not None
     ok = signed621.replace(m.group(1), b"00" + m.group(1).upper())
-    assert verify(parse(ok), registry).entry.name == "ecommerce-rsa"
+    assert verify(identified(ok), registry).entry.name == "ecommerce-rsa"
 
 
 def test_unregistered_certificate(ceb621: bytes, issue) -> None:  # type: ignore[no-untyped-def]
@@ -229,7 +237,7 @@ def test_no_app_time_uses_now(ceb621: bytes, issue) -> None:  # type: ignore[no-
     key, entry = issue(
         "rsa", name="now", not_before=SIGNED_AT - timedelta(days=1), not_after=SIGNED_AT + timedelta(days=1)
     )
-    signed = parse(sign(data, key))
+    signed = identified(sign(data, key))
     assert verify(signed, registry_with(entry), at=SIGNED_AT).signed_at == SIGNED_AT
     with pytest.raises(SignatureError) as exc:
         verify(signed, registry_with(entry), at=SIGNED_AT + timedelta(days=2))
@@ -273,8 +281,8 @@ def test_rotation_overlap(ceb621: bytes, issue) -> None:  # type: ignore[no-unty
     )
     reg = registry_with(old, new)
     assert {e.name for e in reg.for_identity(ECOMMERCE_CODE)} == {"2025", "2026"}
-    assert verify(parse(sign(ceb621, old_key)), reg).entry.name == "2025"
-    assert verify(parse(sign(ceb621, new_key)), reg).entry.name == "2026"
+    assert verify(identified(sign(ceb621, old_key)), reg).entry.name == "2025"
+    assert verify(identified(sign(ceb621, new_key)), reg).entry.name == "2026"
 
 
 def test_envelope_signed_by_dxp_sender(registry: Registry) -> None:
@@ -288,7 +296,7 @@ def test_envelope_signed_by_dxp_sender(registry: Registry) -> None:
     signed = sign(env, sandbox_key("ecommerce", "sm2"))
     root = parse(signed).root
     assert root[-1].tag == f"{{{DS}}}Signature"
-    v = verify(parse(signed), registry, at=SIGNED_AT)
+    v = verify(identified(signed), registry, at=SIGNED_AT)
     assert v.signer == "DXPENT0000458762"
     assert (
         code_of(signed.replace(b"DXPENT0000458762", b"DXPENT0000458763"), registry, at=SIGNED_AT)

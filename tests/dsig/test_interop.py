@@ -17,7 +17,7 @@ from gateway.dsig.layout import SIGNATURE_TAG
 from gateway.dsig.registry import Registry
 from gateway.xmlio import parse
 
-from .conftest import SANDBOX, key_for
+from .conftest import SANDBOX, identified, key_for
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 
@@ -84,7 +84,7 @@ def test_we_verify_xmlsec1(ceb621_10: bytes, registry: Registry, tmp_path: Path,
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
-    v = verify(parse(out.read_bytes()), registry)
+    v = verify(identified(out.read_bytes()), registry)
     assert v.entry.name == "ecommerce-rsa"
 
 

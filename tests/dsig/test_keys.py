@@ -18,9 +18,8 @@ from gateway.dsig.algorithms import suite
 from gateway.dsig.certgen import cert_pem
 from gateway.dsig.registry import Registry
 from gateway.errors import KeyError_, SignerError
-from gateway.xmlio import parse
 
-from .conftest import SANDBOX, sandbox_key
+from .conftest import SANDBOX, identified, sandbox_key
 
 
 def test_software_keys_are_providers() -> None:
@@ -35,7 +34,7 @@ def test_pkcs12_with_password(tmp_path: Path, ceb621: bytes, registry: Registry)
     )
     (tmp_path / "k.p12").write_bytes(p12)
     key = load_key(tmp_path / "k.p12", password="s3cret")
-    assert verify(parse(sign(ceb621, key)), registry).entry.name == "ecommerce-rsa"
+    assert verify(identified(sign(ceb621, key)), registry).entry.name == "ecommerce-rsa"
     with pytest.raises(KeyError_):
         load_key(tmp_path / "k.p12", password="wrong")
 
@@ -114,7 +113,7 @@ def test_remote_signer(signer_server: tuple[str, type[_Double]], ceb621: bytes, 
     url, handler = signer_server
     remote = RemoteSigner.connect(url + "/sign", cert_url=url + "/cert")
     assert isinstance(remote, KeyProvider)
-    v = verify(parse(sign(ceb621, remote)), registry)
+    v = verify(identified(sign(ceb621, remote)), registry)
     assert v.entry.name == f"ecommerce-{remote.family}"
     assert handler.requests[0]["alg"] == v.suite.name
 

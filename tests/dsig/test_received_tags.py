@@ -10,9 +10,9 @@ import sys
 import pytest
 from lxml import etree
 
-from gateway import samplegen
 from gateway.dsig import sign
 from gateway.dsig.layout import SIGNATURE_TAG, qname
+from gateway.sandbox import samplegen
 from gateway.xmlio import parse
 
 from .conftest import key_for

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lenient import parse_keeping_markup
+from lenient import identified_keeping_markup
 from lxml import etree
 
 from gateway.dsig import Algorithm, Policy, sign, verify
@@ -12,7 +12,7 @@ from gateway.dsig.layout import SIGNATURE_TAG
 from gateway.errors import SignatureError
 from gateway.xmlio import parse
 
-from .conftest import ECOMMERCE_CODE, SIGNED_AT, key_for, signature_text
+from .conftest import ECOMMERCE_CODE, SIGNED_AT, identified, key_for, signature_text
 
 ALGS = ("rsa-sha1", "rsa-sha256", "sm2-sm3")
 FAMILY = {"rsa-sha1": "rsa", "rsa-sha256": "rsa", "sm2-sm3": "sm2"}
@@ -26,7 +26,7 @@ def message(request: pytest.FixtureRequest) -> bytes:
 @pytest.mark.parametrize("alg", ALGS)
 def test_round_trip(message: bytes, alg: str, registry) -> None:  # type: ignore[no-untyped-def]
     signed = sign(message, key_for(message, FAMILY[alg]), alg=alg)
-    v = verify(parse(signed), registry)
+    v = verify(identified(signed), registry)
     assert v.suite.name == alg
     assert v.root is not None and v.root.getparent() is None
     assert v.signed_at == SIGNED_AT
@@ -70,7 +70,7 @@ def test_sha1_is_opted_in_only_in_algorithms() -> None:
 def test_policy_without_sha1_refuses_rsa_sha1(ceb621: bytes, registry) -> None:  # type: ignore[no-untyped-def]
     signed = sign(ceb621, key_for(ceb621, "rsa"), alg="rsa-sha1")
     with pytest.raises(SignatureError) as exc:
-        verify(parse(signed), registry, policy=Policy(allowed=frozenset({"rsa-sha256", "sm2-sm3"})))
+        verify(identified(signed), registry, policy=Policy(allowed=frozenset({"rsa-sha256", "sm2-sm3"})))
     assert exc.value.code == "CEBGW-SIG-ALGORITHM"
 
 
@@ -80,8 +80,8 @@ def test_policy_rejects_unknown_suite_names() -> None:
 
 
 def test_default_algorithm_is_customs_profile(ceb621: bytes, registry) -> None:  # type: ignore[no-untyped-def]
-    assert verify(parse(sign(ceb621, key_for(ceb621, "rsa"))), registry).suite.name == "rsa-sha1"
-    assert verify(parse(sign(ceb621, key_for(ceb621, "sm2"))), registry).suite.name == "sm2-sm3"
+    assert verify(identified(sign(ceb621, key_for(ceb621, "rsa"))), registry).suite.name == "rsa-sha1"
+    assert verify(identified(sign(ceb621, key_for(ceb621, "sm2"))), registry).suite.name == "sm2-sm3"
 
 
 def test_refuses_already_signed(ceb621: bytes) -> None:
@@ -115,7 +115,7 @@ def test_tampering_is_detected(ceb621: bytes, registry, alg: str, tamper: str) -
     old, new = TAMPERS[tamper]
     assert signed.count(old) == 1
     with pytest.raises(SignatureError) as exc:
-        verify(parse(signed.replace(old, new)), registry)
+        verify(identified(signed.replace(old, new)), registry)
     assert exc.value.code == "CEBGW-SIG-DIGEST"
 
 
@@ -131,7 +131,7 @@ def test_bad_signature_value(ceb621: bytes, registry, alg: str) -> None:  # type
     raw[10] ^= 1
     bad = signed.replace(m.group(1), base64.b64encode(bytes(raw)))
     with pytest.raises(SignatureError) as exc:
-        verify(parse(bad), registry)
+        verify(identified(bad), registry)
     assert exc.value.code == "CEBGW-SIG-VALUE"
 
 
@@ -139,10 +139,10 @@ def test_signed_info_tamper_fails_value(ceb621: bytes, registry) -> None:  # typ
     # Switching the declared digest to one that matches the document still breaks the signature.
     signed = sign(ceb621, key_for(ceb621, "rsa"), alg="rsa-sha256")
     bad = signed.replace(b'<ds:Reference URI="">', b'<ds:Reference URI="" >')  # no-op in C14N: still valid
-    assert verify(parse(bad), registry).suite.name == "rsa-sha256"
+    assert verify(identified(bad), registry).suite.name == "rsa-sha256"
     bad = signed.replace(b"<ds:SignedInfo>", b"<ds:SignedInfo>\n")
     with pytest.raises(SignatureError) as exc:
-        verify(parse(bad), registry)
+        verify(identified(bad), registry)
     assert exc.value.code == "CEBGW-SIG-VALUE"
 
 
@@ -153,7 +153,7 @@ def test_verify_leaves_tree_intact(ceb621_10: bytes, registry) -> None:  # type:
     # the enveloped transform must see the same text either way.
     moved = signed.replace(b"\n" + sig, sig + b"<!-- c -->\n")
     assert moved != signed
-    p = parse_keeping_markup(moved)  # the gateway's parser refuses the comment; verify must not care
+    p = identified_keeping_markup(moved)  # the gateway's parser refuses the comment; verify must not care
     sig_el = p.root.find(SIGNATURE_TAG)
     assert sig_el is not None and sig_el.tail is None and sig_el.getnext() is not None
     before = etree.tostring(p.root.getroottree())
@@ -163,7 +163,7 @@ def test_verify_leaves_tree_intact(ceb621_10: bytes, registry) -> None:  # type:
 
 
 def test_sender_code_must_be_registered_too(ceb621: bytes, registry) -> None:  # type: ignore[no-untyped-def]
-    signed = parse(sign(ceb621, key_for(ceb621, "rsa")))
+    signed = identified(sign(ceb621, key_for(ceb621, "rsa")))
     assert verify(signed, registry, sender_code=ECOMMERCE_CODE).signer == ECOMMERCE_CODE
     with pytest.raises(SignatureError) as exc:
         verify(signed, registry, sender_code="31222699S7")

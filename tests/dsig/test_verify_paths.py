@@ -9,18 +9,17 @@ import re
 import sys
 
 import pytest
-from lenient import parse_keeping_markup
+from lenient import identified_keeping_markup, parse_keeping_markup
 from lxml import etree
 
-from gateway import samplegen
 from gateway.dsig import Policy, sign, verify
 from gateway.dsig.algorithms import Algorithm
 from gateway.dsig.layout import SIGNATURE_TAG
 from gateway.dsig.registry import Registry
 from gateway.errors import SignatureError
-from gateway.xmlio import parse
+from gateway.sandbox import samplegen
 
-from .conftest import key_for
+from .conftest import identified, key_for
 
 V = sys.modules["gateway.dsig.verify"]  # the module (the package exports its verify function)
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -74,7 +73,7 @@ def test_unusual_but_valid_layouts_take_the_detailed_path(
     assert odd != signed
     _, sig = _signature(odd)
     assert V._profile_nodes(sig, Policy()) is None
-    assert verify(parse_keeping_markup(odd), registry).entry.name == "ecommerce-rsa"
+    assert verify(identified_keeping_markup(odd), registry).entry.name == "ecommerce-rsa"
 
 
 def _mutate(sig: etree._Element, rng: random.Random) -> None:
@@ -134,10 +133,10 @@ def test_fast_path_accepts_nothing_the_detailed_checks_refuse(ceb621: bytes, alg
 
 def test_certificate_memo_keeps_the_keyname_check(ceb621: bytes, registry: Registry) -> None:
     signed = sign(ceb621, key_for(ceb621, "rsa"))
-    assert verify(parse(signed), registry).entry.name == "ecommerce-rsa"  # certificate now remembered
+    assert verify(identified(signed), registry).entry.name == "ecommerce-rsa"  # certificate now remembered
     bad = re.sub(rb"<ds:KeyName>[0-9a-f]+</ds:KeyName>", b"<ds:KeyName>0001</ds:KeyName>", signed)
     with pytest.raises(SignatureError) as exc:
-        verify(parse(bad), registry)
+        verify(identified(bad), registry)
     assert exc.value.code == "CEBGW-SIG-KEYNAME"
 
 
@@ -178,7 +177,7 @@ def test_relative_namespace_uri_is_refused_not_crashed(ceb621: bytes, registry: 
     signed = sign(ceb621, key_for(ceb621, "rsa"))
     for old, new in ((b"<ceb:Inventory>", relative), (b"<ds:Reference ", b'<ds:Reference xmlns:x="rel" ')):
         with pytest.raises(SignatureError) as exc:
-            verify(parse(signed.replace(old, new, 1)), registry)
+            verify(identified(signed.replace(old, new, 1)), registry)
         assert exc.value.code == "CEBGW-SIG-MALFORMED"
 
 
@@ -196,7 +195,7 @@ def test_signed_info_context_from_the_root(ceb621: bytes, registry: Registry, de
     data = ceb621.replace(b" xmlns:ceb=", declarations + b" xmlns:ceb=", 1)
     assert data != ceb621
     for family in ("rsa", "sm2"):
-        assert verify(parse(sign(data, key_for(data, family))), registry).root is not None
+        assert verify(identified(sign(data, key_for(data, family))), registry).root is not None
 
 
 # ---------------------------------------------------------------- digest on the received bytes
@@ -211,7 +210,7 @@ def canonical() -> bytes:
 
 def _verdict(data: bytes, registry: Registry) -> str:
     try:
-        verify(parse_keeping_markup(data), registry)
+        verify(identified_keeping_markup(data), registry)
     except SignatureError as exc:
         return exc.code
     except Exception as exc:  # noqa: BLE001 - the verdict names whatever refused it

@@ -16,10 +16,10 @@ import aiohttp
 from aiohttp import web
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import load as load_catalog
 from gateway.config import Settings
 from gateway.dsig import load_key, sign, signature_required
+from gateway.sandbox import samplegen
 from gateway.service.app import build_app, runner_options
 from gateway.store import Store
 from gateway.xmlio import parse

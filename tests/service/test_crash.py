@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import samplegen
 from gateway.dsig import load_key, sign
+from gateway.sandbox import samplegen
 
 from .kit import aio, envelope_data
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import load as load_catalog
 from gateway.envelope import RECEIVER_EXPORT, RECEIVER_IMPORT
+from gateway.sandbox import samplegen
 from gateway.store import open_store
 from gateway.xmlio import parse
 

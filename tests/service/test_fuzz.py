@@ -29,13 +29,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import load as load_catalog
 from gateway.dsig import signature_required
 from gateway.errors import ERRORS, GatewayError
-from gateway.sandbox import datadir
+from gateway.pipeline import validate_bytes
+from gateway.sandbox import datadir, samplegen
 from gateway.service.app import build_app, runner_options
-from gateway.validate import validate_bytes
 from gateway.xmlio import parse
 
 from .kit import Sandbox

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from gateway import pipeline, samplegen
-from gateway.validate import validate_bytes
+from gateway import pipeline
+from gateway.pipeline import validate_bytes
+from gateway.sandbox import samplegen
 
 from .kit import Api, Sandbox, aio, customs_receipt, declaration, envelope_data, running
 from .test_refusals import still_serving
@@ -246,11 +247,11 @@ async def test_findings_per_answer_are_capped_with_a_count_of_the_rest(sb: Sandb
               "ebcCode", "ebcName", "goodsValue", "freight", "discount", "taxTotal", "acturalPaid",
               "currency"]
     bad = _with_bogus_attributes(data, fields)
-    total = len(validate_bytes(bad, max_findings=1000).findings)
+    total = len(validate_bytes(bad, limits=pipeline.Limits(max_findings=1000)).findings)
     assert total >= len(fields)
     async with running(settings) as api:
         status, body = await api.post_xml(sb.token(owner), bad)
-        assert status == 422 and body["error"]["code"] == "CEBGW-XSD-ATTRIBUTE", body
+        assert status == 422 and body["error"]["code"].startswith("CEBGW-XSD-"), body
         assert len(body["error"]["errors"]) == limit
         assert body["error"]["errors_omitted"] == total - limit
         assert f"{total - limit} more" in body["ceb900"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway import samplegen
 from gateway.catalog import load as load_catalog
+from gateway.sandbox import samplegen
 from gateway.xmlio import parse
 
 from .kit import Sandbox, aio, customs_receipt, declaration, running

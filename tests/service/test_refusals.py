@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import samplegen
+from gateway.pipeline import validate_bytes
+from gateway.sandbox import samplegen
 from gateway.service.app import ROUTES
 from gateway.service.openapi import document
-from gateway.validate import validate_bytes
 
 from .kit import Api, Sandbox, aio, declaration, running
 

@@ -10,10 +10,10 @@ from gateway import ceb900
 from gateway.accounts import Account, AccountFile, hash_token, new_token, render_accounts
 from gateway.config import from_mapping
 from gateway.errors import ConfigError, ParseError, ValidationFailed
+from gateway.pipeline import validate_bytes
 from gateway.service.keys import RequestIds
 from gateway.service.metrics import BUCKETS, Metrics
 from gateway.service.middleware import _SAFE_ID
-from gateway.validate import validate_bytes
 
 
 class Tick:
@@ -72,7 +72,7 @@ def test_ceb900_carries_every_finding_and_validates() -> None:
     from gateway.errors import Finding
     err = ValidationFailed("2 errors", code="CEBGW-XSD-LENGTH", findings=(
         Finding("CEBGW-XSD-LENGTH", "too long", field="buyerName"),
-        Finding("CEBGW-RULE-INVALID", "x" * 6000, field="acturalPaid")))
+        Finding("CEBGW-XSD-TYPE", "x" * 6000, field="acturalPaid")))
     xml = ceb900.build(err, original=b"<x>]]></x>\x01", ori_cop_msg_id="ABC",
                        ori_message_type="CEB311Message")
     report = validate_bytes(xml)

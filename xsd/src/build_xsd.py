@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""Generate xsd/ceb-import.xsd and xsd/ceb-export.xsd from xsd/src/fields.toml.
+"""Generate the CEB schemas of both editions from the field tables in xsd/src/.
 
-Usage: python xsd/src/build_xsd.py [--check]
+  fields.toml    the messages and their fields as the 202205 edition has them
+  empty.toml     the string fields whose empty content the 202205 schemas accept
+  editions.toml  the 2018 edition as differences from those two
+
+Writes xsd/ceb-import.xsd and xsd/ceb-export.xsd (202205) and xsd/ceb-import-2018.xsd and
+xsd/ceb-export-2018.xsd (2018).  Usage: python xsd/src/build_xsd.py [--check]
 
 The output is deterministic (same input, same bytes).  With --check the script only
 compares the generated text with the files on disk and exits 1 when they differ.
@@ -14,6 +19,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +38,9 @@ HEADER = {
   Choices where the spec was unsure or silent:
   - Only the CEBnnnMessage roots are global elements; records and fields are local.
   - "C" (unbounded string, CEB900 oriBizMessage) is minLength 1 without maxLength.
-  - C..N strings have minLength 1 (spec 3.2 "min 1 unless noted").
+  - C..N strings have minLength 1 (spec 3.2 "min 1 unless noted"), except the fields
+    whose empty content the official schemas accept (xsd/src/empty.toml): those have a
+    maxLength alone (the Max* types), fixed-length ones included.
   - int(N) is xs:int with totalDigits N.
   - Root @version is a string of length 1..10 (no fixed value: "v1.0" was seen).
   - No enumerations or patterns (the official XSDs have none; codes are checked
@@ -53,7 +61,9 @@ HEADER = {
 
   Choices where the spec was unsure or silent:
   - Only the CEBnnnMessage roots are global elements; records and fields are local.
-  - C..N strings have minLength 1 (spec 3.2 "min 1 unless noted").
+  - C..N strings have minLength 1 (spec 3.2 "min 1 unless noted"), except the fields
+    whose empty content the official schemas accept (xsd/src/empty.toml): those have a
+    maxLength alone (the Max* types), fixed-length ones included.
   - int(N) is xs:int with totalDigits N.
   - Root @version is a string of length 1..10.
   - No enumerations or patterns (codes are checked by the gateway's rule layer).
@@ -66,12 +76,16 @@ HEADER = {
 }
 
 
+EDITIONS = ("202205", "2018")
+
+
 @dataclass
 class Node:
     name: str
     spec: str  # type spec for leaves, "MIN..MAX" for records
     optional: bool = False
     children: list[Node] = field(default_factory=list)
+    empty: bool = False  # leaves: empty content accepted (maxLength only, no minLength)
 
     @property
     def is_record(self) -> bool:
@@ -129,6 +143,11 @@ def simple_type(spec: str) -> SimpleType:
         return SimpleType(f"Str{lo}_{hi}", "xs:string", (("minLength", lo), ("maxLength", hi)))
     if spec == "C":
         return SimpleType("Str", "xs:string", (("minLength", "1"),))
+    if m := re.fullmatch(r"E\.\.(\d+)", spec):  # a string that may be empty: maxLength alone
+        n = m.group(1)
+        return SimpleType(f"Max{n}", "xs:string", (("maxLength", n),))
+    if spec == "E":
+        return SimpleType("Text", "xs:string", ())
     if m := re.fullmatch(r"N(\d+),(\d+)", spec):
         t, f = m.groups()
         return SimpleType(f"Dec{t}_{f}", "xs:decimal", (("totalDigits", t), ("fractionDigits", f)))
@@ -144,6 +163,85 @@ def _type_sort_key(t: SimpleType) -> tuple[str, int, str]:
     m = re.match(r"([A-Za-z]+)(\d*)", t.name)
     assert m
     return (m.group(1), int(m.group(2) or 0), t.name)
+
+
+# --------------------------------------------------------------------------- editions
+
+# The common nodes of every declaration (spec 4.1-4.3), as fields.toml would write them.
+COMMON: dict[str, list[Node]] = {
+    "BaseTransfer": [Node("copCode", "C..18"), Node("copName", "C..100"), Node("dxpMode", "C3"),
+                     Node("dxpId", "C..30"), Node("note", "C..1000", True)],
+    "BaseSubscribe": [Node("status", "C..100"), Node("dxpMode", "C3"), Node("dxpAddress", "C..100"),
+                      Node("note", "C..1000", True)],
+    "ExtendMessage": [Node("name", "C..30"), Node("version", "C..30")],
+}
+
+EDITION_NOTE = " (generated from the 202205 field tables and the differences in editions.toml)"
+
+
+def leaf_spec(node: Node) -> str:
+    """The type spec of a leaf, its empty-content flag applied: ``C..60`` that may be empty is ``E..60``."""
+    if not node.empty:
+        return node.spec
+    if node.spec == "C":
+        return "E"
+    m = re.fullmatch(r"C(?:\d*\.\.)?(\d+)", node.spec)
+    if m is None:
+        raise ValueError(f"{node.name}: only strings may be empty, not {node.spec!r}")
+    return f"E..{m.group(1)}"
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One edition of the schemas: the 202205 tables with its own differences applied.
+
+    ``empty``: record → fields whose empty content is accepted (202205); ``diffs``: record →
+    field → ``"absent"`` or ``"TYPE [?] [empty]"`` (the field as this edition declares it);
+    ``absent``: records this edition does not have.
+    """
+
+    name: str
+    empty: dict[str, list[str]]
+    diffs: dict[str, dict[str, str]]
+    absent: frozenset[str]
+
+    def leaves(self, record: str, nodes: list[Node]) -> list[Node]:
+        """The leaves of ``record`` as this edition declares them."""
+        out: list[Node] = []
+        may_be_empty = set(self.empty.get(record, ()))
+        changed = self.diffs.get(record, {})
+        for node in nodes:
+            node = Node(node.name, node.spec, node.optional, node.children, node.name in may_be_empty)
+            if node.is_record:
+                out.append(node)
+                continue
+            spec = changed.get(node.name)
+            if spec == "absent":
+                continue
+            if spec is not None:
+                words = spec.split()
+                if not words or set(words[1:]) - {"?", "empty"}:
+                    raise ValueError(f"editions.toml {record}.{node.name}: bad value {spec!r}")
+                node = Node(node.name, words[0], "?" in words[1:], [], "empty" in words[1:])
+            out.append(node)
+        unknown = set(changed) - {n.name for n in nodes}
+        if unknown:
+            raise ValueError(f"editions.toml {record}: no field {sorted(unknown)} in fields.toml")
+        return out
+
+    def body(self, nodes: list[Node], record: str = "") -> list[Node] | None:
+        """A message body (or a record's children) in this edition; None if it uses an absent record."""
+        out: list[Node] = []
+        for node in self.leaves(record, nodes) if record else nodes:
+            if node.is_record:
+                if node.name in self.absent:
+                    return None
+                children = self.body(node.children, node.name)
+                if children is None:
+                    return None
+                node = Node(node.name, node.spec, node.optional, children)
+            out.append(node)
+        return out
 
 
 # --------------------------------------------------------------------------- emitter
@@ -184,7 +282,7 @@ class Emitter:
             self.w(level + 1, "</xs:complexType>")
             self.w(level, "</xs:element>")
         else:
-            tname = self.use(node.spec)
+            tname = self.use(leaf_spec(node))
             opt = ' minOccurs="0"' if node.optional else ""
             self.w(level, f'<xs:element name="{node.name}" type="ceb:{tname}"{opt}/>')
 
@@ -213,11 +311,10 @@ class Emitter:
         self.w(1, "</xs:element>")
         self.w(0, "")
 
-    def common(self) -> None:
-        base_transfer = [("copCode", "C..18", False), ("copName", "C..100", False), ("dxpMode", "C3", False),
-                         ("dxpId", "C..30", False), ("note", "C..1000", True)]
-        base_subscribe = [("status", "C..100", False), ("dxpMode", "C3", False),
-                          ("dxpAddress", "C..100", False), ("note", "C..1000", True)]
+    def common(self, edition: Edition) -> None:
+        base_transfer = edition.leaves("BaseTransfer", COMMON["BaseTransfer"])
+        base_subscribe = edition.leaves("BaseSubscribe", COMMON["BaseSubscribe"])
+        extend = edition.leaves("ExtendMessage", COMMON["ExtendMessage"])
         self.w(1, "<!-- Common nodes (spec 4.1-4.3) -->")
         self.w(1, '<xs:attributeGroup name="RootAttributes">')
         self.w(2, f'<xs:attribute name="guid" type="ceb:{self.use("C36")}" use="required"/>')
@@ -227,15 +324,15 @@ class Emitter:
         for tname, fields in (("BaseTransferType", base_transfer), ("BaseSubscribeType", base_subscribe)):
             self.w(1, f'<xs:complexType name="{tname}">')
             self.w(2, "<xs:sequence>")
-            for name, spec, opt in fields:
-                self.element(Node(name, spec, opt), 3)
+            for node in fields:
+                self.element(node, 3)
             self.w(2, "</xs:sequence>")
             self.w(1, "</xs:complexType>")
             self.w(0, "")
         self.w(1, '<xs:complexType name="ExtendMessageType">')
         self.w(2, "<xs:sequence>")
-        self.element(Node("name", "C..30"), 3)
-        self.element(Node("version", "C..30"), 3)
+        for node in extend:
+            self.element(node, 3)
         self.w(3, '<xs:element name="Message">')
         self.w(4, "<xs:complexType>")
         self.w(5, "<xs:sequence>")
@@ -248,17 +345,20 @@ class Emitter:
         self.w(0, "")
 
 
-def build(flow: str, messages: dict[str, dict[str, str]]) -> str:
+def build(flow: str, messages: dict[str, dict[str, str]], edition: Edition) -> str:
     em = Emitter()
-    em.common()
+    em.common(edition)
     for code in messages:
         msg = messages[code]
         tail = msg["tail"]
         if tail not in ("none", "optional", "required"):
             raise ValueError(f"{code}: bad tail {tail!r}")
+        body = edition.body(parse_body(msg["body"]))
+        if body is None:
+            continue  # built on a record this edition does not have
         note = msg.get("comment")
         em.w(1, f"<!-- {code}Message{': ' + note if note else ''} -->")
-        em.message(flow, code, tail, parse_body(msg["body"]))
+        em.message(flow, code, tail, body)
     types: list[str] = ["  <!-- Simple types (spec 3.2 notation) -->"]
     for t in sorted(em.types.values(), key=_type_sort_key):
         types.append(f'  <xs:simpleType name="{t.name}">')
@@ -274,6 +374,7 @@ def build(flow: str, messages: dict[str, dict[str, str]]) -> str:
     head = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         "<!--",
+        f"  Edition: {edition.name}" + (EDITION_NOTE if edition.name != EDITIONS[0] else ""),
         HEADER[flow].rstrip("\n"),
         "-->",
         '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"',
@@ -287,14 +388,34 @@ def build(flow: str, messages: dict[str, dict[str, str]]) -> str:
     return "\n".join(head + types + em.lines).rstrip("\n") + "\n</xs:schema>\n"
 
 
+def _load(name: str) -> dict[str, Any]:
+    with open(HERE / name, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def schema_name(flow: str, edition: str) -> str:
+    """``ceb-import.xsd`` for the current edition, ``ceb-import-2018.xsd`` for an older one."""
+    return f"ceb-{flow}.xsd" if edition == EDITIONS[0] else f"ceb-{flow}-{edition}.xsd"
+
+
+def outputs() -> dict[str, str]:
+    """Every generated schema: file name → text."""
+    fields, empty, older = _load("fields.toml"), _load("empty.toml"), _load("editions.toml")
+    out: dict[str, str] = {}
+    for flow in ("import", "export"):
+        current = Edition(EDITIONS[0], empty.get(flow, {}), {}, frozenset())
+        diffs = dict(older.get(flow, {}))
+        absent = frozenset(diffs.pop("absent_records", {}).get("names", []))
+        for edition in (current, Edition(EDITIONS[1], empty.get(flow, {}), diffs, absent)):
+            out[schema_name(flow, edition.name)] = build(flow, fields[flow], edition)
+    return out
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
-    with open(HERE / "fields.toml", "rb") as fh:
-        data = tomllib.load(fh)
     status = 0
-    for flow in ("import", "export"):
-        text = build(flow, data[flow])
-        target = XSD_DIR / f"ceb-{flow}.xsd"
+    for name, text in outputs().items():
+        target = XSD_DIR / name
         if check:
             if not target.exists() or target.read_text(encoding="utf-8") != text:
                 print(f"{target} is out of date", file=sys.stderr)
