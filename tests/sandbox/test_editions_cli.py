@@ -14,7 +14,8 @@ sandbox_server = first_hour.served  # the `served` fixture: `make run`'s server,
 SAMPLES = ["samples/valid/CEB311-empty.xml", "samples/valid/CEB303-2018.xml", "samples/valid/CEB621-2018.xml"]
 
 
-def test_send_answer_and_receipts_for_both_editions(served: Served) -> None:
+def test_send_answer_and_receipts_for_both_editions(sandbox_server: Served) -> None:
+    served = sandbox_server
     served.banner()
     info = served.info()
     accounts = {a["name"]: a for a in info["accounts"]}
