@@ -162,3 +162,19 @@ async def test_a_state_that_empties_is_no_longer_reported(db: str) -> None:
         assert (await store.metrics()).declarations == {("CEB621", State.ACCEPTED.value): 1}
         kept, scanned = counts(db)
         assert kept == scanned
+
+
+@aio
+async def test_a_store_that_got_later_migrations_first_still_gets_7(db: str, clock: FakeClock) -> None:
+    """Migration 7 was written beside 8 and 9: a store that has those but not 7 gets it on open."""
+    without_7 = tuple(m for m in MIGRATIONS if m.version != 7)
+    async with SqliteStore(db, clock=clock, migrations=without_7):
+        pass
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(mailbox)")}
+        assert "seq" not in cols
+    async with SqliteStore(db, clock=clock) as store:
+        await _random_ops(store, clock, random.Random(5), 80, db)
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == [m.version for m in MIGRATIONS]
