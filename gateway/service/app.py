@@ -97,7 +97,8 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
     app[OUTBOX_SIGNAL] = Signal()
     # One thread: large bodies are few, and it keeps the compiled schemas to two copies (its
     # own and the event loop's, see xmlio.per_thread_cache), made before the first request.
-    app[CHECKER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cebgw-check", initializer=_preload)
+    app[CHECKER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cebgw-check")
+    app[CHECKER].submit(_preload)  # its first task, so it compiles in the background before any check
     app.on_cleanup.append(_stop_checker)
     if store is None:
         store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000,
