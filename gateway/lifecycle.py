@@ -21,6 +21,7 @@ types pass unchecked for now.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from lxml import etree
@@ -61,6 +62,26 @@ _AFTER_ACCEPTANCE = {
     "CEB621": "a declared inventory list can only be cancelled (CEB623) or returned (CEB625)"}
 
 
+@dataclass(frozen=True)
+class Record:
+    """What the lifecycle needs of one record: its head fields, business keys and (CEB625) its
+    return lines as (gnum, qty)."""
+
+    head: dict[str, str]
+    keys: dict[str, str]
+    lines: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the lifecycle needs of one declaration, read from the tree the validate stage read
+    (so the async check needs no tree): its type, root guid and records."""
+
+    code: str
+    guid: str
+    records: tuple[Record, ...]
+
+
 def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     mtype = ident.type
     el = rec.find(mtype.q(mtype.head)) if mtype.head else rec
@@ -69,27 +90,37 @@ def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     return {local_name(c.tag): text(c) for c in el.iterchildren() if isinstance(c.tag, str) and len(c) == 0}
 
 
-async def check(ident: Identified, tenant: str, store: Store, catalog: Catalog) -> None:
-    """Refuse ``ident`` (a declaration of ``tenant``, validated) if its lifecycle does not allow it
-    now. Raises :class:`LifecycleError` naming the record and the keys."""
+def facts_of(ident: Identified) -> Facts | None:
+    """The lifecycle's view of a declaration, ``None`` for a type it does not check."""
     mtype = ident.type
     if mtype.code not in TYPES or not mtype.record:
-        return
+        return None
     keys_of = mtype.business_keys(ident.root)
-    root_guid = ident.root.get("guid", "")
+    records = []
     for no, rec in enumerate(ident.root.iterchildren(mtype.q(mtype.record))):
-        head = _head(rec, ident)
-        where = f"{mtype.code} record {no + 1}"
-        if mtype.code in ("CEB623", "CEB625"):
-            await _check_invt(ident, no, head, tenant, store, catalog, where)
-            continue
         keys = {k: keys_of[no][k] for k in mtype.keys if no < len(keys_of) and k in keys_of[no]}
+        lines = tuple((text(ln.find(mtype.q("gnum"))), text(ln.find(mtype.q("qty"))))
+                      for ln in rec.iterchildren(mtype.q(mtype.lines))) if mtype.lines else ()
+        records.append(Record(_head(rec, ident), keys, lines))
+    return Facts(mtype.code, ident.root.get("guid", ""), tuple(records))
+
+
+async def check(facts: Facts, tenant: str, store: Store, catalog: Catalog) -> None:
+    """Refuse the declaration ``facts`` describes (of ``tenant``, validated) if its lifecycle does
+    not allow it now. Raises :class:`LifecycleError` naming the record and the keys."""
+    for no, rec in enumerate(facts.records):
+        where = f"{facts.code} record {no + 1}"
+        if facts.code in ("CEB623", "CEB625"):
+            await _check_invt(facts.code, rec, tenant, store, catalog, where)
+            continue
+        keys = rec.keys
+        mtype = catalog[facts.code]
         if len(keys) != len(mtype.keys) or not mtype.keys:
             continue  # keys incomplete: nothing to compare versions by
-        found = [r for r in await store.find_declarations(mtype.code, keys)
-                 if r.tenant == tenant and r.guid != root_guid]
-        withdrawn = await _held_back(mtype.code, head, store) if found else set()
-        _check_versions(head.get("appType", ""), found, keys, where, mtype.code, withdrawn)
+        found = [r for r in await store.find_declarations(facts.code, keys)
+                 if r.tenant == tenant and r.guid != facts.guid]
+        withdrawn = await _held_back(facts.code, rec.head, store) if found else set()
+        _check_versions(rec.head.get("appType", ""), found, keys, where, facts.code, withdrawn)
 
 
 async def _held_back(code: str, head: dict[str, str], store: Store) -> set[int]:
@@ -128,15 +159,15 @@ def _check_versions(app_type: str, found: list[DeclarationRef], keys: dict[str, 
                              code="CEBGW-LIFECYCLE-ACCEPTED", field="appType")
 
 
-async def _check_invt(ident: Identified, no: int, head: dict[str, str], tenant: str, store: Store,
-                      catalog: Catalog, where: str) -> None:
-    invt_no = head.get("invtNo", "")
+async def _check_invt(code: str, rec: Record, tenant: str, store: Store, catalog: Catalog,
+                      where: str) -> None:
+    invt_no = rec.head.get("invtNo", "")
     found = [r for r in await store.find_declarations("CEB621", {"invtNo": invt_no}) if r.tenant == tenant] \
         if invt_no else []
     if not found:
         raise LifecycleError(f"{where}: no inventory list of this enterprise has invtNo {invt_no!r}",
                              code="CEBGW-LIFECYCLE-INVTNO", field="invtNo")
-    if ident.type.code != "CEB625":
+    if code != "CEB625":
         return
     ref = found[0]
     stored = await store.get_message(ref.message_id, tenant)
@@ -146,14 +177,10 @@ async def _check_invt(ident: Identified, no: int, head: dict[str, str], tenant: 
     stored_ident = catalog.identify(parse(stored.data, source="stored inventory list"))
     inventory = documents_of(stored_ident)[ref.record_no]
     declared = {ln.get("gnum", ""): ln.get("qty", "") for ln in inventory.lines}
-    mtype = ident.type
-    rec = list(ident.root.iterchildren(mtype.q(mtype.record)))[no]
-    for line in rec.iterchildren(mtype.q(mtype.lines or "")):
-        gnum, qty = text(line.find(mtype.q("gnum"))), text(line.find(mtype.q("qty")))
+    for gnum, qty in rec.lines:
         if gnum not in declared:
             raise LifecycleError(f"{where}: return line gnum {gnum} is not a line of inventory list"
-                                 f" {invt_no}",
-                                 code="CEBGW-LIFECYCLE-RETURN-LINE", field="gnum")
+                                 f" {invt_no}", code="CEBGW-LIFECYCLE-RETURN-LINE", field="gnum")
         try:
             over = Decimal(qty) > Decimal(declared[gnum])
         except InvalidOperation:

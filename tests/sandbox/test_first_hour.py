@@ -170,11 +170,12 @@ def _signed_declarations() -> list[Path]:
 
 
 # Samples the document lifecycle refuses once the others are in (gateway.lifecycle): CEB621.xml
-# declares the copNo CEB621-2018.xml declared; the cancellation and return name an invtNo no
-# customs receipt assigned.
-LIFECYCLE_REFUSED = {"CEB621.xml": "CEBGW-LIFECYCLE-DUPLICATE", "CEB623.xml": "CEBGW-LIFECYCLE-INVTNO",
-                     "CEB623-empty.xml": "CEBGW-LIFECYCLE-INVTNO", "CEB625.xml": "CEBGW-LIFECYCLE-INVTNO",
-                     "CEB625-empty.xml": "CEBGW-LIFECYCLE-INVTNO"}
+# and CEB621-empty.xml declare the copNo CEB621-2018.xml declared; the cancellations and returns
+# name an invtNo no customs receipt assigned.
+LIFECYCLE_REFUSED = {
+    "CEB621.xml": "CEBGW-LIFECYCLE-DUPLICATE", "CEB621-empty.xml": "CEBGW-LIFECYCLE-DUPLICATE",
+    "CEB623.xml": "CEBGW-LIFECYCLE-INVTNO", "CEB623-empty.xml": "CEBGW-LIFECYCLE-INVTNO",
+    "CEB625.xml": "CEBGW-LIFECYCLE-INVTNO", "CEB625-empty.xml": "CEBGW-LIFECYCLE-INVTNO"}
 
 
 def test_every_signed_sample_is_accepted_by_the_sandbox(served: Served) -> None:
