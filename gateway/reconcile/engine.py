@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
@@ -118,8 +118,12 @@ class Finding:
 
 @dataclass(frozen=True)
 class Context:
+    """One comparison's limits and history, and what its rules read once and share (``memo``:
+    the limit rules' reading of the inventory list)."""
+
     limits: Limits
     history: BuyerHistory | None
+    memo: dict[object, Spending | None] = field(default_factory=dict)
 
 
 Check = Callable[[Parcel, Context], list[Finding]]
@@ -384,7 +388,10 @@ def _limit(raw: Mapping[str, Any], t: _Text) -> tuple[tuple[str, ...], Check]:
     reading, slot = _Reading.of(raw), slot_of(doc)
 
     def check(p: Parcel, ctx: Context) -> list[Finding]:
-        s = reading.spending(getattr(p, slot))
+        if reading in ctx.memo:  # the other limit rule read it already
+            s = ctx.memo[reading]
+        else:
+            s = ctx.memo[reading] = reading.spending(getattr(p, slot))
         if s is None:
             return []
         if which == "single":
@@ -481,14 +488,32 @@ def compare(parcel: Parcel, limits: Limits | None = None, history: BuyerHistory 
     Findings come in rule order; errors and warnings both (see ``Finding.severity``).
     """
     ctx = Context(limits or Limits(), history)
-    have = frozenset(d.type for d in parcel.documents())
     out: list[Finding] = []
-    for rule in rules if rules is not None else default_rules():
-        if rule.needs <= have:
-            found = rule.check(parcel, ctx)
-            if found:
-                out.extend(found)
+    for check in _plan(rules if rules is not None else default_rules(), parcel):
+        found = check(parcel, ctx)
+        if found:
+            out.extend(found)
     return out
+
+
+# The checks that apply to each set of documents present, per rule set (kept with the rule set
+# it was made for, so a rule set made and dropped by a caller cannot be mistaken for another).
+_PLANS: dict[int, tuple[Sequence[Rule], dict[tuple[bool, ...], tuple[Check, ...]]]] = {}
+
+
+def _plan(rules: Sequence[Rule], parcel: Parcel) -> tuple[Check, ...]:
+    present = (parcel.order is not None, parcel.payment is not None, parcel.waybill is not None,
+               parcel.inventory is not None)
+    entry = _PLANS.get(id(rules))
+    if entry is None or entry[0] is not rules:
+        if len(_PLANS) >= 16:  # callers making many rule sets: keep the cache small
+            _PLANS.clear()
+        entry = _PLANS[id(rules)] = (rules, {})
+    plan = entry[1].get(present)
+    if plan is None:
+        have = frozenset(code for code, there in zip(PARCEL_TYPES, present, strict=True) if there)
+        plan = entry[1][present] = tuple(r.check for r in rules if r.needs <= have)
+    return plan
 
 
 def spending(parcel: Parcel) -> Spending | None:
