@@ -28,7 +28,8 @@ from ..envelope import unwrap, wrap
 from ..errors import GatewayError, IdentifyError, UsageError
 from ..xmlio import parse
 from .channels import RulesFile
-from .district import District, Outgoing, records_of
+from .district import District
+from .records import Outgoing, records_of
 from .samplegen import build_receipts
 
 Report = Callable[[str], None]

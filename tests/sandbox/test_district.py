@@ -12,7 +12,8 @@ from gateway.catalog import load as load_catalog
 from gateway.envelope import RECEIVER_EXPORT, RECEIVER_IMPORT
 from gateway.sandbox import samplegen
 from gateway.sandbox.channels import ChannelRules, parse_rules
-from gateway.sandbox.district import District, Outgoing, Record, records_of
+from gateway.sandbox.district import District
+from gateway.sandbox.records import Outgoing, Record, records_of
 from gateway.xmlio import parse
 
 GREEN = ChannelRules()
