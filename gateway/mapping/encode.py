@@ -1,0 +1,344 @@
+"""Enterprise JSON → CEB XML: the mapping applied, then xmlschema's encoder builds the tree.
+
+The JSON is checked against the message's model first, so every refusal names the JSON path
+of the field (``/order/0/orderHead/acturalPaid``) and the rule; what passes is handed to
+xmlschema, which writes the elements in the schema's order.  Amounts are decimals from the
+start (:func:`loads` parses JSON numbers as :class:`~decimal.Decimal`), never floats.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import xmlschema
+from lxml import etree
+
+from ..catalog import BEIJING, CEB_NS, MessageType
+from ..errors import Finding, MappingError
+from . import spec
+from .model import Leaf, Model, Record, model, schema
+
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_INT = re.compile(r"[+-]?\d+")
+RETURN_INFO = re.compile(r"\[Code:([^;\]]*);Desc:(.*)\]", re.S)
+META_KEYS = ("messageType", "edition", "guid", "version")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What defaults may take from the sender: its one enterprise code and its DXP id, and the clock."""
+
+    code: str | None = None
+    dxp_id: str | None = None
+    clock: Callable[[], datetime] | None = None
+
+
+def loads(data: bytes | str, source: str = "-") -> dict[str, Any]:
+    """A JSON object with exact numbers (Decimal, int) and no key given twice.
+    Raises MappingError (``CEBGW-JSON-SYNTAX``)."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise MappingError(f"{source}: key {k!r} given twice in one object", code="CEBGW-JSON-SYNTAX",
+                                   field=k)
+            out[k] = v
+        return out
+
+    def constant(name: str) -> Any:
+        raise MappingError(f"{source}: {name} is not a JSON number", code="CEBGW-JSON-SYNTAX")
+
+    try:
+        doc = json.loads(data, parse_float=Decimal, object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, MappingError):
+            raise
+        raise MappingError(f"{source}: not well-formed JSON: {exc}", code="CEBGW-JSON-SYNTAX") from None
+    if not isinstance(doc, dict):
+        raise MappingError(f"{source}: the JSON must be an object", code="CEBGW-JSON-SYNTAX")
+    return doc
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def add(self, code: str, path: str, name: str, message: str) -> None:
+        self.findings.append(Finding(code, f"{path}: {message}", path=path, field=name))
+
+
+def _ptr(path: str, key: str | int) -> str:
+    return f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
+
+
+class _Encoder:
+    def __init__(self, m: Model, mapping: spec.Mapping, ctx: Context) -> None:
+        self.m, self.mapping, self.ctx = m, mapping, ctx
+        self.out = _Collector()
+        self.codes = spec.codes()
+
+    # -- defaults and conversions
+    def default(self, key: str) -> str | None:
+        value = self.mapping.defaults.get(key)
+        if value == "{uuid}":
+            return str(uuid.uuid4()).upper()
+        if value == "{now}":
+            now = self.ctx.clock() if self.ctx.clock else datetime.now(UTC)
+            return now.astimezone(BEIJING).strftime("%Y%m%d%H%M%S")
+        if value == "{account.code}":
+            return self.ctx.code
+        if value == "{account.dxp_id}":
+            return self.ctx.dxp_id
+        return value
+
+    def convert(self, key: str, value: str, path: str, name: str) -> str:
+        conv = self.mapping.convert.get(key)
+        if conv is None or value == "":
+            return value
+        if conv == "currency":
+            return self.codes.get("currency", {}).get(value.upper(), value)
+        digits = {"datetime14": 14, "datetime17": 17, "date8": 8}[conv]
+        if len(value) == digits and value.isdigit():
+            return value
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            self.out.add("CEBGW-JSON-FORMAT", path, name,
+                         f"{value!r} is neither {digits} digits nor an ISO 8601 "
+                         f"{'date' if conv == 'date8' else 'date and time'}")
+            return value
+        if when.tzinfo is not None:
+            when = when.astimezone(BEIJING)
+        if conv == "date8":
+            return when.strftime("%Y%m%d")
+        if conv == "datetime14":
+            return when.strftime("%Y%m%d%H%M%S")
+        return when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 1000:03d}"
+
+    # -- leaves
+    def leaf(self, leaf: Leaf, value: Any, path: str, key: str) -> Any:
+        if leaf.kind == "string":
+            if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be a string")
+                return None
+            text = self.convert(key, value if isinstance(value, str) else format(value, "f"), path, leaf.name)
+            n = len(text)
+            if leaf.max_length is not None and n > leaf.max_length:
+                self.out.add("CEBGW-JSON-LENGTH", path, leaf.name,
+                             f"{leaf.name} is {n} characters, at most {leaf.max_length}")
+            elif leaf.min_length is not None and n < leaf.min_length:
+                self.out.add("CEBGW-JSON-LENGTH", path, leaf.name,
+                             f"{leaf.name} is {n} characters, at least {leaf.min_length}")
+            return text
+        return self.number(leaf, value, path)
+
+    def number(self, leaf: Leaf, value: Any, path: str) -> Any:
+        what = "an integer" if leaf.kind == "int" else "an amount (a JSON number or a decimal string)"
+        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+            self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be {what}")
+            return None
+        if isinstance(value, str):
+            if not (_INT if leaf.kind == "int" else _DECIMAL).fullmatch(value):
+                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} {value!r} is not {what}")
+                return None
+            text = value
+        else:
+            try:
+                text = format(value, "f")
+            except (InvalidOperation, ValueError):
+                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be {what}")
+                return None
+        dec = Decimal(text)
+        if leaf.kind == "int":
+            if dec != dec.to_integral_value():
+                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} {text} is not an integer")
+                return None
+            n = int(dec)
+            if not -2**31 <= n < 2**31 or (leaf.total_digits and len(str(abs(n))) > leaf.total_digits):
+                self.out.add("CEBGW-JSON-AMOUNT", path, leaf.name, f"{leaf.name} {text} is out of range")
+                return None
+            return n
+        sign, digits, exp = dec.normalize().as_tuple() if dec else (0, (0,), 0)
+        assert isinstance(exp, int)
+        frac = max(0, -exp)
+        total = max(len(digits), frac) if exp < 0 else len(digits) + exp
+        if leaf.fraction_digits is not None and frac > leaf.fraction_digits:
+            self.out.add("CEBGW-JSON-AMOUNT", path, leaf.name,
+                         f"{leaf.name} {text} has {frac} decimal places, at most {leaf.fraction_digits}")
+            return None
+        if leaf.total_digits is not None and total > leaf.total_digits:
+            self.out.add("CEBGW-JSON-AMOUNT", path, leaf.name,
+                         f"{leaf.name} {text} has {total} digits, at most {leaf.total_digits}")
+            return None
+        return text
+
+    # -- records
+    def record(self, rec: Record, obj: Any, path: str) -> dict[str, Any] | None:
+        if not isinstance(obj, dict):
+            self.out.add("CEBGW-JSON-TYPE", path, rec.json, f"{rec.json} must be an object")
+            return None
+        if rec.wildcard:
+            self.out.add("CEBGW-MAPPING", path, rec.json,
+                         f"{rec.name} carries free XML, which JSON cannot give; send the CEB XML")
+            return None
+        names: dict[str, Leaf | Record] = {}
+        for c in rec.children:
+            names[c.json] = c
+            if isinstance(c, Leaf):
+                for alias in self.mapping.aliases_of(rec.name, c.name):
+                    names[alias] = c
+        given: dict[str, tuple[str, Any]] = {}
+        meta = META_KEYS if rec is self.m.body else ()
+        for k, v in obj.items():
+            if k in meta:
+                continue
+            child = names.get(k)
+            if child is None:
+                self.out.add("CEBGW-JSON-UNKNOWN", _ptr(path, k), k,
+                             f"{k} is not a field of {rec.json} in {self.m.code} ({self.m.edition})")
+                continue
+            if child.json in given:
+                self.out.add("CEBGW-MAPPING", _ptr(path, k), child.json,
+                             f"{child.json} given twice (as {given[child.json][0]} and {k})")
+                continue
+            if v is not None:
+                given[child.json] = (k, v)
+        out: dict[str, Any] = {}
+        for c in rec.children:
+            key, value = given.get(c.json, (c.json, None))
+            where = _ptr(path, key)
+            if isinstance(c, Record):
+                if value is None:
+                    if c.min > 0 and not self.defaulted(c):
+                        self.out.add("CEBGW-JSON-REQUIRED", where, c.json, f"{c.json} is required")
+                    elif c.min > 0:
+                        value = {}
+                    else:
+                        continue
+                out[c.name] = self.records(c, value, where)
+                continue
+            mkey = f"{rec.name}.{c.name}"
+            if value is None:
+                value = self.default(mkey)
+                if value is None:
+                    if c.required:
+                        self.out.add("CEBGW-JSON-REQUIRED", where, c.name, f"{c.name} is required")
+                    continue
+            encoded = self.leaf(c, value, where, mkey)
+            if encoded is not None:
+                out[c.name] = encoded
+        return out
+
+    def defaulted(self, rec: Record) -> bool:
+        """Whether every required field of ``rec`` has a default (BaseTransfer may be left out)."""
+        return all(isinstance(c, Leaf) and (not c.required or self.default(f"{rec.name}.{c.name}") is not None)
+                   for c in rec.children)
+
+    def records(self, rec: Record, value: Any, path: str) -> Any:
+        if not rec.repeats:
+            return self.record(rec, value, path)
+        top = any(c is rec for c in self.m.body.children)
+        if isinstance(value, dict) and top:
+            items: list[Any] = [value]
+            paths = [path]
+        elif isinstance(value, list):
+            items, paths = value, [_ptr(path, i) for i in range(len(value))]
+        else:
+            self.out.add("CEBGW-JSON-TYPE", path, rec.json, f"{rec.json} must be an array of objects")
+            return []
+        if len(items) < rec.min or (rec.max is not None and len(items) > rec.max):
+            most = "unbounded" if rec.max is None else rec.max
+            self.out.add("CEBGW-JSON-COUNT", path, rec.json,
+                         f"{rec.json} has {len(items)} record(s); {rec.min} to {most} allowed")
+        return [self.record(rec, item, p) for item, p in zip(items, paths, strict=True)]
+
+    def document(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        body = self.record(self.m.body, doc, "")
+        attrs: dict[str, Any] = {}
+        for a in self.m.attributes:
+            value = doc.get(a.name)
+            if value is None:
+                value = self.default(f"@{a.name}")
+            if value is None:
+                if a.required:
+                    self.out.add("CEBGW-JSON-REQUIRED", f"/{a.name}", a.name, f"{a.name} is required")
+                continue
+            encoded = self.leaf(a, value, f"/{a.name}", f"@{a.name}")
+            if encoded is not None:
+                attrs[f"@{a.name}"] = encoded
+        if body is None:
+            return None
+        return {**attrs, **body}
+
+
+def _prefixed(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {(k if k.startswith("@") else f"ceb:{k}"): _prefixed(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_prefixed(v) for v in obj]
+    return obj
+
+
+def return_info(value: Any) -> Any:
+    """``{"code": …, "text": …}`` → ``[Code:…;Desc:…]``; anything else is left as it is."""
+    if isinstance(value, dict) and set(value) == {"code", "text"} and all(isinstance(v, str)
+                                                                          for v in value.values()):
+        return f"[Code:{value['code']};Desc:{value['text']}]"
+    return value
+
+
+def _unparse_receipt(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: (return_info(v) if k == "returnInfo" else _unparse_receipt(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unparse_receipt(v) for v in obj]
+    return obj
+
+
+def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context = Context(), *,
+            source_edition: str | None = None) -> etree._Element:
+    """The CEB XML tree for ``doc`` as ``mtype`` in ``edition``.
+
+    Every problem is collected, then one MappingError is raised whose findings name each JSON
+    path and rule.  ``source_edition``: the edition ``doc`` was written for; when it differs,
+    a value the target edition cannot hold is refused as ``CEBGW-MAPPING``.
+    """
+    m = model(mtype, edition)
+    mapping = spec.load(mtype.code, edition)
+    if mtype.kind == "receipt":
+        doc = _unparse_receipt(doc)
+    enc = _Encoder(m, mapping, ctx)
+    data = enc.document(doc)
+    found = enc.out.findings
+    if source_edition is not None and source_edition != edition:
+        found = [Finding("CEBGW-MAPPING", f"cannot carry from the {source_edition} into the {edition} edition: "
+                         f"{f.message} [{f.code}]", path=f.path, field=f.field) for f in found]
+    if found or data is None:
+        first = found[0] if found else Finding("CEBGW-MAPPING", "nothing to translate")
+        raise MappingError(f"{len(found)} error(s); first: {first.message}", code=first.code,
+                           findings=tuple(found), field=first.field)
+    # "lax": the one thing a mapped message may lack is its ds:Signature (signing comes after);
+    # any other schema error is the mapping's fault and refused.
+    root, errors = schema(mtype, edition).encode(
+        _prefixed(data), path=f"ceb:{mtype.root}", namespaces={"ceb": CEB_NS}, validation="lax",
+        etree_element_class=etree.Element, indent=2)
+    real = [e for e in errors if "ds:Signature" not in str(e.reason)]
+    if real:
+        raise MappingError(f"{mtype.code} ({edition}): xmlschema cannot encode it: {real[0].reason}",
+                           field=mtype.code)
+    assert isinstance(root, etree._Element)
+    return root
+
+
+def to_xml(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context = Context(), *,
+           source_edition: str | None = None) -> bytes:
+    """:func:`to_tree` serialized as UTF-8 with an XML declaration."""
+    root = to_tree(doc, mtype, edition, ctx, source_edition=source_edition)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"

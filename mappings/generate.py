@@ -1,0 +1,101 @@
+"""Write the first version of a mapping file per message type and edition (``--force`` rewrites).
+
+The mappings are data an analyst edits afterwards; this script only does the mechanical part:
+the defaults every declaration takes, the date and code conversions by field name, and who
+signs.  Run from the repository root: ``.venv/bin/python mappings/generate.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gateway.catalog import load
+from gateway.mapping.model import Leaf, Record, model
+
+HERE = Path(__file__).resolve().parent
+TIMES = {"appTime": "datetime14", "accountingDate": "datetime14", "endTime": "datetime14",
+         "startTime": "datetime14", "leaveTime": "datetime14", "logisticsTime": "datetime14",
+         "payTime": "datetime14", "declTime": "date8", "ieDate": "date8", "returnTime": "datetime17",
+         "opDate": "datetime17"}
+CURRENCIES = ("currency", "fCurrency", "iCurrency")
+HEAD_DEFAULTS = {"guid": "{uuid}", "appType": "1", "appTime": "{now}", "appStatus": "2"}
+
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(code: str, edition: str) -> str:
+    cat = load()
+    t = cat.types[code]
+    m = model(t, edition)
+    defaults: list[tuple[str, str]] = [("@guid", "{uuid}"), ("@version", "1.0")]
+    convert: list[tuple[str, str]] = []
+
+    def walk(r: Record) -> None:
+        leaves = {c.name for c in r.children if isinstance(c, Leaf)}
+        for c in r.children:
+            if isinstance(c, Record):
+                walk(c)
+                continue
+            key = f"{r.name}.{c.name}"
+            if c.name in TIMES:
+                convert.append((key, TIMES[c.name]))
+            if c.name in CURRENCIES:
+                convert.append((key, "currency"))
+            if t.kind != "declaration":
+                continue
+            if "appType" in leaves and c.name in HEAD_DEFAULTS:
+                defaults.append((key, HEAD_DEFAULTS[c.name]))
+            if c.name == "currency" and t.flow == "import":
+                defaults.append((key, "142"))
+        if t.kind == "declaration" and r.name == "BaseTransfer":
+            defaults.extend([("BaseTransfer.copCode", "{account.code}"), ("BaseTransfer.dxpMode", "DXP"),
+                             ("BaseTransfer.dxpId", "{account.dxp_id}")])
+        if t.kind == "declaration" and r.name == "BaseSubscribe":
+            defaults.append(("BaseSubscribe.dxpMode", "DXP"))
+    walk(m.body)
+    if t.kind == "declaration":
+        who = " or ".join(t.sender)
+        need = {"required": "must be signed", "optional": "may be signed",
+                "when_declared": "must be signed when appStatus is 2"}.get(t.signature, "")
+        signed_by = f"the {who} named in BaseTransfer/copCode ({need})"
+    else:
+        signed_by = "customs (receipts are not signed by enterprises)"
+    lines = [f"# {code} {t.title}, edition {edition}: how enterprise JSON maps to the CEB XML.",
+             "# JSON names are the standard's field names (records in lowerCamel: OrderHead -> orderHead);",
+             "# see mappings/README.md.  Keys below are Record.field, or @attribute of the root.",
+             f"message_type = {_q(code)}", f"edition = {_q(edition)}", f"title = {_q(t.title)}",
+             f"signed_by = {_q(signed_by)}", "",
+             "# filled in when the JSON leaves the field out",
+             "[defaults]"]
+    lines += [f"{_q(k)} = {_q(v)}" for k, v in defaults]
+    lines += ["", "# datetime14: yyyyMMddHHmmss, or ISO 8601 (converted to Beijing time; no zone = Beijing)",
+              "# datetime17: yyyyMMddHHmmssSSS; date8: yyyyMMdd or an ISO date; currency: CNY -> 142 (codes.toml)",
+              "[convert]"]
+    lines += [f"{_q(k)} = {_q(v)}" for k, v in convert]
+    lines += ["", "# names a deployment accepts beside the standard one, e.g. \"OrderHead.buyerTelephone\" = "
+              "[\"buyer_phone\"]", "[aliases]", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    force = "--force" in argv
+    cat = load()
+    written = 0
+    for code, t in sorted(cat.types.items()):
+        if t.is_envelope:
+            continue
+        for edition in t.editions:
+            path = HERE / f"{code}.{edition}.toml"
+            if path.exists() and not force:
+                continue
+            path.write_text(render(code, edition), encoding="utf-8")
+            written += 1
+    print(f"{written} mapping file(s) written to {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
