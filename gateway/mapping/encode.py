@@ -125,10 +125,10 @@ class _Encoder:
     # -- leaves
     def leaf(self, leaf: Leaf, value: Any, path: str, key: str) -> Any:
         if leaf.kind == "string":
-            if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+            if not isinstance(value, str):
                 self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be a string")
                 return None
-            text = self.convert(key, value if isinstance(value, str) else format(value, "f"), path, leaf.name)
+            text = self.convert(key, value, path, leaf.name)
             n = len(text)
             if leaf.max_length is not None and n > leaf.max_length:
                 self.out.add("CEBGW-JSON-LENGTH", path, leaf.name,
@@ -149,6 +149,8 @@ class _Encoder:
                 self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} {value!r} is not {what}")
                 return None
             text = value
+        elif isinstance(value, int):
+            text = str(value)  # format(int, "f") would go through a float
         else:
             try:
                 text = format(value, "f")
