@@ -72,7 +72,8 @@ def render(code: str, edition: str) -> str:
              "[defaults]"]
     lines += [f"{_q(k)} = {_q(v)}" for k, v in defaults]
     lines += ["", "# datetime14: yyyyMMddHHmmss, or ISO 8601 (converted to Beijing time; no zone = Beijing)",
-              "# datetime17: yyyyMMddHHmmssSSS; date8: yyyyMMdd or an ISO date; currency: CNY -> 142 (codes.toml)",
+              "# datetime17: yyyyMMddHHmmssSSS; date8: yyyyMMdd or an ISO date;"
+              " currency: CNY -> 142 (codes.toml)",
               "[convert]"]
     lines += [f"{_q(k)} = {_q(v)}" for k, v in convert]
     lines += ["", "# names a deployment accepts beside the standard one, e.g. \"OrderHead.buyerTelephone\" = "

@@ -32,8 +32,9 @@ def message_type_of(doc: dict[str, Any], catalog: Catalog, given: str | None = N
                            field="messageType")
     code = given or named
     if not code:
-        raise MappingError("the message type is not given: add \"messageType\" (e.g. \"CEB311\") to the JSON "
-                           "or name it (X-Message-Type, --type)", code="CEBGW-JSON-REQUIRED", field="messageType")
+        raise MappingError("the message type is not given: add \"messageType\" (e.g. \"CEB311\") to the "
+                           "JSON or name it (X-Message-Type, --type)", code="CEBGW-JSON-REQUIRED",
+                           field="messageType")
     mtype = catalog.types.get(code)
     if mtype is None or mtype.is_envelope:
         raise MappingError(f"{code!r} is not a CEB message type", field="messageType")
@@ -55,13 +56,13 @@ def edition_of(doc: dict[str, Any], mtype: MessageType, given: str | None = None
 
 
 def xml_from_json(doc: dict[str, Any], catalog: Catalog, *, message_type: str | None = None,
-                  edition: str | None = None, ctx: Context = Context()) -> tuple[MessageType, str, bytes]:
+                  edition: str | None = None, ctx: Context | None = None) -> tuple[MessageType, str, bytes]:
     """The CEB XML for a JSON document: its type, the edition written, and the UTF-8 bytes.
     ``edition`` other than the document's own translates it (refusing what cannot be carried)."""
     mtype = message_type_of(doc, catalog, message_type)
     target = edition_of(doc, mtype, edition)
     source = doc.get("edition") if isinstance(doc.get("edition"), str) else None
-    return mtype, target, to_xml(doc, mtype, target, ctx, source_edition=source)
+    return mtype, target, to_xml(doc, mtype, target, ctx or Context(), source_edition=source)
 
 
 def json_from_xml(root: etree._Element, mtype: MessageType, edition: str, *,

@@ -59,8 +59,9 @@ def to_json(root: etree._Element, mtype: MessageType, edition: str) -> dict[str,
     m = model(mtype, edition)
     # "lax", so that an unsigned message of a type that must be signed still decodes (JSON does
     # not carry the signature); any other schema error refuses it.
-    data, errors = schema(mtype, edition).decode(root, validation="lax", decimal_type=str,
+    decoded: Any = schema(mtype, edition).decode(root, validation="lax", decimal_type=str,
                                                  strip_namespaces=True)
+    data, errors = decoded
     real = [e for e in errors if "ds:Signature" not in str(e.reason)]
     if real:
         exc = real[0]

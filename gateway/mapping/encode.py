@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import xmlschema
 from lxml import etree
 
 from ..catalog import BEIJING, CEB_NS, MessageType
@@ -240,7 +239,8 @@ class _Encoder:
 
     def defaulted(self, rec: Record) -> bool:
         """Whether every required field of ``rec`` has a default (BaseTransfer may be left out)."""
-        return all(isinstance(c, Leaf) and (not c.required or self.default(f"{rec.name}.{c.name}") is not None)
+        return all(isinstance(c, Leaf)
+                   and (not c.required or self.default(f"{rec.name}.{c.name}") is not None)
                    for c in rec.children)
 
     def records(self, rec: Record, value: Any, path: str) -> Any:
@@ -320,17 +320,18 @@ def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context 
     data = enc.document(doc)
     found = enc.out.findings
     if source_edition is not None and source_edition != edition:
-        found = [Finding("CEBGW-MAPPING", f"cannot carry from the {source_edition} into the {edition} edition: "
-                         f"{f.message} [{f.code}]", path=f.path, field=f.field) for f in found]
+        found = [Finding("CEBGW-MAPPING", f"cannot carry from the {source_edition} into the {edition} "
+                         f"edition: {f.message} [{f.code}]", path=f.path, field=f.field) for f in found]
     if found or data is None:
         first = found[0] if found else Finding("CEBGW-MAPPING", "nothing to translate")
         raise MappingError(f"{len(found)} error(s); first: {first.message}", code=first.code,
                            findings=tuple(found), field=first.field)
     # "lax": the one thing a mapped message may lack is its ds:Signature (signing comes after);
     # any other schema error is the mapping's fault and refused.
-    root, errors = schema(mtype, edition).encode(
+    encoded: Any = schema(mtype, edition).encode(
         _prefixed(data), path=f"ceb:{mtype.root}", namespaces={"ceb": CEB_NS}, validation="lax",
         etree_element_class=etree.Element, indent=2)
+    root, errors = encoded
     real = [e for e in errors if "ds:Signature" not in str(e.reason)]
     if real:
         raise MappingError(f"{mtype.code} ({edition}): xmlschema cannot encode it: {real[0].reason}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import xmlschema
@@ -80,9 +81,7 @@ def _schema_key(mtype: MessageType, edition: str) -> str:
 @cache
 def _compile(path: str) -> xmlschema.XMLSchema10:
     try:
-        from pathlib import Path
-        base = str(Path(path).parent)
-        return xmlschema.XMLSchema10(path, base_url=base, allow="sandbox", defuse="always")
+        return xmlschema.XMLSchema10(path, base_url=str(Path(path).parent), allow="sandbox", defuse="always")
     except (OSError, xmlschema.XMLSchemaException) as exc:
         raise ConfigError(f"{path}: xmlschema cannot build the schema: {exc}") from None
 
@@ -112,16 +111,17 @@ def _leaf(name: str, xtype: Any, required: bool) -> Leaf:
                 facets.get("totalDigits"), facets.get("fractionDigits"))
 
 
-def _record(el: Any) -> Record:
+def _record(el: Any) -> Record:  # el: an xmlschema XsdElement
     children: list[Leaf | Record] = []
     wildcard = False
     for item in el.type.content.iter_model():
         if not isinstance(item, xmlschema.XsdElement):
             wildcard = True
             continue
-        if item.type is None or not item.type.is_simple():
-            if item.type is not None and item.type.has_simple_content():
-                children.append(_leaf(item.local_name, item.type.content, item.min_occurs > 0))
+        xtype: Any = item.type
+        if xtype is None or not xtype.is_simple():
+            if xtype is not None and xtype.has_simple_content():
+                children.append(_leaf(item.local_name, xtype.content, item.min_occurs > 0))
             else:
                 children.append(_record(item))
         else:
@@ -133,10 +133,10 @@ def _record(el: Any) -> Record:
 def model(mtype: MessageType, edition: str = CURRENT_EDITION) -> Model:
     """The model of ``mtype`` in ``edition``. Raises MappingError for a type the edition lacks."""
     xs = schema(mtype, edition)
-    el = xs.elements.get(mtype.root)
+    el: Any = xs.elements.get(mtype.root)
     if el is None:
         raise MappingError(f"{mtype.code} is not in the {edition} schema", field=mtype.code)
-    attrs = tuple(_leaf(a.local_name, a.type, a.use == "required") for a in el.attributes.values())
+    attrs = tuple(_leaf(str(a.local_name), a.type, a.use == "required") for a in el.attributes.values())
     body = _record(el)
     signature = any(isinstance(c, Record) and c.name == "Signature" for c in body.children)
     kept = tuple(c for c in body.children if c.name != "Signature")

@@ -177,7 +177,8 @@ _amount = st.decimals(min_value=Decimal("-99999999999999"), max_value=Decimal("9
 
 @settings(max_examples=60, deadline=None)
 @given(name=_text, note=_text, paid=_amount, as_string=st.booleans(), items=st.integers(1, 5))
-def test_property_json_to_xml_to_json(name: str, note: str, paid: Decimal, as_string: bool, items: int) -> None:
+def test_property_json_to_xml_to_json(name: str, note: str, paid: Decimal, as_string: bool,
+                                       items: int) -> None:
     doc = _sample_json("CEB311.xml")
     head = doc["order"][0]["orderHead"]
     head["buyerName"], head["note"] = name, note
