@@ -7,6 +7,7 @@ signs.  Run from the repository root: ``.venv/bin/python mappings/generate.py``.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -81,7 +82,37 @@ def render(code: str, edition: str) -> str:
     return "\n".join(lines)
 
 
+def descriptions(spec_md: Path) -> str:
+    """``descriptions.toml`` from the field dictionary (§6) of the shared spec: one English
+    meaning per field name."""
+    text = spec_md.read_text(encoding="utf-8")
+    start = text.index("## 6. Field dictionary")
+    end = text.index("\n## 7.", start)
+    rows: dict[str, str] = {}
+    for line in text[start:end].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Za-z0-9]+)`", cells[0])
+        # a row for several fields ("unit / unit1 / unit2") keeps its meanings together, named
+        meaning = cells[1] if len(names) == 1 else f"{' / '.join(names)}: {cells[1]}"
+        for name in names:
+            rows.setdefault(name, meaning.replace("`", ""))
+    out = ["# What each field means, from the field dictionary of the CEB standard (shared spec, section 6);",
+           "# written by mappings/generate.py --descriptions SPEC.md.",
+           "# en: English; zh: the Chinese terms it gives.", ""]
+    for name, meaning in sorted(rows.items()):
+        zh = "、".join(re.findall(r"[\u4e00-\u9fff]+", meaning))
+        out.append(f"[{name}]\nen = {_q(meaning)}" + (f"\nzh = {_q(zh)}" if zh else "") + "\n")
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
+    if "--descriptions" in argv:
+        spec_md = Path(argv[argv.index("--descriptions") + 1])
+        (HERE / "descriptions.toml").write_text(descriptions(spec_md), encoding="utf-8")
+        print(f"wrote {HERE / 'descriptions.toml'}")
+        return 0
     force = "--force" in argv
     cat = load()
     written = 0

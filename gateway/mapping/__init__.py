@@ -16,7 +16,7 @@ from .decode import parse_return_info, to_json
 from .encode import Context, loads, to_tree, to_xml
 from .model import Model, model
 
-__all__ = ["Context", "EDITIONS", "Model", "json_from_xml", "loads", "message_type_of", "model",
+__all__ = ["Context", "EDITIONS", "Model", "json_from_xml", "json_path", "loads", "message_type_of", "model",
            "parse_return_info", "to_json", "to_tree", "to_xml", "xml_from_json"]
 
 
@@ -74,3 +74,24 @@ def json_from_xml(root: etree._Element, mtype: MessageType, edition: str, *,
         return doc
     translated = to_tree(doc, mtype, to_edition, source_edition=edition)
     return to_json(translated, mtype, to_edition)
+
+
+def json_path(xml_path: str, m: Model) -> str:
+    """The JSON path of an element path: ``/CEB311Message/Order[2]/OrderHead/acturalPaid`` →
+    ``/order/1/orderHead/acturalPaid`` (as far as the model names it)."""
+    from .model import Record
+    rec: Record = m.body
+    out = ""
+    for part in xml_path.strip("/").split("/")[1:]:
+        name, _, index = part.partition("[")
+        child = next((c for c in rec.children if c.name == name), None)
+        if child is None:
+            out += "/" + (name[1:] if name.startswith("@") else name)
+            break
+        out += "/" + child.json
+        if not isinstance(child, Record):
+            break
+        if child.repeats:
+            out += f"/{int(index.rstrip(']')) - 1 if index else 0}"
+        rec = child
+    return out or "/"

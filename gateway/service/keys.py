@@ -8,7 +8,7 @@ import os
 
 from aiohttp import web
 
-from ..accounts import Account, AccountFile
+from ..accounts import Account, AccountFile, CustodyKeys
 from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
@@ -58,6 +58,7 @@ GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelo
 AUDIT_KEY = web.AppKey("audit_key", KeyProvider)      # signs audit checkpoints; absent without gateway_key
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
+CUSTODY = web.AppKey("custody", CustodyKeys)  # the keys accounts let the gateway sign with
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 
 ACCOUNT = web.RequestKey("account", Account)
