@@ -21,6 +21,7 @@ from ..errors import EXIT_INTERNAL, EXIT_USAGE, GatewayError
 COMMAND_MODULES = (
     "validate",
     "translate",
+    "schema",
     "sign",
     "verify",
     "certs",

@@ -1,5 +1,5 @@
-"""``cebgw translate FILE... --to xml|json|dxp`` and ``cebgw schema TYPE``: the JSON ↔ CEB XML
-mapping from the command line (``gateway/mapping/``, ``mappings/``)."""
+"""``cebgw translate FILE... --to xml|json|dxp``: the JSON ↔ CEB XML mapping from the command line
+(``gateway/mapping/``, ``mappings/``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import pipeline
 from ..catalog import EDITIONS
 from ..catalog import load as load_catalog
 from ..dsig import KeyProvider, load_key
@@ -72,14 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
-def _schema(args: argparse.Namespace) -> int:
-    text, _ = pipeline.describe(args.type, args.edition, args.format, load_catalog())
-    write_output(args.output, text.encode("utf-8"))
-    return EXIT_OK
-
-
 def register(subparsers: Any) -> None:
-    """Add ``translate`` and ``schema``."""
+    """Add ``translate``."""
     p = subparsers.add_parser("translate",
                               help="translate between enterprise JSON and CEB XML (and editions)")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON or CEB XML files, or - for stdin")
@@ -91,11 +84,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cert", help="the key's certificate (PEM)")
     p.add_argument("-o", "--output", help="output file (default stdout); a folder for several files")
     p.set_defaults(func=_run)
-
-    s = subparsers.add_parser("schema",
-                              help="describe the JSON of a message type (JSON Schema, Markdown, XSD)")
-    s.add_argument("type", help="message type, e.g. CEB311")
-    s.add_argument("--edition", choices=EDITIONS, help="default: the newest the type has")
-    s.add_argument("--format", choices=("json-schema", "markdown", "xsd"), default="json-schema")
-    s.add_argument("-o", "--output", help="output file (default stdout)")
-    s.set_defaults(func=_schema)
