@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from lxml import etree
 
-from ..catalog import CEB_NS, DS_NS, Catalog, Identified
+from ..catalog import CEB_NS, DS_NS, Catalog, Identified, MessageType
 from ..dsig import KeyProvider
 from ..dsig import sign as dsig_sign
 from ..envelope import receiver_for, unwrap, wrap
 from ..errors import MappingError
-from ..validate import detect
+from ..validate import detect, xsd
 from ..xmlio import Parsed, parse
 from . import json_from_xml, loads, xml_from_json
 
@@ -104,9 +104,20 @@ def translate(data: bytes, to: Target, catalog: Catalog, *, message_type: str | 
         root = parse(xml, source=source).root
     if key is not None:
         xml = dsig_sign(xml, key, message_type=mtype, source=source)
+    _check(xml, mtype, written, signed=key is not None, source=source)
     if to == "dxp":
         return Translated(_dxp(xml, mtype.root, root, mtype.flow), mtype.code, written)
     return Translated(xml, mtype.code, written)
+
+
+def _check(xml: bytes, mtype: MessageType, edition: str, *, signed: bool, source: str) -> None:
+    """The XML written must satisfy its edition's schema (an unsigned one may lack only its
+    signature). Raises MappingError with the schema's findings."""
+    found = [f for f in xsd.validate(parse(xml, source=source).root, mtype, edition=edition)
+             if f.severity == "error" and (signed or f.field != "Signature")]
+    if found:
+        raise MappingError(f"{source}: the {mtype.code} written is not valid: {found[0].message}",
+                           code=found[0].code, findings=tuple(found), field=found[0].field)
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:

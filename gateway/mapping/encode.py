@@ -21,11 +21,15 @@ from lxml import etree
 
 from ..catalog import BEIJING, CEB_NS, MessageType
 from ..errors import Finding, MappingError
+from ..xmlio import parse
 from . import spec
 from .model import Leaf, Model, Record, model, schema
 
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _INT = re.compile(r"[+-]?\d+")
+_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+# what XML 1.0 cannot carry at all (and lone surrogates, which UTF-8 cannot)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 RETURN_INFO = re.compile(r"\[Code:([^;\]]*);Desc:(.*)\]", re.S)
 META_KEYS = ("messageType", "edition", "guid", "version")
 
@@ -82,6 +86,7 @@ class _Encoder:
         self.m, self.mapping, self.ctx = m, mapping, ctx
         self.out = _Collector()
         self.codes = spec.codes()
+        self._names: dict[str, dict[str, Leaf | Record]] = {}
 
     # -- defaults and conversions
     def default(self, key: str) -> str | None:
@@ -121,31 +126,40 @@ class _Encoder:
             return when.strftime("%Y%m%d%H%M%S")
         return when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 1000:03d}"
 
-    # -- leaves
-    def leaf(self, leaf: Leaf, value: Any, path: str, key: str) -> Any:
-        if leaf.kind == "string":
-            if not isinstance(value, str):
-                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be a string")
-                return None
-            text = self.convert(key, value, path, leaf.name)
-            n = len(text)
-            if leaf.max_length is not None and n > leaf.max_length:
-                self.out.add("CEBGW-JSON-LENGTH", path, leaf.name,
-                             f"{leaf.name} is {n} characters, at most {leaf.max_length}")
-            elif leaf.min_length is not None and n < leaf.min_length:
-                self.out.add("CEBGW-JSON-LENGTH", path, leaf.name,
-                             f"{leaf.name} is {n} characters, at least {leaf.min_length}")
-            return text
-        return self.number(leaf, value, path)
+    def bad(self, code: str, at: str, jkey: str, name: str, message: str) -> None:
+        self.out.add(code, _ptr(at, jkey), name, message)
 
-    def number(self, leaf: Leaf, value: Any, path: str) -> Any:
+    # -- leaves (``at``: the parent's JSON path, ``jkey``: the field's key in it; the field's own
+    # path is only worked out for a finding)
+    def leaf(self, leaf: Leaf, value: Any, at: str, jkey: str, key: str) -> Any:
+        if leaf.kind != "string":
+            return self.number(leaf, value, at, jkey)
+        if not isinstance(value, str):
+            self.bad("CEBGW-JSON-TYPE", at, jkey, leaf.name, f"{leaf.name} must be a string")
+            return None
+        text = self.convert(key, value, _ptr(at, jkey), leaf.name) if key in self.mapping.convert else value
+        bad = _NOT_XML.search(text)
+        if bad:
+            self.bad("CEBGW-JSON-FORMAT", at, jkey, leaf.name,
+                     f"{leaf.name} holds U+{ord(bad.group()):04X}, which XML cannot carry")
+            return None
+        n = len(text)
+        if leaf.max_length is not None and n > leaf.max_length:
+            self.bad("CEBGW-JSON-LENGTH", at, jkey, leaf.name,
+                         f"{leaf.name} is {n} characters, at most {leaf.max_length}")
+        elif leaf.min_length is not None and n < leaf.min_length:
+            self.bad("CEBGW-JSON-LENGTH", at, jkey, leaf.name,
+                         f"{leaf.name} is {n} characters, at least {leaf.min_length}")
+        return text
+
+    def number(self, leaf: Leaf, value: Any, at: str, jkey: str) -> Any:
         what = "an integer" if leaf.kind == "int" else "an amount (a JSON number or a decimal string)"
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-            self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be {what}")
+            self.bad("CEBGW-JSON-TYPE", at, jkey, leaf.name, f"{leaf.name} must be {what}")
             return None
         if isinstance(value, str):
             if not (_INT if leaf.kind == "int" else _DECIMAL).fullmatch(value):
-                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} {value!r} is not {what}")
+                self.bad("CEBGW-JSON-TYPE", at, jkey, leaf.name, f"{leaf.name} {value!r} is not {what}")
                 return None
             text = value
         elif isinstance(value, int):
@@ -154,33 +168,46 @@ class _Encoder:
             try:
                 text = format(value, "f")
             except (InvalidOperation, ValueError):
-                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} must be {what}")
+                self.bad("CEBGW-JSON-TYPE", at, jkey, leaf.name, f"{leaf.name} must be {what}")
                 return None
         dec = Decimal(text)
         if leaf.kind == "int":
             if dec != dec.to_integral_value():
-                self.out.add("CEBGW-JSON-TYPE", path, leaf.name, f"{leaf.name} {text} is not an integer")
+                self.bad("CEBGW-JSON-TYPE", at, jkey, leaf.name, f"{leaf.name} {text} is not an integer")
                 return None
             n = int(dec)
             if not -2**31 <= n < 2**31 or (leaf.total_digits and len(str(abs(n))) > leaf.total_digits):
-                self.out.add("CEBGW-JSON-AMOUNT", path, leaf.name, f"{leaf.name} {text} is out of range")
+                self.bad("CEBGW-JSON-AMOUNT", at, jkey, leaf.name, f"{leaf.name} {text} is out of range")
                 return None
             return n
-        sign, digits, exp = dec.normalize().as_tuple() if dec else (0, (0,), 0)
+        _, digits, exp = dec.normalize().as_tuple() if dec else (0, (0,), 0)
         assert isinstance(exp, int)
         frac = max(0, -exp)
         total = max(len(digits), frac) if exp < 0 else len(digits) + exp
         if leaf.fraction_digits is not None and frac > leaf.fraction_digits:
-            self.out.add("CEBGW-JSON-AMOUNT", path, leaf.name,
+            self.bad("CEBGW-JSON-AMOUNT", at, jkey, leaf.name,
                          f"{leaf.name} {text} has {frac} decimal places, at most {leaf.fraction_digits}")
             return None
         if leaf.total_digits is not None and total > leaf.total_digits:
-            self.out.add("CEBGW-JSON-AMOUNT", path, leaf.name,
+            self.bad("CEBGW-JSON-AMOUNT", at, jkey, leaf.name,
                          f"{leaf.name} {text} has {total} digits, at most {leaf.total_digits}")
             return None
         return text
 
     # -- records
+    def names(self, rec: Record) -> dict[str, Leaf | Record]:
+        """The JSON keys a record takes (standard names and aliases), worked out once per record."""
+        found = self._names.get(rec.name)
+        if found is None:
+            found = {}
+            for c in rec.children:
+                found[c.json] = c
+                if isinstance(c, Leaf):
+                    for alias in self.mapping.aliases_of(rec.name, c.name):
+                        found[alias] = c
+            self._names[rec.name] = found
+        return found
+
     def record(self, rec: Record, obj: Any, path: str) -> dict[str, Any] | None:
         if not isinstance(obj, dict):
             self.out.add("CEBGW-JSON-TYPE", path, rec.json, f"{rec.json} must be an object")
@@ -189,12 +216,7 @@ class _Encoder:
             self.out.add("CEBGW-MAPPING", path, rec.json,
                          f"{rec.name} carries free XML, which JSON cannot give; send the CEB XML")
             return None
-        names: dict[str, Leaf | Record] = {}
-        for c in rec.children:
-            names[c.json] = c
-            if isinstance(c, Leaf):
-                for alias in self.mapping.aliases_of(rec.name, c.name):
-                    names[alias] = c
+        names = self.names(rec)
         given: dict[str, tuple[str, Any]] = {}
         meta = META_KEYS if rec is self.m.body else ()
         for k, v in obj.items():
@@ -214,8 +236,8 @@ class _Encoder:
         out: dict[str, Any] = {}
         for c in rec.children:
             key, value = given.get(c.json, (c.json, None))
-            where = _ptr(path, key)
             if isinstance(c, Record):
+                where = _ptr(path, key)
                 if value is None:
                     if c.min > 0 and not self.defaulted(c):
                         self.out.add("CEBGW-JSON-REQUIRED", where, c.json, f"{c.json} is required")
@@ -230,9 +252,9 @@ class _Encoder:
                 value = self.default(mkey)
                 if value is None:
                     if c.required:
-                        self.out.add("CEBGW-JSON-REQUIRED", where, c.name, f"{c.name} is required")
+                        self.out.add("CEBGW-JSON-REQUIRED", _ptr(path, key), c.name, f"{c.name} is required")
                     continue
-            encoded = self.leaf(c, value, where, mkey)
+            encoded = self.leaf(c, value, path, key, mkey)
             if encoded is not None:
                 out[c.name] = encoded
         return out
@@ -272,7 +294,7 @@ class _Encoder:
                 if a.required:
                     self.out.add("CEBGW-JSON-REQUIRED", f"/{a.name}", a.name, f"{a.name} is required")
                 continue
-            encoded = self.leaf(a, value, f"/{a.name}", f"@{a.name}")
+            encoded = self.leaf(a, value, "", a.name, f"@{a.name}")
             if encoded is not None:
                 attrs[f"@{a.name}"] = encoded
         if body is None:
@@ -304,14 +326,9 @@ def _unparse_receipt(obj: Any) -> Any:
     return obj
 
 
-def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context = Context(), *,
-            source_edition: str | None = None) -> etree._Element:
-    """The CEB XML tree for ``doc`` as ``mtype`` in ``edition``.
-
-    Every problem is collected, then one MappingError is raised whose findings name each JSON
-    path and rule.  ``source_edition``: the edition ``doc`` was written for; when it differs,
-    a value the target edition cannot hold is refused as ``CEBGW-MAPPING``.
-    """
+def _checked(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context,
+             source_edition: str | None) -> dict[str, Any]:
+    """``doc`` checked against the model and mapped: ordered data for the XML.  Raises MappingError."""
     m = model(mtype, edition)
     mapping = spec.load(mtype.code, edition)
     if mtype.kind == "receipt":
@@ -326,6 +343,56 @@ def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context 
         first = found[0] if found else Finding("CEBGW-MAPPING", "nothing to translate")
         raise MappingError(f"{len(found)} error(s); first: {first.message}", code=first.code,
                            findings=tuple(found), field=first.field)
+    return data
+
+
+def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context = Context(), *,
+            source_edition: str | None = None, with_xmlschema: bool = False) -> etree._Element:
+    """The CEB XML tree for ``doc`` as ``mtype`` in ``edition``; ``with_xmlschema``: built by
+    xmlschema's encoder (which checks it against the schema once more) rather than directly.
+
+    Every problem is collected, then one MappingError is raised whose findings name each JSON
+    path and rule.  ``source_edition``: the edition ``doc`` was written for; when it differs,
+    a value the target edition cannot hold is refused as ``CEBGW-MAPPING``.
+    """
+    data = _checked(doc, mtype, edition, ctx, source_edition)
+    if not with_xmlschema:
+        return parse(_XML_DECLARATION + _xml_text(mtype, data).encode("utf-8"), source="mapping").root
+    return _xmlschema_encode(mtype, edition, data)
+
+
+def _escape(text: str, quote: bool = False) -> str:
+    out = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    return out.replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;") if quote else out
+
+
+def _xml_text(mtype: MessageType, data: dict[str, Any]) -> str:
+    """The XML text for checked, ordered ``data``: :class:`_Encoder` walked the model's children
+    in the schema's sequence, so the order is already the schema's.  Written as text (escaped),
+    two spaces per level: what xmlschema's encoder builds from the same data, ~20 times faster
+    (a test holds the two equal for every sample)."""
+    parts: list[str] = []
+
+    def fill(name: str, obj: dict[str, Any], depth: int) -> None:
+        pad = "\n" + "  " * depth
+        attrs = "".join(f' {k[1:]}="{_escape(str(v), True)}"' for k, v in obj.items() if k.startswith("@"))
+        ns = f' xmlns:ceb="{CEB_NS}"' if depth == 0 else ""
+        parts.append(f"<ceb:{name}{ns}{attrs}>")
+        for k, v in obj.items():
+            if k.startswith("@"):
+                continue
+            for item in v if isinstance(v, list) else [v]:
+                parts.append(pad + "  ")
+                if isinstance(item, dict):
+                    fill(k, item, depth + 1)
+                else:
+                    parts.append(f"<ceb:{k}>{_escape(str(item))}</ceb:{k}>")
+        parts.append(f"{pad}</ceb:{name}>")
+    fill(mtype.root, data, 0)
+    return "".join(parts)
+
+
+def _xmlschema_encode(mtype: MessageType, edition: str, data: dict[str, Any]) -> etree._Element:
     # "lax": the one thing a mapped message may lack is its ds:Signature (signing comes after);
     # any other schema error is the mapping's fault and refused.
     encoded: Any = schema(mtype, edition).encode(
@@ -342,6 +409,6 @@ def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context 
 
 def to_xml(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context = Context(), *,
            source_edition: str | None = None) -> bytes:
-    """:func:`to_tree` serialized as UTF-8 with an XML declaration."""
-    root = to_tree(doc, mtype, edition, ctx, source_edition=source_edition)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
+    """:func:`to_tree`'s message as UTF-8 bytes with an XML declaration."""
+    data = _checked(doc, mtype, edition, ctx, source_edition)
+    return _XML_DECLARATION + _xml_text(mtype, data).encode("utf-8") + b"\n"

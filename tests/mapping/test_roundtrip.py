@@ -14,7 +14,7 @@ from lxml import etree
 from gateway.catalog import CEB_NS, DS_NS, Catalog, MessageType, load
 from gateway.dsig import sign
 from gateway.dsig.keys import SoftwareKey, load_key
-from gateway.mapping import json_from_xml, loads, xml_from_json
+from gateway.mapping import json_from_xml, loads, to_tree, xml_from_json
 from gateway.validate import detect, xsd
 from gateway.xmlio import parse
 
@@ -63,6 +63,8 @@ def test_sample_to_json_and_back_is_the_same_canonical_xml(path: Path) -> None:
     _, written_edition, xml = xml_from_json(_roundtrip_json(doc), CATALOG)
     assert written_edition == edition
     assert canonical(parse(xml).root) == canonical(root)
+    # the direct builder writes what xmlschema's encoder writes from the same JSON
+    assert canonical(to_tree(doc, mtype, edition, with_xmlschema=True)) == canonical(parse(xml).root)
 
 
 def _valid(xml: bytes, mtype: MessageType, edition: str) -> list[object]:
