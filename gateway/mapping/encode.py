@@ -87,10 +87,13 @@ class _Encoder:
         self.out = _Collector()
         self.codes = spec.codes()
         self._names: dict[str, dict[str, Leaf | Record]] = {}
+        self._plans: dict[str, list[tuple[Leaf | Record, str]]] = {}
 
     # -- defaults and conversions
     def default(self, key: str) -> str | None:
         value = self.mapping.defaults.get(key)
+        if value is None:
+            return None
         if value == "{uuid}":
             return str(uuid.uuid4()).upper()
         if value == "{now}":
@@ -234,8 +237,8 @@ class _Encoder:
             if v is not None:
                 given[child.json] = (k, v)
         out: dict[str, Any] = {}
-        for c in rec.children:
-            key, value = given.get(c.json, (c.json, None))
+        for c, mkey in self.plan(rec):
+            key, value = given.get(c.json) or (c.json, None)
             if isinstance(c, Record):
                 where = _ptr(path, key)
                 if value is None:
@@ -247,7 +250,6 @@ class _Encoder:
                         continue
                 out[c.name] = self.records(c, value, where)
                 continue
-            mkey = f"{rec.name}.{c.name}"
             if value is None:
                 value = self.default(mkey)
                 if value is None:
@@ -258,6 +260,13 @@ class _Encoder:
             if encoded is not None:
                 out[c.name] = encoded
         return out
+
+    def plan(self, rec: Record) -> list[tuple[Leaf | Record, str]]:
+        """The record's children with their mapping keys (``Record.field``), worked out once."""
+        found = self._plans.get(rec.name)
+        if found is None:
+            found = self._plans[rec.name] = [(c, f"{rec.name}.{c.name}") for c in rec.children]
+        return found
 
     def defaulted(self, rec: Record) -> bool:
         """Whether every required field of ``rec`` has a default (BaseTransfer may be left out)."""
@@ -361,7 +370,12 @@ def to_tree(doc: dict[str, Any], mtype: MessageType, edition: str, ctx: Context 
     return _xmlschema_encode(mtype, edition, data)
 
 
+_SPECIAL = re.compile(r'[&<>\r"\n\t]')
+
+
 def _escape(text: str, quote: bool = False) -> str:
+    if _SPECIAL.search(text) is None:  # most values: nothing to escape
+        return text
     out = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
     return out.replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;") if quote else out
 
@@ -375,18 +389,19 @@ def _xml_text(mtype: MessageType, data: dict[str, Any]) -> str:
 
     def fill(name: str, obj: dict[str, Any], depth: int) -> None:
         pad = "\n" + "  " * depth
+        inner = pad + "  "
         attrs = "".join(f' {k[1:]}="{_escape(str(v), True)}"' for k, v in obj.items() if k.startswith("@"))
         ns = f' xmlns:ceb="{CEB_NS}"' if depth == 0 else ""
         parts.append(f"<ceb:{name}{ns}{attrs}>")
         for k, v in obj.items():
             if k.startswith("@"):
                 continue
-            for item in v if isinstance(v, list) else [v]:
-                parts.append(pad + "  ")
+            for item in v if isinstance(v, list) else (v,):
                 if isinstance(item, dict):
+                    parts.append(inner)
                     fill(k, item, depth + 1)
                 else:
-                    parts.append(f"<ceb:{k}>{_escape(str(item))}</ceb:{k}>")
+                    parts.append(f"{inner}<ceb:{k}>{_escape(str(item))}</ceb:{k}>")
         parts.append(f"{pad}</ceb:{name}>")
     fill(mtype.root, data, 0)
     return "".join(parts)

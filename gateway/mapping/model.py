@@ -8,7 +8,7 @@ its loader is kept to the ``xsd/`` folder (``allow="sandbox"``, no network).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -33,10 +33,10 @@ class Leaf:
     max_length: int | None = None
     total_digits: int | None = None
     fraction_digits: int | None = None
+    json: str = field(init=False, compare=False)  # the JSON key: the standard's name
 
-    @property
-    def json(self) -> str:
-        return self.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "json", self.name)
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,12 @@ class Record:
     max: int | None  # None: unbounded
     children: tuple[Leaf | Record, ...]
     wildcard: bool = False
+    json: str = field(init=False, compare=False)  # the JSON key: lowerCamel (OrderHead → orderHead)
+    repeats: bool = field(init=False, compare=False)  # an array in JSON
 
-    @property
-    def json(self) -> str:
-        return self.name[:1].lower() + self.name[1:]
-
-    @property
-    def repeats(self) -> bool:
-        return self.max is None or self.max > 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "json", self.name[:1].lower() + self.name[1:])
+        object.__setattr__(self, "repeats", self.max is None or self.max > 1)
 
     def child(self, json_name: str) -> Leaf | Record | None:
         return next((c for c in self.children if c.json == json_name), None)

@@ -189,3 +189,17 @@ def test_property_json_to_xml_to_json(name: str, note: str, paid: Decimal, as_st
     back = json_from_xml(parse(xml).root, CATALOG.types["CEB311"], edition)
     head["acturalPaid"] = format(paid, "f")
     assert back == doc
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(max_size=40))
+def test_property_any_text_round_trips_or_is_refused_at_its_path(text: str) -> None:
+    doc = _sample_json("CEB311.xml")
+    doc["order"][0]["orderHead"]["note"] = text
+    try:
+        _, edition, xml = xml_from_json(doc, CATALOG)
+    except MappingError as exc:
+        assert [(f.code, f.path) for f in exc.findings] == [("CEBGW-JSON-FORMAT", "/order/0/orderHead/note")]
+        return
+    back = json_from_xml(parse(xml).root, CATALOG.types["CEB311"], edition)
+    assert back["order"][0]["orderHead"]["note"] == text
