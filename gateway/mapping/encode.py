@@ -69,6 +69,12 @@ def loads(data: bytes | str, source: str = "-") -> dict[str, Any]:
     return doc
 
 
+# Per record, worked out once: the JSON keys it takes (by mapping file, for its aliases), and its
+# children with their mapping keys.  Keyed by id: the models are cached for the process.
+_NAMES: dict[tuple[str, int], dict[str, Leaf | Record]] = {}
+_PLANS: dict[int, list[tuple[Leaf | Record, str]]] = {}
+
+
 class _Collector:
     def __init__(self) -> None:
         self.findings: list[Finding] = []
@@ -86,8 +92,6 @@ class _Encoder:
         self.m, self.mapping, self.ctx = m, mapping, ctx
         self.out = _Collector()
         self.codes = spec.codes()
-        self._names: dict[str, dict[str, Leaf | Record]] = {}
-        self._plans: dict[str, list[tuple[Leaf | Record, str]]] = {}
 
     # -- defaults and conversions
     def default(self, key: str) -> str | None:
@@ -200,7 +204,8 @@ class _Encoder:
     # -- records
     def names(self, rec: Record) -> dict[str, Leaf | Record]:
         """The JSON keys a record takes (standard names and aliases), worked out once per record."""
-        found = self._names.get(rec.name)
+        key = (self.mapping.source, id(rec))  # models live as long as the process (cached)
+        found = _NAMES.get(key)
         if found is None:
             found = {}
             for c in rec.children:
@@ -208,7 +213,7 @@ class _Encoder:
                 if isinstance(c, Leaf):
                     for alias in self.mapping.aliases_of(rec.name, c.name):
                         found[alias] = c
-            self._names[rec.name] = found
+            _NAMES[key] = found
         return found
 
     def record(self, rec: Record, obj: Any, path: str) -> dict[str, Any] | None:
@@ -263,9 +268,9 @@ class _Encoder:
 
     def plan(self, rec: Record) -> list[tuple[Leaf | Record, str]]:
         """The record's children with their mapping keys (``Record.field``), worked out once."""
-        found = self._plans.get(rec.name)
+        found = _PLANS.get(id(rec))
         if found is None:
-            found = self._plans[rec.name] = [(c, f"{rec.name}.{c.name}") for c in rec.children]
+            found = _PLANS[id(rec)] = [(c, f"{rec.name}.{c.name}") for c in rec.children]
         return found
 
     def defaulted(self, rec: Record) -> bool:
