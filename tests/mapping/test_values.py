@@ -203,3 +203,15 @@ def test_property_any_text_round_trips_or_is_refused_at_its_path(text: str) -> N
         return
     back = json_from_xml(parse(xml).root, CATALOG.types["CEB311"], edition)
     assert back["order"][0]["orderHead"]["note"] == text
+
+
+def test_extend_message_free_xml_is_refused_both_ways() -> None:
+    xml = (ROOT / "samples" / "valid" / "CEB311.xml").read_bytes().replace(
+        b"</ceb:BaseTransfer>", b"</ceb:BaseTransfer><ceb:ExtendMessage><ceb:name>x</ceb:name>"
+        b"<ceb:version>1</ceb:version><ceb:Message><a xmlns='urn:x'/></ceb:Message></ceb:ExtendMessage>")
+    with pytest.raises(MappingError, match="free XML"):
+        json_from_xml(parse(xml).root, CATALOG.types["CEB311"], "202205")
+    doc = _sample_json("CEB311.xml")
+    doc["extendMessage"] = {"name": "x", "version": "1", "message": {}}
+    err = _refusal(json.dumps(doc, ensure_ascii=False).encode())
+    assert [(f.code, f.path) for f in err.findings] == [("CEBGW-MAPPING", "/extendMessage/message")]
