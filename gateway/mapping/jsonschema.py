@@ -69,12 +69,18 @@ def _leaf_schema(leaf: Leaf, key: str, mapping: spec.Mapping) -> dict[str, Any]:
     return {**s, **_about(leaf, key, mapping)}
 
 
-def _record_schema(rec: Record, mapping: spec.Mapping, top: bool = False) -> dict[str, Any]:
+_RETURN_INFO = {"type": "object", "properties": {"code": {"type": "string"}, "text": {"type": "string"}},
+                "required": ["code", "text"], "additionalProperties": False,
+                "description": "[Code:…;Desc:…] as its code and text"}
+
+
+def _record_schema(rec: Record, mapping: spec.Mapping, top: bool = False,
+                   receipt: bool = False) -> dict[str, Any]:
     props: dict[str, Any] = {}
     required: list[str] = []
     for c in rec.children:
         if isinstance(c, Record):
-            item = _record_schema(c, mapping)
+            item = _record_schema(c, mapping, receipt=receipt)
             if c.repeats:
                 arr: dict[str, Any] = {"type": "array", "items": item, "minItems": c.min}
                 if c.max is not None:
@@ -87,6 +93,9 @@ def _record_schema(rec: Record, mapping: spec.Mapping, top: bool = False) -> dic
             continue
         key = f"{rec.name}.{c.name}"
         props[c.json] = _leaf_schema(c, key, mapping)
+        if receipt and c.name == "returnInfo":
+            text = props[c.json]
+            props[c.json] = {"anyOf": [text, _RETURN_INFO], "description": text["description"]}
         for alias in mapping.aliases_of(rec.name, c.name):
             props[alias] = {**props[c.json], "description": f"alias of {c.json}"}
         if c.required and key not in mapping.defaults:
@@ -106,7 +115,7 @@ def json_schema(mtype: MessageType, edition: str) -> dict[str, Any]:
     """The JSON Schema of ``mtype``'s JSON in ``edition``."""
     m: Model = model(mtype, edition)
     mapping = spec.load(mtype.code, edition)
-    body = _record_schema(m.body, mapping, top=True)
+    body = _record_schema(m.body, mapping, top=True, receipt=mtype.kind == "receipt")
     props: dict[str, Any] = {
         "messageType": {"const": mtype.code,
                         "description": "the message type (or the X-Message-Type header)"},
