@@ -7,6 +7,7 @@ its edition by the schema it satisfies.  Whatever cannot be carried is refused (
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,7 +46,7 @@ def _bare(ident: Identified) -> etree._Element:
     root = ident.root
     if root.find(f"{{{DS_NS}}}Signature") is None:
         return root
-    bare = etree.fromstring(etree.tostring(root))
+    bare = copy.deepcopy(root)
     for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
         bare.remove(el)
     return bare

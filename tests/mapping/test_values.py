@@ -163,7 +163,7 @@ def test_receipt_return_info_is_parsed_into_code_and_text() -> None:
     el = root.find(f".//{{{CEB_NS}}}returnInfo")
     assert el is not None
     el.text = "[Code:1800;Desc:逻辑校验通过]"
-    doc = json_from_xml(etree.fromstring(etree.tostring(root)), CATALOG.types["CEB622"], "202205")
+    doc = json_from_xml(parse(etree.tostring(root)).root, CATALOG.types["CEB622"], "202205")
     assert doc["inventoryReturn"][0]["returnInfo"] == {"code": "1800", "text": "逻辑校验通过"}
     _, _, back = xml_from_json(doc, CATALOG)
     assert _field(back, "returnInfo") == "[Code:1800;Desc:逻辑校验通过]"
