@@ -60,6 +60,8 @@ def loads(data: bytes | str, source: str = "-") -> dict[str, Any]:
 
     try:
         doc = json.loads(data, parse_float=Decimal, object_pairs_hook=pairs, parse_constant=constant)
+    except RecursionError:
+        raise MappingError(f"{source}: JSON nested too deeply", code="CEBGW-JSON-SYNTAX") from None
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, MappingError):
             raise
@@ -171,6 +173,10 @@ class _Encoder:
             text = value
         elif isinstance(value, int):
             text = str(value)  # format(int, "f") would go through a float
+        elif not value.is_finite() or not -40 < value.adjusted() < 40:
+            # 1e999999999 is a JSON number too: written out it would be a billion digits
+            self.bad("CEBGW-JSON-AMOUNT", at, jkey, leaf.name, f"{leaf.name} {value} is out of range")
+            return None
         else:
             try:
                 text = format(value, "f")

@@ -215,3 +215,16 @@ def test_extend_message_free_xml_is_refused_both_ways() -> None:
     doc["extendMessage"] = {"name": "x", "version": "1", "message": {}}
     err = _refusal(json.dumps(doc, ensure_ascii=False).encode())
     assert [(f.code, f.path) for f in err.findings] == [("CEBGW-MAPPING", "/extendMessage/message")]
+
+
+@pytest.mark.parametrize("raw", ["1e999999999", "-1E-999999999"])
+def test_huge_exponents_are_refused_without_writing_them_out(raw: str) -> None:
+    err = _refusal(_order(acturalPaid=raw))
+    found = [(f.code, f.path) for f in err.findings]
+    assert found == [("CEBGW-JSON-AMOUNT", "/order/0/orderHead/acturalPaid")]
+
+
+def test_json_nested_too_deeply_is_a_syntax_error() -> None:
+    with pytest.raises(MappingError) as info:
+        loads(b"[" * 100_000 + b"]" * 100_000)
+    assert info.value.code == "CEBGW-JSON-SYNTAX"
