@@ -53,7 +53,8 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rows:
         print(f"{r['name']:<20} {','.join(r['roles']):<24} {r['dxp_id'] or '-':<17} "
-              f"{' '.join(r['codes']) or '-'}  tokens {r['tokens']}, client certs {len(r['client_certs'])}")
+              f"{' '.join(r['codes']) or '-'}  tokens {r['tokens']}, client certs {len(r['client_certs'])}"
+              + (", custody signing" if r["custody"] else ""))
     return EXIT_OK
 
 
