@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -445,8 +446,11 @@ def translate(data: bytes, account: Account, deps: SubmitDeps, *,
                          code="CEBGW-PARSE-TOO-LARGE")
     doc = mapping.loads(data, source="request")
     codes = sorted(account.codes)
+    # guids the JSON leaves out are derived from the account and the exact JSON: a retried POST
+    # is the same declaration (200, or 409 once appTime's default has moved on), never a second
+    seed = hashlib.sha256(account.name.encode() + b"\0" + data).hexdigest()
     ctx = mapping.Context(code=codes[0] if len(codes) == 1 else None, dxp_id=account.dxp_id or None,
-                          clock=deps.clock)
+                          clock=deps.clock, seed=seed)
     mtype, edition, xml = mapping.xml_from_json(doc, deps.catalog, message_type=message_type, ctx=ctx)
     if mtype.kind != "declaration":
         raise IdentifyError(f"{mtype.root} is a {mtype.kind}; this endpoint takes a declaration",

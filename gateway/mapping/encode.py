@@ -36,12 +36,18 @@ META_KEYS = ("messageType", "edition", "guid", "version")
 
 @dataclass(frozen=True)
 class Context:
-    """What defaults may take from the sender: its one enterprise code and its DXP id, and the clock."""
+    """What defaults may take from the sender: its one enterprise code and its DXP id, and the clock.
+    ``seed``: when given, the guids the mapping makes are derived from it and the field's JSON path
+    (UUID 5), so the same document from the same sender gets the same guids (a retried POST is
+    the same declaration, not a second one); otherwise they are random."""
 
     code: str | None = None
     dxp_id: str | None = None
     clock: Callable[[], datetime] | None = None
+    seed: str | None = None
 
+
+_GUIDS = uuid.UUID("6f1d3c52-8a0e-4d47-9b57-2f6a3c1e0c12")  # the namespace of derived guids
 
 def loads(data: bytes | str, source: str = "-") -> dict[str, Any]:
     """A JSON object with exact numbers (Decimal, int) and no key given twice.
@@ -96,11 +102,13 @@ class _Encoder:
         self.codes = spec.codes()
 
     # -- defaults and conversions
-    def default(self, key: str) -> str | None:
+    def default(self, key: str, at: str = "") -> str | None:
         value = self.mapping.defaults.get(key)
         if value is None:
             return None
         if value == "{uuid}":
+            if self.ctx.seed is not None:
+                return str(uuid.uuid5(_GUIDS, f"{self.ctx.seed}{at}")).upper()
             return str(uuid.uuid4()).upper()
         if value == "{now}":
             now = self.ctx.clock() if self.ctx.clock else datetime.now(UTC)
@@ -262,7 +270,7 @@ class _Encoder:
                 out[c.name] = self.records(c, value, where)
                 continue
             if value is None:
-                value = self.default(mkey)
+                value = self.default(mkey, _ptr(path, key))
                 if value is None:
                     if c.required:
                         self.out.add("CEBGW-JSON-REQUIRED", _ptr(path, key), c.name, f"{c.name} is required")
@@ -309,7 +317,7 @@ class _Encoder:
         for a in self.m.attributes:
             value = doc.get(a.name)
             if value is None:
-                value = self.default(f"@{a.name}")
+                value = self.default(f"@{a.name}", f"/{a.name}")
             if value is None:
                 if a.required:
                     self.out.add("CEBGW-JSON-REQUIRED", f"/{a.name}", a.name, f"{a.name} is required")

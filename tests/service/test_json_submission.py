@@ -137,3 +137,16 @@ async def test_schemas_are_served_per_type_and_edition(sb: Sandbox) -> None:
 async def _text(api: Api, token: str, path: str) -> tuple[int, str]:
     async with api.session.get(api.url + path, headers={"Authorization": f"Bearer {token}"}) as r:
         return r.status, await r.text()
+
+
+@aio
+async def test_a_retried_json_post_is_the_same_declaration(sb: Sandbox, tmp_path: Path) -> None:
+    sb = _custody(sb, tmp_path, "ecommerce")
+    body = json.dumps(_order(orderNo="SOJSONRETRY"), ensure_ascii=False).encode()  # no guids, appTime given
+    async with running(sb.settings) as api:
+        first_status, first = await _post(api, sb.token("ecommerce"), body)
+        again_status, again = await _post(api, sb.token("ecommerce"), body)
+        assert (first_status, again_status) == (202, 200), (first, again)
+        assert again["id"] == first["id"] and again["guid"] == first["guid"]
+        other_status, other = await _post(api, sb.token("ecommerce"), _order(orderNo="SOJSONOTHER"))
+        assert other_status == 202 and other["guid"] != first["guid"]
