@@ -183,7 +183,7 @@ class Enterprises:
         got = 0
         for name, acc in self.accounts.items():
             while True:
-                query = f"after={self._cursor[name]}&limit=500&format=json"
+                query = f"after={self._cursor[name]}&limit=500"  # XML: the JSON view costs a parse per item
                 async with session.get(f"{self.url}/v1/receipts?{query}",
                                        headers={"Authorization": f"Bearer {acc['token']}"}) as r:
                     body = await r.json()
@@ -281,7 +281,19 @@ class Enterprises:
 
 
 def _record(s: Sent, status: str) -> dict[str, str]:
-    return next((dict(r.get("record") or {}) for r in s.receipts if str(r["status"]) == status), {})
+    """The fields of the receipt record with ``status`` that ``s`` got (its receipt message may
+    carry other declarations' records too: the one with this record's business keys)."""
+    for r in s.receipts:
+        if str(r["status"]) != status:
+            continue
+        keys: Mapping[str, str] = r.get("business_keys") or {}
+        for rec in parse(str(r["xml"]).encode("utf-8"), source="receipt").root:
+            if not isinstance(rec.tag, str):
+                continue
+            fields = {local_name(c.tag): (c.text or "").strip() for c in rec if isinstance(c.tag, str)}
+            if fields.get("returnStatus") == status and all(fields.get(k) == v for k, v in keys.items()):
+                return fields
+    return {}
 
 
 def _final_399(s: Sent) -> bool:
