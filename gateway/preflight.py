@@ -139,7 +139,7 @@ class Preflight:
     catalog: Catalog
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], datetime] | None = None
-    _locks: dict[ParcelKey, asyncio.Lock] = field(default_factory=dict)
+    _locks: dict[ParcelKey, tuple[asyncio.Lock, int]] = field(default_factory=dict)  # lock, users
 
     def policy(self, tenant: str) -> str:
         acc = self.accounts().by_name(tenant)
@@ -155,13 +155,17 @@ class Preflight:
 
     async def evaluate(self, key: ParcelKey, store: Store) -> Evaluation:
         """Compare parcel ``key`` as the store holds it now and act on the outcome (see the module)."""
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
         try:
             async with lock:
                 return await self._evaluate(key, store)
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
+            lock, users = self._locks[key]
+            if users == 1:
                 del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     async def _evaluate(self, key: ParcelKey, store: Store) -> Evaluation:
         versions = await store.parcel_versions(key.ebp_code, key.order_no)

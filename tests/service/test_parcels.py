@@ -8,6 +8,7 @@ companies are warned, the platform is off.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -218,3 +219,21 @@ async def test_an_inventory_message_of_two_parcels_goes_only_when_both_agree(psb
         assert status == 202, body
         _, held = await api.get(psb.token("ecommerce"), "/v1/held")
         assert held["items"] == [], held
+
+
+@aio
+async def test_documents_arriving_at_once_end_in_the_same_outcome(psb: Sandbox) -> None:
+    """Twenty submissions in flight together (five parcels, each with a wrong amount): every
+    parcel ends compared with all four documents, its list held."""
+    parcels = {f"PF-RACE-{n}": order_set(f"PF-RACE-{n}", seed=90 + n) for n in range(5)}
+    for docs in parcels.values():
+        docs["CEB411"] = changed(docs["CEB411"], amountPaid="2.00")
+    async with running(psb.settings) as api:
+        results = await asyncio.gather(*(submit(api, psb, docs[code]) for docs in parcels.values()
+                                         for code in CODES))
+        assert all(status == 202 for status, _ in results), results
+        for order_no in parcels:
+            _, view = await _parcel(api, psb, "ecommerce", order_no)
+            assert view["missing"] == [], view
+            assert [f["code"] for f in view["findings"]] == ["CEBGW-RECON-AMOUNTPAID"], view
+            assert view["held"] == [view["documents"]["CEB621"][0]["message_id"]], view
