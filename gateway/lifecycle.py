@@ -15,8 +15,10 @@ against the same enterprise's (tenant's) earlier versions of the same business k
   of that list, each quantity at most the declared one (``CEBGW-LIFECYCLE-RETURN-LINE``).
 
 The same bytes again are not refused here: the store answers them as a duplicate.  The checks
-cover the documents of the import parcel and their cancellation and return (``TYPES``); other
-types pass unchecked for now.
+cover the declarations of both flows that have business keys (``TYPES``): the import parcel's
+documents and the export ones (order, collection, waybill, inventory list, arrival and
+departure reports, load list, summary application), and the cancellations and returns of an
+inventory list of either flow (``LIST_OF``).  Receipts and customs-issued messages pass.
 """
 
 from __future__ import annotations
@@ -49,7 +51,12 @@ register("CEBGW-LIFECYCLE-RETURN-LINE", 422, 1, "-2999",
 
 
 # The types whose lifecycle is checked: the import parcel's documents, cancellation and return.
-TYPES = frozenset({"CEB311", "CEB411", "CEB511", "CEB621", "CEB623", "CEB625"})
+# The inventory list a cancellation or return names by its invtNo.
+LIST_OF = {"CEB623": "CEB621", "CEB625": "CEB621", "CEB605": "CEB603", "CEB213": "CEB603"}
+# Returns whose lines are checked against the list's (the import return's lines carry gnum and qty).
+RETURN_LINES = frozenset({"CEB625"})
+TYPES = frozenset({"CEB311", "CEB411", "CEB511", "CEB621", "CEB303", "CEB403", "CEB505", "CEB507",
+                   "CEB509", "CEB603", "CEB607", "CEB701", *LIST_OF})
 
 
 class LifecycleError(InputError):
@@ -59,7 +66,8 @@ class LifecycleError(InputError):
 
 
 _AFTER_ACCEPTANCE = {
-    "CEB621": "a declared inventory list can only be cancelled (CEB623) or returned (CEB625)"}
+    "CEB621": "a declared inventory list can only be cancelled (CEB623) or returned (CEB625)",
+    "CEB603": "a declared export inventory list can only be cancelled (CEB605) or returned (CEB213)"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ async def check(facts: Facts, tenant: str, store: Store, catalog: Catalog) -> No
     not allow it now. Raises :class:`LifecycleError` naming the record and the keys."""
     for no, rec in enumerate(facts.records):
         where = f"{facts.code} record {no + 1}"
-        if facts.code in ("CEB623", "CEB625"):
+        if facts.code in LIST_OF:
             await _check_invt(facts.code, rec, tenant, store, catalog, where)
             continue
         keys = rec.keys
@@ -162,12 +170,12 @@ def _check_versions(app_type: str, found: list[DeclarationRef], keys: dict[str, 
 async def _check_invt(code: str, rec: Record, tenant: str, store: Store, catalog: Catalog,
                       where: str) -> None:
     invt_no = rec.head.get("invtNo", "")
-    found = [r for r in await store.find_declarations("CEB621", {"invtNo": invt_no}) if r.tenant == tenant] \
-        if invt_no else []
+    found = [r for r in await store.find_declarations(LIST_OF[code], {"invtNo": invt_no})
+             if r.tenant == tenant] if invt_no else []
     if not found:
         raise LifecycleError(f"{where}: no inventory list of this enterprise has invtNo {invt_no!r}",
                              code="CEBGW-LIFECYCLE-INVTNO", field="invtNo")
-    if code != "CEB625":
+    if code not in RETURN_LINES:
         return
     ref = found[0]
     stored = await store.get_message(ref.message_id, tenant)

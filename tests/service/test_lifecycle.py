@@ -155,3 +155,36 @@ async def test_cancel_and_return_must_name_the_inventory_list_and_its_lines(sb: 
                           "沙箱报关代理有限公司")
         status, body = await submit(api, sb, other)
         assert status == 422 and body["error"]["code"] == "CEBGW-LIFECYCLE-INVTNO", body
+
+
+async def _export_customs_says(api: Api, sb: Sandbox, inventory: bytes, status: str, **extra: str) -> None:
+    keys = {k: head_field(inventory, k) for k in ("agentCode", "ebcCode", "ebpCode", "orderNo", "copNo")}
+    keys.update(preNo="E20261123000000001", **extra)
+    receipt = samplegen.build_receipt("CEB604", keys, status=status)
+    receiver = sb.account(sb.owner_of(head_field(inventory, "copCode")))["dxp_id"]
+    code, out = await api.post_xml(sb.token("customs"), customs_receipt(sb, receipt, receiver), path=RECEIPTS)
+    assert code == 200 and out["records"][0]["outcome"] == "delivered", out
+
+
+@aio
+async def test_export_documents_follow_the_same_lifecycle(sb: Sandbox) -> None:
+    """Export: a second new declaration of an order is refused; an inventory list customs accepted
+    can only be cancelled (CEB605) or returned (CEB213), naming the invtNo customs gave it."""
+    async with running(sb.settings) as api:
+        order = samplegen.build("CEB303", seed=31)
+        assert (await submit(api, sb, order))[0] == 202
+        status, body = await submit(api, sb, changed(order))
+        assert status == 409 and body["error"]["code"] == "CEBGW-LIFECYCLE-DUPLICATE", body
+        inventory = samplegen.build("CEB603", seed=32)
+        assert (await submit(api, sb, inventory))[0] == 202
+        cancel = changed(as_sender(samplegen.build("CEB605", seed=33), head_field(inventory, "copCode"),
+                                   head_field(inventory, "agentName")),
+                         invtNo="29182026E0000LC001", copNo=head_field(inventory, "copNo") + "C")
+        status, body = await submit(api, sb, cancel)
+        assert status == 422 and body["error"]["code"] == "CEBGW-LIFECYCLE-INVTNO", body  # not numbered yet
+        await _export_customs_says(api, sb, inventory, "120", invtNo="29182026E0000LC001")
+        status, body = await submit(api, sb, changed(inventory, app_type="2"))
+        assert status == 409 and body["error"]["code"] == "CEBGW-LIFECYCLE-ACCEPTED", body
+        assert "CEB605" in body["error"]["message"] and "CEB213" in body["error"]["message"], body
+        status, body = await submit(api, sb, cancel)
+        assert status == 202, body
