@@ -190,8 +190,9 @@ class ReceiptResult:
 
 @dataclass(frozen=True)
 class MailItem:
-    """A receipt in a tenant's mailbox; ``cursor`` increases in arrival order.  ``data`` is the
-    whole receipt message; ``record_no`` (0-based) is the record of it this item is about."""
+    """A receipt in a tenant's mailbox; ``cursor`` numbers the tenant's own mail (1, 2, 3, ...) in
+    arrival order, so it says nothing of other tenants'.  ``data`` is the whole receipt message;
+    ``record_no`` (0-based) is the record of it this item is about."""
 
     cursor: int
     receipt_id: int

@@ -19,7 +19,9 @@ Tables (all but the state tables are append-only):
 ``receipt``            one row per receipt record; ``receipt_key`` its business keys
 ``receipt_link``       receipt → declaration (by correlation or by an operator's reroute)
 ``dead_letter``        receipts that matched nothing (``resolved_us`` set on reroute)
-``mailbox``            deliveries per tenant, cursor = row id; ``mailbox_ack`` read marks
+``mailbox``            deliveries per tenant; ``seq`` numbers each tenant's own (its cursors:
+                       they say nothing of other tenants), ``cursor`` is the internal row id;
+                       ``mailbox_ack`` read marks, in ``seq`` numbers
 ``audit_entry``        the audit journal: one hash chain over declarations, receipts, links and
                        deliveries (append-only); ``audit_checkpoint`` signed checkpoints of its head;
                        ``audit_start`` where the journal began
@@ -236,6 +238,44 @@ _V5 = (
         LEFT JOIN mailbox_ack a ON a.tenant = mb.tenant WHERE mb.cursor > COALESCE(a.cursor, 0) GROUP BY 2""",
 )
 
+# The same counts, with mailbox positions as per-tenant sequence numbers (migration 7).
+_ACKED_SEQ = "(SELECT COUNT(*) FROM mailbox WHERE tenant = NEW.tenant AND seq > {lo} AND seq <= NEW.cursor)"
+
+_V7 = (
+    # The old triggers compare read marks with the global cursor: off while the marks change.
+    "DROP TRIGGER tally_mailbox_insert",
+    "DROP TRIGGER tally_mailbox_first_ack",
+    "DROP TRIGGER tally_mailbox_ack",
+    "DROP TRIGGER tally_mailbox_unack",
+    "ALTER TABLE mailbox ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+    """UPDATE mailbox SET seq = numbered.n FROM (
+        SELECT cursor, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY cursor) AS n FROM mailbox) AS numbered
+       WHERE mailbox.cursor = numbered.cursor""",
+    # A read mark becomes the number of the tenant's items it covered.
+    """UPDATE mailbox_ack SET cursor = (SELECT COUNT(*) FROM mailbox mb
+        WHERE mb.tenant = mailbox_ack.tenant AND mb.cursor <= mailbox_ack.cursor)""",
+    "DROP INDEX mailbox_tenant",
+    "CREATE UNIQUE INDEX mailbox_tenant_seq ON mailbox (tenant, seq)",
+    f"""CREATE TRIGGER tally_mailbox_insert AFTER INSERT ON mailbox
+        WHEN NEW.seq > COALESCE((SELECT cursor FROM mailbox_ack WHERE tenant = NEW.tenant), 0) BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''", '1')} END""",
+    f"""CREATE TRIGGER tally_mailbox_first_ack AFTER INSERT ON mailbox_ack BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''", '-' + _ACKED_SEQ.format(lo='0'))} END""",
+    f"""CREATE TRIGGER tally_mailbox_ack AFTER UPDATE OF cursor ON mailbox_ack
+        WHEN NEW.cursor > OLD.cursor BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''", '-' + _ACKED_SEQ.format(lo='OLD.cursor'))} END""",
+    f"""CREATE TRIGGER tally_mailbox_unack AFTER UPDATE OF cursor ON mailbox_ack
+        WHEN NEW.cursor < OLD.cursor BEGIN
+        {_bump('mailbox_unacked', 'NEW.tenant', "''",
+               "(SELECT COUNT(*) FROM mailbox WHERE tenant = NEW.tenant"
+               " AND seq > NEW.cursor AND seq <= OLD.cursor)")} END""",
+    "DELETE FROM tally WHERE name = 'mailbox_unacked'",
+    """INSERT INTO tally (name, k1, k2, n)
+        SELECT 'mailbox_unacked', mb.tenant, '', COUNT(*) FROM mailbox mb
+        LEFT JOIN mailbox_ack a ON a.tenant = mb.tenant WHERE mb.seq > COALESCE(a.cursor, 0) GROUP BY 2""",
+)
+
+
 def _append_only(table: str) -> tuple[str, str]:
     return (f"""CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
        BEGIN SELECT RAISE(ABORT, '{table} rows are append-only'); END""",
@@ -295,6 +335,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "outbox queues per sender",
               ("DROP INDEX outbox_pending",
                "CREATE INDEX outbox_queue ON outbox (sender, id) WHERE acked_us IS NULL")),
+    # Mailbox cursors were the row id, one counter for every tenant: a tenant saw the gaps other
+    # tenants' deliveries left.  Each tenant now counts its own (1, 2, 3, ...); the row id stays
+    # internal, and read marks (mailbox_ack.cursor) are in the tenant's own numbers.
+    Migration(7, "mailbox cursors per tenant", _V7),
     # issue 15: `cebgw audit verify` could not see a rewrite by whoever holds the file.  One
     # journal chain now covers declarations (bytes, keys, envelope), receipts, links and
     # deliveries, and signed checkpoints of its head are kept (gateway/store/journal.py).
@@ -316,6 +360,12 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """Every applied version (a store made before migration 7 was released has 8 and 9 without 7)."""
+    current_version(conn)
+    return {int(v) for (v,) in conn.execute("SELECT version FROM schema_version")}
+
+
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
     """Apply the migrations the database lacks; returns the versions applied now.
 
@@ -335,7 +385,8 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             if have > newest:
                 raise StoreError(f"database schema version {have} is newer than this gateway ({newest})",
                                  code="CEBGW-STORE-SCHEMA")
-            if m.version > have:
+            # By set, not by the newest: migration 7 was released after 8 and 9.
+            if m.version not in applied_versions(conn):
                 for statement in m.statements:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version VALUES (?, ?, datetime('now'))",

@@ -386,12 +386,11 @@ def put_receipt(conn: sqlite3.Connection, r: NewReceipt, now_us: int) -> Receipt
                        (sha, r.record_no)).fetchone()
     if row is not None:
         return _existing_receipt(conn, row[0])
-    cur = conn.execute(
+    # RETURNING, not lastrowid: the same statement serves PostgreSQL (gateway/store/postgres.py)
+    (rid,) = conn.execute(
         "INSERT INTO receipt (blob_sha256, record_no, message_type, guid, status, return_time, info,"
-        " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (sha, r.record_no, r.message_type, r.guid, r.status.strip(), r.return_time, r.info, now_us))
-    rid = cur.lastrowid
-    assert rid is not None
+        " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (sha, r.record_no, r.message_type, r.guid, r.status.strip(), r.return_time, r.info, now_us)).fetchone()
     conn.executemany("INSERT INTO receipt_key VALUES (?, ?, ?)",
                      [(rid, k, v) for k, v in r.business_keys.items()])
     if r.declaration_id is None:
@@ -443,8 +442,10 @@ def _link_and_deliver(conn: sqlite3.Connection, receipt_id: int, status: str, de
     conn.execute("INSERT INTO receipt_link VALUES (?, ?, ?, ?, ?)",
                  (receipt_id, declaration_id, via, tr.outcome, now_us))
     tenants = tuple(dict.fromkeys([row[0], *mailboxes]))
-    conn.executemany("INSERT OR IGNORE INTO mailbox (tenant, receipt_id, declaration_id, delivered_us)"
-                     " VALUES (?, ?, ?, ?)", [(t, receipt_id, declaration_id, now_us) for t in tenants])
+    # seq: the tenant's own numbering, so its cursors reveal nothing of other tenants' mail.
+    conn.executemany("INSERT OR IGNORE INTO mailbox (tenant, receipt_id, declaration_id, delivered_us, seq)"
+                     " VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM mailbox WHERE tenant = ?))",
+                     [(t, receipt_id, declaration_id, now_us, t) for t in tenants])
     return ReceiptResult(receipt_id, declaration_id, False, False, tr.before, tr.after, tr.outcome, tenants)
 
 
@@ -462,7 +463,7 @@ def _existing_receipt(conn: sqlite3.Connection, receipt_id: int) -> ReceiptResul
 
 def ack_mailbox(conn: sqlite3.Connection, tenant: str, cursor: int) -> None:
     """Move the tenant's read mark forward to ``cursor``, clamped to the tenant's newest item."""
-    (top,) = conn.execute("SELECT COALESCE(MAX(cursor), 0) FROM mailbox WHERE tenant = ?",
+    (top,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM mailbox WHERE tenant = ?",
                           (tenant,)).fetchone()
     mark = max(0, min(cursor, top))
     conn.execute("INSERT INTO mailbox_ack VALUES (?, ?)"
@@ -575,11 +576,11 @@ def mailbox(conn: sqlite3.Connection, tenant: str, after: int | None, limit: int
         row = conn.execute("SELECT cursor FROM mailbox_ack WHERE tenant = ?", (tenant,)).fetchone()
         after = row[0] if row is not None else 0
     rows = conn.execute(
-        "SELECT mb.cursor, mb.receipt_id, mb.declaration_id, m.message_type, m.guid, r.message_type,"
+        "SELECT mb.seq, mb.receipt_id, mb.declaration_id, m.message_type, m.guid, r.message_type,"
         " r.record_no, r.status, r.return_time, r.info, b.data, mb.delivered_us FROM mailbox mb"
         " JOIN receipt r ON r.id = mb.receipt_id JOIN receipt_blob b ON b.sha256 = r.blob_sha256"
         " JOIN message m ON m.id = mb.declaration_id"
-        " WHERE mb.tenant = ? AND mb.cursor > ? ORDER BY mb.cursor LIMIT ?",
+        " WHERE mb.tenant = ? AND mb.seq > ? ORDER BY mb.seq LIMIT ?",
         (tenant, after, limit)).fetchall()
     keys = _receipt_keys(conn, (r[1] for r in rows))
     return [MailItem(cursor=cursor, receipt_id=receipt_id, message_id=message_id, declaration_type=decl_type,
@@ -636,7 +637,7 @@ def tally_by_scan(conn: sqlite3.Connection) -> Tally:
             ("dead_letter_open", "SELECT '', '', COUNT(*) FROM dead_letter WHERE resolved_us IS NULL"),
             ("mailbox_unacked",
              "SELECT mb.tenant, '', COUNT(*) FROM mailbox mb LEFT JOIN mailbox_ack a"
-             " ON a.tenant = mb.tenant WHERE mb.cursor > COALESCE(a.cursor, 0) GROUP BY 1")):
+             " ON a.tenant = mb.tenant WHERE mb.seq > COALESCE(a.cursor, 0) GROUP BY 1")):
         rows += [(name, k1, k2, n) for k1, k2, n in conn.execute(query)]
     return _tally_of(rows)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from pathlib import Path
 
 from storekit import FakeClock, aio, message, receipt
 
 from gateway.errors import NotFoundError
 from gateway.state import State
-from gateway.store.migrations import MIGRATIONS
+from gateway.store.migrations import MIGRATIONS, migrate
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlops import Tally, tally, tally_by_scan
 
@@ -86,20 +87,70 @@ async def test_kept_counts_equal_the_rows_after_every_kind_of_write(db: str, clo
     assert kept.declarations and kept.receipts and kept.mailbox_unacked
 
 
+_COPIED = ("message", "message_key", "subscriber", "declaration_state", "outbox", "assigned_key",
+           "receipt_blob", "receipt", "receipt_key", "receipt_link", "dead_letter")
+
+
+def as_version_4(src: str, dst: str) -> None:
+    """A copy of store ``src`` as migration 4 left stores: no tally, mailbox cursors from one
+    counter for every tenant and read marks in them (today's code writes only the newest schema)."""
+    with sqlite3.connect(dst, isolation_level=None) as conn:
+        migrate(conn, MIGRATIONS[:4])
+        conn.execute("ATTACH DATABASE ? AS src", (src,))
+        conn.execute("BEGIN")
+        for table in _COPIED:
+            cols = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}")
+        conn.execute("INSERT INTO main.mailbox (cursor, tenant, receipt_id, declaration_id, delivered_us)"
+                     " SELECT cursor, tenant, receipt_id, declaration_id, delivered_us FROM src.mailbox")
+        conn.execute("INSERT INTO main.mailbox_ack SELECT a.tenant, COALESCE((SELECT mb.cursor FROM"
+                     " src.mailbox mb WHERE mb.tenant = a.tenant AND mb.seq = a.cursor), 0)"
+                     " FROM src.mailbox_ack a")
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+
+
 @aio
-async def test_upgrading_a_store_counts_what_it_already_holds(db: str, clock: FakeClock) -> None:
-    before_tally = MIGRATIONS[:4]
-    assert all(m.version < 5 for m in before_tally)
-    async with SqliteStore(db, clock=clock, migrations=before_tally) as store:
+async def test_upgrading_a_store_counts_what_it_already_holds(db: str, clock: FakeClock,
+                                                              tmp_path: Path) -> None:
+    source = str(tmp_path / "source.db")
+    async with SqliteStore(source, clock=clock) as store:
         await _random_ops(store, clock, random.Random(7), 150)
+    _, scanned = counts(source)
+    as_version_4(source, db)
     with sqlite3.connect(db, isolation_level=None) as conn:
         assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tally'").fetchone() == (0,)
-        scanned = tally_by_scan(conn)
-    async with SqliteStore(db, clock=clock) as store:                  # migration 5 runs here
+    async with SqliteStore(db, clock=clock) as store:                  # migrations 5 to 7 run here
         kept, again = counts(db)
         assert kept == again == scanned
         assert (await store.metrics()).outbox_depth == scanned.outbox_pending
         await _random_ops(store, clock, random.Random(8), 60, db, first=1000)  # and kept from then on
+
+
+@aio
+async def test_migration_7_numbers_each_tenants_mail_in_its_old_order(db: str, clock: FakeClock,
+                                                                      tmp_path: Path) -> None:
+    """Cursors from one global counter become each tenant's 1, 2, 3 ... in the same order; read
+    marks cover the same items as before; the counts stay right."""
+    source = str(tmp_path / "source.db")
+    async with SqliteStore(source, clock=clock) as store:
+        await _random_ops(store, clock, random.Random(11), 200)
+        want = {t: await store.mailbox(t, 0, 1000) for t in (*TENANTS, "broker")}
+        unread = {t: await store.mailbox(t, None, 1000) for t in want}
+    as_version_4(source, db)
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        old = {t: [r for (r,) in conn.execute(
+            "SELECT cursor FROM mailbox WHERE tenant = ? ORDER BY cursor", (t,))] for t in want}
+    assert sum(map(len, want.values())) > 20 and any(o != list(range(1, len(o) + 1)) for o in old.values())
+    async with SqliteStore(db, clock=clock) as store:
+        for t, items in want.items():
+            got = await store.mailbox(t, 0, 1000)
+            assert [i.receipt_id for i in got] == [i.receipt_id for i in items], t
+            assert [i.cursor for i in got] == list(range(1, len(got) + 1)), t
+            still = await store.mailbox(t, None, 1000)
+            assert [i.receipt_id for i in still] == [i.receipt_id for i in unread[t]], t
+        kept, scanned = counts(db)
+        assert kept == scanned
 
 
 @aio
