@@ -413,7 +413,8 @@ def check_url(url: str) -> None:
             import psycopg  # noqa: F401
             import psycopg_pool  # noqa: F401
         except ImportError:
-            raise ConfigError("a postgresql:// store needs the postgres extra: pip install 'ceb-gateway[postgres]'",
+            raise ConfigError("a postgresql:// store needs the postgres extra: "
+                              "pip install 'ceb-gateway[postgres]'",
                               code="CEBGW-CONFIG-STORE-URL", field="store_url") from None
         return
     if url == "sqlite://:memory:" or (url.startswith("sqlite:///") and len(url) > len("sqlite:///")):

@@ -11,7 +11,7 @@ runs can share one database.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .migrations import Migration
@@ -152,7 +152,8 @@ def _bump(name: str, k1: str, k2: str, delta: str) -> str:
 
 # The tenant's mailbox rows between two read marks, by position ``pos`` (cursor, then seq).
 def _acked(pos: str, lo: str) -> str:
-    return f"(SELECT COUNT(*) FROM mailbox WHERE tenant = NEW.tenant AND {pos} > {lo} AND {pos} <= NEW.cursor)"
+    return (f"(SELECT COUNT(*) FROM mailbox WHERE tenant = NEW.tenant"
+            f" AND {pos} > {lo} AND {pos} <= NEW.cursor)")
 
 
 _NONE = "''"  # the empty key of a tally row
@@ -255,7 +256,8 @@ _V8 = (
         entry_id BIGINT NOT NULL,
         document BYTEA NOT NULL)""",
     *_append_only("audit_checkpoint"),
-    "CREATE TABLE audit_start (message_id BIGINT NOT NULL, receipt_id BIGINT NOT NULL, cursor BIGINT NOT NULL)",
+    """CREATE TABLE audit_start (
+        message_id BIGINT NOT NULL, receipt_id BIGINT NOT NULL, cursor BIGINT NOT NULL)""",
     """INSERT INTO audit_start SELECT (SELECT COALESCE(MAX(id), 0) FROM message),
         (SELECT COALESCE(MAX(id), 0) FROM receipt), (SELECT COALESCE(MAX(cursor), 0) FROM mailbox)""",
     *_append_only("audit_start"),
@@ -285,7 +287,7 @@ LOCK_CLASS = 0x0CEB  # the first key of the store's advisory locks (the second: 
 MIGRATE_LOCK = 1     # taken, with LOCK_CLASS, by whoever migrates any schema of the database
 
 
-def schema_of(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+def schema_of(conn: psycopg.Connection[Any]) -> str:
     """The schema the store lives in: the first of the ``search_path`` (``$user`` skipped)."""
     (path,) = conn.execute("SHOW search_path").fetchone() or ("public",)
     for part in str(path).split(","):
@@ -295,7 +297,7 @@ def schema_of(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     return "public"
 
 
-def migrate(conn: psycopg.Connection[tuple[object, ...]],
+def migrate(conn: psycopg.Connection[Any],
             migrations: tuple[Migration, ...] = PG_MIGRATIONS) -> list[int]:
     """Create the store's schema if missing and apply the migrations it lacks, each in its own
     transaction, under an advisory lock (several nodes starting at once migrate once).  ``conn``

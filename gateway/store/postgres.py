@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 
 from ..errors import GatewayError, StoreError
 from . import (
+    MAX_ID,
     AuditReport,
     CheckpointClaim,
     Clock,
@@ -61,6 +63,7 @@ log = logging.getLogger("gateway.store")
 
 try:
     import psycopg
+    import psycopg_pool
     from psycopg_pool import ConnectionPool
 except ImportError:  # pragma: no cover - the optional extra is missing
     psycopg = None  # type: ignore[assignment]
@@ -106,7 +109,8 @@ def _sq(conn: Any) -> Any:
 
 _LOCK_HEADS = """SELECT id, sender FROM outbox WHERE id = ANY(%s) AND acked_us IS NULL
     AND (lease_until_us IS NULL OR lease_until_us <= %s) ORDER BY id FOR UPDATE SKIP LOCKED"""
-_LIVE = "SELECT DISTINCT sender FROM outbox WHERE sender = ANY(%s) AND acked_us IS NULL AND lease_until_us > %s"
+_LIVE = """SELECT DISTINCT sender FROM outbox
+    WHERE sender = ANY(%s) AND acked_us IS NULL AND lease_until_us > %s"""
 _TAKE = """WITH l AS (UPDATE outbox SET attempts = attempts + 1, lease_until_us = %s
         WHERE id = ANY(%s) AND acked_us IS NULL
         RETURNING id, message_id, envelope, attempts, envelope_head, envelope_tail)
@@ -128,7 +132,7 @@ def lease_outbox(conn: Any, limit: int, now_us: int, lease_us: int) -> list[Outb
     heads = [(first, sender) for first, sender in locked if sender not in live][:limit]
     if not heads:
         return []
-    bound = heads[-1][0] if len(heads) == limit else sqlops.MAX_ID
+    bound = heads[-1][0] if len(heads) == limit else MAX_ID
     ids: list[int] = []
     for _, sender in heads:
         ids += [i for (i,) in conn.execute(
@@ -158,20 +162,19 @@ class PostgresStore:
         self._clock: Clock = clock or time.time
         self._url = url
         self._max_batch = max_batch
-        try:
+        try:  # one connection first: an unreachable server fails here at once, not after retries
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                migrate(conn)
+                self._schema = schema_of(conn)
+                (self._key,) = conn.execute("SELECT hashtext(%s)", (self._schema,)).fetchone() or (0,)
             self._pool: Any = ConnectionPool(url, min_size=min(2, pool_size), max_size=pool_size,
                                              kwargs={"autocommit": True}, open=False)
             self._pool.open(wait=True, timeout=15)
-            with self._pool.connection() as conn:
-                migrate(conn)
-                self._schema = schema_of(conn)
-                (self._key,) = conn.execute("SELECT hashtext(%s)", (self._schema,)).fetchone()
-        except (psycopg.Error, Exception) as exc:
-            with contextlib.suppress(Exception):
-                self._pool.close()
-            if isinstance(exc, StoreError):
-                raise
+        except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store: {_reason(exc)}") from exc
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise StoreError(f"cannot open the PostgreSQL store's connection pool: {_reason(exc)}") from exc
         self._channel = "cebgw_mail_" + hashlib.sha256(self._schema.encode()).hexdigest()[:20]
         self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="store-pg")
         self._pending: list[tuple[tuple[NewMessage, int, sqlops.Digested], asyncio.Future[PutResult]]] = []
@@ -236,7 +239,8 @@ class PostgresStore:
             batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
             items = [item for item, _ in batch]
             try:
-                results: list[PutResult | BaseException] = list(await self._in_thread(lambda: self._put(items)))
+                results: list[PutResult | BaseException] = await self._in_thread(
+                    functools.partial(self._put, items))
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 results = [exc] * len(batch)
             self._batches += 1
@@ -256,12 +260,16 @@ class PostgresStore:
         except (GatewayError, psycopg.Error, StoreError):
             pass
         out: list[PutResult | BaseException] = []
-        for m, now, d in items:
+        for item in items:
             try:
-                out.append(self._run_write(lambda c, m=m, now=now, d=d: journal.put_message(_sq(c), m, now, d)))
+                out.append(self._run_write(functools.partial(self._put_one, item)))
             except GatewayError as exc:
                 out.append(exc)
         return out
+
+    @staticmethod
+    def _put_one(item: tuple[NewMessage, int, sqlops.Digested], conn: Any) -> PutResult:
+        return journal.put_message(_sq(conn), *item)
 
     async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
         """See :meth:`gateway.store.Store.get_message`."""
@@ -317,7 +325,8 @@ class PostgresStore:
     async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
         """See :meth:`gateway.store.Store.put_receipt`; wakes mailbox waiters on every node."""
         now = self._now_us()
-        return self._wake(await self._write(lambda c: self._delivered(c, journal.put_receipt(_sq(c), r, now))))
+        return self._wake(await self._write(
+            lambda c: self._delivered(c, journal.put_receipt(_sq(c), r, now))))
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         """See :meth:`gateway.store.Store.dead_letters`."""
@@ -370,9 +379,9 @@ class PostgresStore:
                     for event in self._mail_events.values():
                         event.set()  # anything sent while no one listened: look again
                     async for note in conn.notifies():
-                        event = self._mail_events.pop(note.payload, None)
-                        if event is not None:
-                            event.set()
+                        woken = self._mail_events.pop(note.payload, None)
+                        if woken is not None:
+                            woken.set()
             except psycopg.Error as exc:
                 log.warning("store LISTEN connection lost (%s); reconnecting", _reason(exc))
             listening.clear()
@@ -395,7 +404,8 @@ class PostgresStore:
             checked, breaks, heads = sqlops.audit(c, tenant)
             check = auditcheck.verify(c, [claim.entry_id for _, claim in claims])
             chains = auditcheck.chain_links_at(c, [mid for _, cl in claims for mid, _ in cl.chains.values()])
-            problems = [p for label, claim in claims for p in auditcheck.compare(c, claim, label, check, chains)]
+            problems = [p for label, claim in claims
+                        for p in auditcheck.compare(c, claim, label, check, chains)]
             problems += check.problems
             since = check.head[0] - max(cl.entry_id for _, cl in claims) if claims else None
             return AuditReport(checked, len(heads), tuple(breaks), heads, tuple(problems), check.entries,

@@ -12,6 +12,7 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
 from storekit import FakeClock, aio, message, receipt
 
 from gateway.errors import NotFoundError
@@ -74,6 +75,7 @@ async def _random_ops(store: SqliteStore, clock: FakeClock, rng: random.Random, 
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_kept_counts_equal_the_rows_after_every_kind_of_write(db: str, clock: FakeClock) -> None:
     for seed in range(3):
         async with SqliteStore(db, clock=clock) as store:
@@ -111,6 +113,7 @@ def as_version_4(src: str, dst: str) -> None:
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_upgrading_a_store_counts_what_it_already_holds(db: str, clock: FakeClock,
                                                               tmp_path: Path) -> None:
     source = str(tmp_path / "source.db")
@@ -128,6 +131,7 @@ async def test_upgrading_a_store_counts_what_it_already_holds(db: str, clock: Fa
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_migration_7_numbers_each_tenants_mail_in_its_old_order(db: str, clock: FakeClock,
                                                                       tmp_path: Path) -> None:
     """Cursors from one global counter become each tenant's 1, 2, 3 ... in the same order; read
@@ -154,6 +158,7 @@ async def test_migration_7_numbers_each_tenants_mail_in_its_old_order(db: str, c
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_a_state_that_empties_is_no_longer_reported(db: str) -> None:
     async with SqliteStore(db) as store:
         put = await store.put_message(message(1))
