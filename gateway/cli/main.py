@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "dead_letters",
     "customs",
     "audit",
+    "store",
 )
 
 
