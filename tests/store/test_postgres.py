@@ -90,7 +90,8 @@ async def test_the_same_bytes_at_two_nodes_at_once_are_stored_once(pg: str) -> N
             assert first.message_id == second.message_id and sorted([first.duplicate, second.duplicate]) == [
                 False, True]
         other = replace(message(100), data=message(100).data + b" ")
-        results = await asyncio.gather(a.put_message(message(100)), b.put_message(other), return_exceptions=True)
+        results = await asyncio.gather(a.put_message(message(100)), b.put_message(other),
+                                       return_exceptions=True)
         assert sorted(type(r).__name__ for r in results) == ["ConflictError", "PutResult"]
         with pytest.raises(ConflictError):
             await a.put_message(other if isinstance(results[0], PutResult) else message(100))
