@@ -153,6 +153,7 @@ def _unique(seed: int) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 1,500 messages take about a minute here; 5,000 about three
 @aio
 async def test_three_nodes_on_one_database(tmp_path: Path) -> None:
     data = tmp_path / "sandbox"
