@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8631
 DATA   ?= var/sandbox
 
-.PHONY: run test lint typecheck unit bench sysdeps clean
+.PHONY: run test lint typecheck unit fuzz bench sysdeps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ unit: $(STAMP)
 	$(PY) -m pytest -q
 
 test: $(STAMP) sysdeps lint typecheck unit
+
+# The structural fuzzer (tests/service/test_fuzz.py) with many more generated messages than `make test`.
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	CEBGW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -o timeout=0 tests/service/test_fuzz.py
 
 bench: $(STAMP) sysdeps
 	$(PY) bench/validate.py

@@ -29,9 +29,12 @@ def return_time(now: datetime | None = None) -> str:
 
 
 def return_info(error: GatewayError) -> str:
-    """``code: message; code: message …`` over every error finding, at most 5000 characters."""
+    """``code: message; code: message …`` over the error findings the error carries (and how many
+    more it left out), at most 5000 characters."""
     parts = [f"{f.code}: {f.field + ': ' if f.field else ''}{f.message}"
              for f in error.findings if f.severity == "error"] or [f"{error.code}: {error.message}"]
+    if error.omitted:
+        parts.append(f"and {error.omitted} more finding(s) not listed")
     text = "; ".join(parts)
     return text if len(text) <= MAX_INFO else text[:MAX_INFO - 1] + "…"
 

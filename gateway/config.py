@@ -15,10 +15,18 @@ from typing import Any
 
 from .catalog import EDITIONS
 from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
-from .errors import ConfigError
+from .errors import DEFAULT_MAX_FINDINGS, ConfigError
 from .transportconfig import TransportSettings
 from .transportconfig import from_mapping as transport_from_mapping
-from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+from .xmlio import (
+    DEFAULT_MAX_ATTRIBUTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_NAMESPACES,
+    DEFAULT_MAX_NODES,
+)
+
+DEFAULT_OFFLOAD_BYTES = 64 * 1024
 
 DEFAULT_CERT_GRACE_S = 3600.0          # a message signed just before expiry may still be in transit
 DEFAULT_APP_TIME_WINDOW_S = 86400.0    # appTime further than a day from the receiving time: a warning
@@ -34,6 +42,16 @@ class Settings:
     accounts_path: Path
     max_body_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_nodes: int = DEFAULT_MAX_NODES              # elements and attributes per message
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES    # per element
+    max_namespaces: int = DEFAULT_MAX_NAMESPACES    # in scope at one element
+    max_findings: int = DEFAULT_MAX_FINDINGS        # per answer; the rest are counted
+    # Bodies this large are parsed and checked on a worker thread, not on the event loop.
+    offload_bytes: int = DEFAULT_OFFLOAD_BYTES
+    # A connection that has not sent a complete request head within this time is closed (the
+    # same timer closes idle keep-alive connections); a body must arrive within body_timeout_s.
+    header_timeout_s: float = 30.0
+    body_timeout_s: float = 60.0
     allowed_algorithms: frozenset[str] = field(default_factory=lambda: DEFAULT_ALLOWED)
     min_rsa_bits: int = DEFAULT_MIN_RSA_BITS
     require_customs_signature: bool = True
@@ -83,6 +101,18 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024", field="max_body_bytes")
         if not 8 <= self.max_depth <= 256:
             raise ConfigError("max_depth must be between 8 and 256", field="max_depth")
+        if self.max_nodes < 1000:
+            raise ConfigError("max_nodes must be at least 1000", field="max_nodes")
+        if not 4 <= self.max_attributes <= 10_000:
+            raise ConfigError("max_attributes must be between 4 and 10000", field="max_attributes")
+        if not 4 <= self.max_namespaces <= 10_000:
+            raise ConfigError("max_namespaces must be between 4 and 10000", field="max_namespaces")
+        if not 1 <= self.max_findings <= 100_000:
+            raise ConfigError("max_findings must be between 1 and 100000", field="max_findings")
+        if self.offload_bytes < 0:
+            raise ConfigError("offload_bytes must be 0 or more", field="offload_bytes")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ConfigError("header_timeout_s and body_timeout_s must be > 0", field="header_timeout_s")
         unknown = set(self.allowed_algorithms) - set(SUITES)
         if unknown or not self.allowed_algorithms:
             raise ConfigError(f"allowed_algorithms: unknown or empty {sorted(unknown)}",
@@ -129,9 +159,9 @@ class Settings:
 _PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_cert", "tls_key",
           "tls_client_ca")
 _FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms",
-           "cert_grace_s", "app_time_window_s", "audit_checkpoint_s")
+           "header_timeout_s", "body_timeout_s", "cert_grace_s", "app_time_window_s", "audit_checkpoint_s")
 _INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch",
-         "cache_mb")
+         "cache_mb", "max_nodes", "max_attributes", "max_namespaces", "max_findings", "offload_bytes")
 _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 

@@ -49,8 +49,9 @@ class Unwrapped:
     sv_msg_id: str | None = None
 
 
-def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
-    """Open a ``DxpMsg`` (or a ``DxpMsgSv`` around one) and parse the business message in ``Data``.
+def unwrap(envelope: Parsed, *, max_bytes: int | None = None, **bounds: int) -> Unwrapped:
+    """Open a ``DxpMsg`` (or a ``DxpMsgSv`` around one) and parse the business message in ``Data``
+    (``max_bytes`` and ``bounds`` are the parser's limits, see :func:`gateway.xmlio.parse`).
 
     Raises :class:`EnvelopeError` when the envelope has no usable ``Data``.
     """
@@ -63,7 +64,7 @@ def unwrap(envelope: Parsed, *, max_bytes: int | None = None) -> Unwrapped:
         raw = base64.b64decode("".join((data_el.text or "").split()), validate=True)
     except (binascii.Error, ValueError):
         raise EnvelopeError(f"{envelope.source}: Data is not valid base64", field="Data") from None
-    limits = {} if max_bytes is None else {"max_bytes": max_bytes}
+    limits = dict(bounds) if max_bytes is None else {**bounds, "max_bytes": max_bytes}
     inner = parse(raw, source=f"{envelope.source}#Data", **limits)
     return Unwrapped(trans, inner, sv_id)
 

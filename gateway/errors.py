@@ -11,6 +11,7 @@ Rule codes (``CEBGW-RULE-…``) come from the rule data files and are registered
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -60,6 +61,14 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-PARSE-TOO-LARGE", 413, 1, "-1", "message exceeds the size limit", "报文超过大小限制"),
     ("CEBGW-PARSE-TOO-DEEP", 400, 1, "-1", "message nesting exceeds the depth limit", "报文嵌套层数超过限制"),
     ("CEBGW-PARSE-ENCODING", 400, 1, "-1", "message is not valid UTF-8", "报文编码不是有效的UTF-8"),
+    ("CEBGW-PARSE-COMMENT", 400, 1, "-1", "comments are not allowed inside the message", "报文内容中不允许包含注释"),
+    ("CEBGW-PARSE-PI", 400, 1, "-1", "processing instructions are not allowed inside the message",
+     "报文内容中不允许包含处理指令"),
+    ("CEBGW-PARSE-TOO-MANY-NODES", 400, 1, "-1", "message has more elements than the limit", "报文节点数超过限制"),
+    ("CEBGW-PARSE-TOO-MANY-ATTRIBUTES", 400, 1, "-1", "an element has more attributes than the limit",
+     "节点属性数超过限制"),
+    ("CEBGW-PARSE-TOO-MANY-NAMESPACES", 400, 1, "-1", "an element has more namespaces in scope than the limit",
+     "节点命名空间数超过限制"),
     # identification and envelopes
     ("CEBGW-IDENT-UNKNOWN", 422, 1, "-1", "not a known CEB or DXP message", "无法识别的报文类型"),
     ("CEBGW-IDENT-NAMESPACE", 422, 1, "-1", "root element is not in the CEB or DXP namespace", "根节点命名空间错误"),
@@ -102,6 +111,7 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-NOT-FOUND", 404, 2, "-2999", "not found", "未找到"),
     ("CEBGW-CONFLICT-GUID", 409, 1, "-2999", "guid already used with different content", "guid已被不同内容的报文使用"),
     ("CEBGW-MEDIA-TYPE", 415, 2, "-1", "unsupported media type", "不支持的媒体类型"),
+    ("CEBGW-TIMEOUT", 408, 2, "-1", "the request was not received in time", "请求接收超时"),
     ("CEBGW-STORE", 503, 2, "-3999", "store unavailable", "存储不可用"),
     # CLI and configuration
     ("CEBGW-USAGE", 400, 2, "-3999", "usage error", "用法错误"),
@@ -152,13 +162,14 @@ class GatewayError(Exception):
     code: ClassVar[str] = "CEBGW-CONFIG"
 
     def __init__(self, message: str, *, code: str | None = None,
-                 findings: tuple[Finding, ...] = (), field: str | None = None) -> None:
+                 findings: tuple[Finding, ...] = (), field: str | None = None, omitted: int = 0) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code  # type: ignore[misc]  # instance override of the class default
         self.field = field
         self.findings = findings or (Finding(self.code, message, field=field),)
+        self.omitted = omitted  # findings beyond those kept (see cap_findings)
 
     @property
     def spec(self) -> ErrorSpec:
@@ -178,6 +189,7 @@ class GatewayError(Exception):
             "message": self.message,
             "message_zh": self.spec.zh,
             "errors": [f.as_dict() for f in self.findings],
+            "errors_omitted": self.omitted,
         }
 
 
@@ -245,6 +257,12 @@ class MediaTypeError(GatewayError):
     code = "CEBGW-MEDIA-TYPE"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its request in time."""
+
+    code = "CEBGW-TIMEOUT"
+
+
 class StoreError(GatewayError):
     code = "CEBGW-STORE"
 
@@ -259,3 +277,21 @@ class IOFailure(GatewayError):
 
 class ConfigError(GatewayError):
     code = "CEBGW-CONFIG"
+
+
+# Findings one answer carries (HTTP body, CEB900, CLI): the first ones and a count of the
+# rest, so an answer cannot grow with the input.
+DEFAULT_MAX_FINDINGS = 100
+
+
+def cap_findings(found: Sequence[Finding], limit: int) -> tuple[tuple[Finding, ...], int]:
+    """At most ``limit`` of ``found`` in their order, and how many were left out.
+
+    Errors are kept before warnings, so a capped list still says whether there were errors.
+    """
+    if len(found) <= limit:
+        return tuple(found), 0
+    errors = [i for i, f in enumerate(found) if f.severity == "error"][:limit]
+    rest = [i for i, f in enumerate(found) if f.severity != "error"][:limit - len(errors)]
+    kept = tuple(found[i] for i in sorted(errors + rest))
+    return kept, len(found) - len(kept)

@@ -20,11 +20,14 @@ CEB900 receipt the e-port would have sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from lxml import etree
 
@@ -32,12 +35,13 @@ from . import ceb900, routing
 from .accounts import Account, Accounts
 from .catalog import CEB_NS, DS_NS, DXP_NS, Catalog, Identified, MessageType
 from .catalog import load as load_catalog
-from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S
+from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, DEFAULT_OFFLOAD_BYTES, Settings
 from .dsig import KeyProvider, Policy, Registry, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
 from .envelope import Unwrapped, creat_time, new_cop_msg_id, receiver_for, unwrap, wrap_parts
 from .errors import (
+    DEFAULT_MAX_FINDINGS,
     EnvelopeError,
     Finding,
     ForbiddenError,
@@ -47,10 +51,21 @@ from .errors import (
     NotFoundError,
     SignatureError,
     ValidationFailed,
+    cap_findings,
 )
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import EDITIONS, Checked, Report, apptime, findings_of
-from .xmlio import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Parsed, element_path, parse, text
+from .xmlio import (
+    DEFAULT_MAX_ATTRIBUTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_NAMESPACES,
+    DEFAULT_MAX_NODES,
+    Parsed,
+    element_path,
+    parse,
+    text,
+)
 
 
 class Rejected(InputError):
@@ -58,7 +73,8 @@ class Rejected(InputError):
     ``message_type`` the catalogue code of the message, if it got as far as being identified."""
 
     def __init__(self, cause: GatewayError, ceb900_xml: bytes, message_type: str | None = None) -> None:
-        super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field)
+        super().__init__(cause.message, code=cause.code, findings=cause.findings, field=cause.field,
+                         omitted=cause.omitted)
         self.cause = cause
         self.ceb900 = ceb900_xml
         self.message_type = message_type
@@ -74,6 +90,18 @@ class Limits:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_nodes: int = DEFAULT_MAX_NODES
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+    max_namespaces: int = DEFAULT_MAX_NAMESPACES
+    max_findings: int = DEFAULT_MAX_FINDINGS
+    offload_bytes: int = DEFAULT_OFFLOAD_BYTES
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The limits a server's settings give every message."""
+    s = settings
+    return Limits(s.max_body_bytes, s.max_depth, s.max_nodes, s.max_attributes, s.max_namespaces,
+                  s.max_findings, s.offload_bytes)
 
 
 @dataclass(frozen=True)
@@ -155,7 +183,9 @@ class Accepted:
 
 def parse_body(data: bytes, limits: Limits, source: str = "request") -> Parsed:
     """Stage 1: the hardened parser. Raises ParseError."""
-    return parse(data, source=source, max_bytes=limits.max_bytes, max_depth=limits.max_depth)
+    return parse(data, source=source, max_bytes=limits.max_bytes, max_depth=limits.max_depth,
+                 max_nodes=limits.max_nodes, max_attributes=limits.max_attributes,
+                 max_namespaces=limits.max_namespaces)
 
 
 def identify(parsed: Parsed, catalog: Catalog) -> Identified:
@@ -169,8 +199,10 @@ def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened
         return Opened(ident)
     if ident.type.code not in ("DxpMsg", "DxpMsgSv"):
         raise IdentifyError(f"{ident.type.code} does not carry a CEB message", field=ident.type.root)
-    _raise_errors(findings_of(ident, schema_only=True).findings)
-    inner = unwrap(ident.parsed, max_bytes=limits.max_bytes)
+    _raise_errors(findings_of(ident, schema_only=True, limit=limits.max_findings), limits.max_findings)
+    inner = unwrap(ident.parsed, max_bytes=limits.max_bytes, max_depth=limits.max_depth,
+                   max_nodes=limits.max_nodes, max_attributes=limits.max_attributes,
+                   max_namespaces=limits.max_namespaces)
     inner_ident = catalog.identify(inner.inner)
     if inner_ident.type.is_envelope:
         raise EnvelopeError("an envelope inside an envelope", code="CEBGW-ENV-NESTED", field="Data")
@@ -185,11 +217,12 @@ def require_kind(opened: Opened, kind: str) -> Opened:
     return opened
 
 
-def validate(opened: Opened, editions: tuple[str, ...] = EDITIONS) -> Validated:
+def validate(opened: Opened, editions: tuple[str, ...] = EDITIONS,
+             max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
     """Stage 5: XSD (of the edition the message follows, one of ``editions``) and rules;
-    raises one ValidationFailed with every finding."""
-    checked = findings_of(opened.ident, accept=editions)
-    _raise_errors(checked.findings)
+    raises one ValidationFailed with the findings (the first ``max_findings``, and how many more)."""
+    checked = findings_of(opened.ident, accept=editions, limit=max_findings)
+    _raise_errors(checked, max_findings)
     return Validated(opened, tuple(checked.findings), checked.edition)
 
 
@@ -203,34 +236,36 @@ def _without_signature(ident: Identified) -> Identified:
     return Identified(replace(ident.parsed, root=bare), ident.type)
 
 
-def validate_receipt(opened: Opened) -> Validated:
+def validate_receipt(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
     """Stage 5 for receipts: receipt schemas have no place for ``ds:Signature``, yet customs may
     sign a bare receipt (enveloped, spec §10).  The signature covers the document without it,
     so that is what is checked against the XSD and rules; :func:`verify_customs` then checks
     the signature itself, its position included."""
-    checked = findings_of(_without_signature(opened.ident))
-    _raise_errors(checked.findings)
+    checked = findings_of(_without_signature(opened.ident), limit=max_findings)
+    _raise_errors(checked, max_findings)
     return Validated(opened, tuple(checked.findings), checked.edition)
 
 
-def _raise_errors(found: Sequence[Finding]) -> None:
+def _raise_errors(checked: Checked, max_findings: int = DEFAULT_MAX_FINDINGS) -> None:
+    found = checked.findings
     errors = [f for f in found if f.severity == "error"]
     if errors:
         first = errors[0]
+        kept, omitted = cap_findings(found, max_findings)
         raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
-                               code=first.code, findings=tuple(found))
+                               code=first.code, findings=kept, omitted=omitted + checked.omitted)
 
 
 _COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
 
 
 def check_message(ident: Identified, *, schema_only: bool = False,
-                  editions: tuple[str, ...] = EDITIONS) -> Checked:
+                  editions: tuple[str, ...] = EDITIONS, limit: int | None = None) -> Checked:
     """The validate stage's findings without raising: a receipt as its schema sees it (no
     ``ds:Signature``), a declaration as it is."""
     if ident.type.kind == "receipt":
         ident = _without_signature(ident)
-    return findings_of(ident, schema_only=schema_only, accept=editions)
+    return findings_of(ident, schema_only=schema_only, accept=editions, limit=limit)
 
 
 def _inside(findings: Sequence[Finding], data_el: etree._Element | None) -> list[Finding]:
@@ -249,7 +284,8 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
                    catalog: Catalog | None = None, with_keys: bool = True,
                    editions: tuple[str, ...] = EDITIONS) -> Report:
     """Parse, identify, open and validate, as :func:`submit` and :func:`receive` do, but report
-    every problem as a finding instead of raising (``cebgw validate``, the benchmarks).
+    every problem as a finding instead of raising (``cebgw validate``, the benchmarks): the first
+    ``limits.max_findings`` of them, ``Report.omitted`` counting the rest.
 
     A DxpMsg/DxpMsgSv is checked against its schema and opened, and the message inside it is
     validated too (its findings carry paths under ``/DxpMsg/Data``).  ``with_keys`` adds each
@@ -260,19 +296,22 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
     try:
         ident = identify(parse_body(data, limits, source), catalog)
         mtype = ident.type
+        limit = limits.max_findings
         if mtype.code not in ("DxpMsg", "DxpMsgSv"):
-            checked = check_message(ident, schema_only=schema_only, editions=editions)
+            checked = check_message(ident, schema_only=schema_only, editions=editions, limit=limit)
             keys = tuple(mtype.business_keys(ident.root)) if with_keys else ()
-            return Report(source, mtype.code, tuple(checked.findings), None, keys, checked.edition)
+            kept, omitted = cap_findings(checked.findings, limit)
+            return Report(source, mtype.code, kept, None, keys, checked.edition, omitted + checked.omitted)
         opened = open_envelope(ident, catalog, limits)
         inner = opened.ident
-        checked = check_message(inner, schema_only=schema_only, editions=editions)
+        checked = check_message(inner, schema_only=schema_only, editions=editions, limit=limit)
         data_el = next(ident.root.iter(f"{{{DXP_NS}}}Data"), None)
         keys = tuple(inner.type.business_keys(inner.root)) if with_keys else ()
-        return Report(source, mtype.code, tuple(_inside(checked.findings, data_el)), inner.type.code, keys,
-                      checked.edition)
+        kept, omitted = cap_findings(_inside(checked.findings, data_el), limit)
+        return Report(source, mtype.code, kept, inner.type.code, keys, checked.edition,
+                      omitted + checked.omitted)
     except InputError as exc:
-        return Report(source, mtype.code if mtype else None, exc.findings)
+        return Report(source, mtype.code if mtype else None, exc.findings, omitted=exc.omitted)
 
 
 # ---------------------------------------------------------------- declarations
@@ -377,15 +416,33 @@ class SubmitDeps:
     clock: Callable[[], datetime] | None = None
     editions: tuple[str, ...] = EDITIONS
     times: TimePolicy = TimePolicy()
+    executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
 
 
 def _now(clock: Callable[[], datetime] | None) -> datetime:
     return clock() if clock is not None else datetime.now(UTC)
 
 
-async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
-    """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
-    ForbiddenError, ConflictError, StoreError."""
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[[], T], size: int, limits: Limits, executor: Executor | None) -> T:
+    """``fn()`` on ``executor`` when the body is ``limits.offload_bytes`` or larger, else here.
+
+    Parsing and validating a large body takes long enough to stall every other request on
+    the event loop (health checks included); the checks run in C with the GIL released, so
+    on a worker thread they let the loop go on serving.  Small bodies stay on the loop,
+    where the hop to a thread would cost more than the work.
+    """
+    if executor is None or size < limits.offload_bytes:
+        return fn()
+    return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+
+def check_submission(data: bytes, account: Account,
+                     deps: SubmitDeps) -> tuple[NewMessage, tuple[Finding, ...]]:
+    """Every stage of a declaration before the store: the record to persist and the warnings.
+    Raises Rejected (400/422, with CEB900), ForbiddenError."""
     known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
     received = _now(deps.clock)
@@ -394,8 +451,8 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
         known = ident.type
         opened = open_envelope(ident, deps.catalog, deps.limits)
         known, cop_msg_id = opened.type, opened.cop_msg_id
-        validated = check_app_time(validate(require_kind(opened, "declaration"), deps.editions), received,
-                                   deps.times.app_time_window)
+        validated = check_app_time(validate(require_kind(opened, "declaration"), deps.editions,
+                                            deps.limits.max_findings), received, deps.times.app_time_window)
         verified = verify_signature(authorise(validated, account), deps.registry, deps.policy,
                                     received=received, grace=deps.times.cert_grace)
     except (InputError, SignatureError) as exc:
@@ -404,11 +461,16 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
                                ori_message_type=known.root if known else None, now=now)
         raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
-    message = prepare(verified, now=now, gateway_key=deps.gateway_key).message
-    warnings = validated.warnings
-    # Let go of the parsed tree before waiting for the commit: with many requests waiting at
-    # once, their trees would otherwise stay alive and crowd the CPU caches.
-    del ident, opened, validated, verified
+    return prepare(verified, now=now, gateway_key=deps.gateway_key).message, validated.warnings
+
+
+async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
+    """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
+    ForbiddenError, ConflictError, StoreError."""
+    # The parsed tree stays inside check_submission: with many requests waiting for the
+    # commit at once, their trees would otherwise stay alive and crowd the CPU caches.
+    message, warnings = await off_loop(lambda: check_submission(data, account, deps), len(data),
+                                       deps.limits, deps.executor)
     accepted = await persist(message, deps.store)
     return replace(accepted, warnings=warnings) if warnings else accepted
 
@@ -494,17 +556,25 @@ class ReceiptDeps:
     require_signature: bool
     clock: Callable[[], datetime] | None = None
     times: TimePolicy = TimePolicy()
+    executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
+
+
+def check_receipt(data: bytes, deps: ReceiptDeps, customs: Account) -> CheckedReceipt:
+    """Every stage of a receipt before routing. Raises InputError/SignatureError."""
+    opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
+    return verify_customs(validate_receipt(require_kind(opened, "receipt"), deps.limits.max_findings),
+                          deps.registry, deps.policy, deps.accounts, customs, required=deps.require_signature,
+                          received=_now(deps.clock), grace=deps.times.cert_grace)
 
 
 async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str, list[Delivered]]:
     """Run a receipt message posted by the ``customs`` account through every stage; returns its
     type and each record's fate. Raises InputError/SignatureError for a message that cannot be
     taken at all."""
-    opened = open_envelope(identify(parse_body(data, deps.limits), deps.catalog), deps.catalog, deps.limits)
-    checked = verify_customs(validate_receipt(require_kind(opened, "receipt")), deps.registry, deps.policy,
-                             deps.accounts, customs, required=deps.require_signature,
-                             received=_now(deps.clock), grace=deps.times.cert_grace)
-    ident = checked.validated.opened.ident
+    checked = await off_loop(lambda: check_receipt(data, deps, customs), len(data), deps.limits,
+                             deps.executor)
+    opened = checked.validated.opened
+    ident = opened.ident
     records = routing.records_of(ident)
     receiver = opened.envelope.trans.receiver_ids if opened.envelope is not None else ()
     answers = ident.type.answers

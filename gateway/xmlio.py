@@ -2,32 +2,72 @@
 
 Nothing else in ``gateway`` calls lxml's parser on untrusted bytes.  The parser
 refuses DTDs (so no entity can be declared, expanded or fetched), never touches the
-network, and bounds the input size and the nesting depth.  It keeps line numbers so
+network, reads UTF-8 only, refuses comments and processing instructions inside the
+message, and bounds the input size, the nesting depth, the number of elements and the
+attributes and namespaces of each element.  It keeps line numbers so
 that every finding can point at its line.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
-from .errors import ParseError
+from .errors import Finding, ParseError
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
+# Elements (and other markup) and attributes per message: above the largest message the
+# catalogue allows (100 records of 99 lines, about 170,000 elements), far below what 10 MB
+# of "<a/>" makes (2.5 million elements, ~350 MB of tree).
+DEFAULT_MAX_NODES = 250_000
+# Attributes of one element: CEB, DXP and ds elements have at most three.
+DEFAULT_MAX_ATTRIBUTES = 32
+# Namespaces in scope at one element: a message needs three or four (ceb, ds, xsi, dxp); many
+# thousands make canonicalization (signature checks) take minutes.
+DEFAULT_MAX_NAMESPACES = 32
 
 _local = threading.local()
+T = TypeVar("T")
+
+
+def per_thread_cache(fn: Callable[[str], T]) -> Callable[[str], T]:
+    """Like :func:`functools.cache` for a one-argument function, with one cache per thread.
+
+    For lxml objects that keep per-call state on themselves: a compiled ``XMLSchema`` keeps
+    the error log of its last validation, so two threads validating with one schema read
+    each other's errors.  Each thread (the event loop's, a server's checking thread) gets
+    its own copy.
+    """
+    local = threading.local()
+
+    @functools.wraps(fn)
+    def cached(arg: str) -> T:
+        found: dict[str, T] | None = getattr(local, "cache", None)
+        if found is None:
+            found = local.cache = {}
+        if arg not in found:
+            found[arg] = fn(arg)
+        return found[arg]
+
+    return cached
 
 # The prolog: optional BOM, XML declaration, comments, PIs and whitespace, up to the
 # first markup that is not one of them.  A DOCTYPE there is refused before libxml2
 # sees the bytes, so an entity bomb costs nothing.
 _PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
 _BOM = b"\xef\xbb\xbf"
-_ENCODING_DECL = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_OTHER_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
+               (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
+_XML_DECL = re.compile(rb"<\?xml\s[^>]*?\?>")
+_DECL_ENCODING = re.compile(rb"""\sencoding\s*=\s*(["'])(.*?)\1""", re.S)
+_MARKUP = (etree.Comment, etree.ProcessingInstruction)
 
 
 def _parser() -> etree.XMLParser:
@@ -42,6 +82,9 @@ def _parser() -> etree.XMLParser:
             huge_tree=False,
             remove_blank_text=False,
             collect_ids=False,
+            # The bytes were checked to be UTF-8 (_check_encoding): libxml2 must not switch to
+            # another encoding on the strength of a declaration or a byte pattern.
+            encoding="utf-8",
         )
         _local.parser = parser
     return parser
@@ -57,6 +100,8 @@ class Parsed:
 
 
 _depth_checks: dict[int, etree.XPath] = {}
+_attribute_checks: dict[int, etree.XPath] = {}
+_count_attributes = etree.XPath("count(//@*)")
 
 
 def _too_deep(root: etree._Element, max_depth: int) -> bool:
@@ -68,16 +113,39 @@ def _too_deep(root: etree._Element, max_depth: int) -> bool:
     return bool(check(root))
 
 
-def _check_prolog(data: bytes, source: str) -> None:
-    pos = 3 if data.startswith(_BOM) else 0
-    m = _ENCODING_DECL.match(data, pos)
-    if m is not None:
-        enc = m.group(1).decode("ascii").lower().replace("_", "-")
-        if enc not in ("utf-8", "utf8"):
-            raise ParseError(
-                f"{source}: declared encoding {m.group(1).decode('ascii')!r}; CEB messages must be UTF-8",
-                code="CEBGW-PARSE-ENCODING",
-            )
+def _check_encoding(data: bytes, source: str) -> int:
+    """The bytes are UTF-8 and say nothing else (no UTF-16/32 byte-order mark or pattern, no
+    other encoding declared); returns where the document starts (after a UTF-8 BOM).
+
+    The bytes and the declaration are read together: a UTF-8 BOM with ``encoding="GBK"``
+    means two stages could read two texts, so it is refused like any other non-UTF-8.
+    """
+    def refuse(why: str, line: int | None = None) -> ParseError:
+        where = f"{source}:{line}" if line else source
+        return ParseError(f"{where}: {why}; CEB messages must be UTF-8", code="CEBGW-PARSE-ENCODING")
+
+    for bom, name in _OTHER_BOMS:
+        if data.startswith(bom):
+            raise refuse(f"{name} byte-order mark")
+    start = 3 if data.startswith(_BOM) else 0
+    head = data[start:start + 4]
+    if b"\x00" in head:
+        raise refuse("NUL bytes where the document starts (UTF-16 or UTF-32 without a byte-order mark?)")
+    try:
+        data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        raise refuse(f"byte {at} (0x{data[at]:02X}) is not UTF-8", data.count(b"\n", 0, at) + 1) from None
+    decl = _XML_DECL.match(data, start)
+    if decl is not None:
+        enc = _DECL_ENCODING.search(decl.group())
+        name = enc.group(2).decode("utf-8") if enc is not None else "UTF-8"
+        if name.strip().lower() not in ("utf-8", "utf8"):
+            raise refuse(f"declared encoding {name!r}", 1)
+    return start
+
+
+def _check_prolog(data: bytes, pos: int, source: str) -> None:
     while True:
         m = _PROLOG_ITEM.match(data, pos)
         if m is None or m.end() == pos:
@@ -87,12 +155,87 @@ def _check_prolog(data: bytes, source: str) -> None:
         raise ParseError(f"{source}: DOCTYPE is not allowed in CEB messages", code="CEBGW-PARSE-DTD")
 
 
+def _check_markup(root: etree._Element, source: str) -> None:
+    """No comment or processing instruction inside the root element.
+
+    Either would split the text of the element it sits in: ``<qty>2<!---->0</qty>`` is 20
+    to the schema, the canonical form and customs, but ``el.text`` is "2"; and a comment is
+    outside what a signature covers.  Refusing them keeps one reading of every value.
+    Before and after the root (the prolog and epilog) they carry no value and are allowed.
+    """
+    node = next(root.iter(*_MARKUP), None)
+    if node is None:
+        return
+    parent = node.getparent()
+    holder = parent if parent is not None else root
+    line: Any = node.sourceline
+    line = line if isinstance(line, int) else None
+    field = local_name(holder.tag)
+    path = element_path(holder)
+    if isinstance(node, etree._Comment):
+        code, what = "CEBGW-PARSE-COMMENT", "a comment"
+    else:
+        code, what = "CEBGW-PARSE-PI", f"a processing instruction <?{node.target}?>"  # type: ignore[attr-defined]
+    message = (f"{what} inside {field} ({path}): comments and processing instructions are not "
+               "allowed inside a CEB message, where they would split a value in two")
+    raise ParseError(f"{source}:{line or 1}: {message}", code=code,
+                     findings=(Finding(code, message, line=line, path=path, field=field),), field=field)
+
+
+def _check_attributes(root: etree._Element, max_attributes: int, source: str) -> None:
+    check = _attribute_checks.get(max_attributes)
+    if check is None:
+        # The first element with too many attributes, found in C.
+        check = etree.XPath(f"(//*[count(@*) > {int(max_attributes)}])[1]")
+        _attribute_checks[max_attributes] = check
+    found: Any = check(root)
+    if found:
+        el = found[0]
+        line: Any = el.sourceline
+        field = local_name(el.tag)
+        message = f"{field} has {len(el.attrib)} attributes; the limit is {max_attributes}"
+        raise ParseError(f"{source}:{line or 1}: {message}", code="CEBGW-PARSE-TOO-MANY-ATTRIBUTES",
+                         findings=(Finding("CEBGW-PARSE-TOO-MANY-ATTRIBUTES", message, line=line,
+                                           path=element_path(el), field=field),), field=field)
+
+
+def _check_namespaces(data: bytes, root: etree._Element, max_namespaces: int, source: str) -> None:
+    # Every declaration is spelt "xmlns" in the bytes, so with no more of those than the limit,
+    # no element can have more namespaces in scope: the walk is for the unusual message only.
+    if data.count(b"xmlns") <= max_namespaces:
+        return
+    for el in root.iter(etree.Element):
+        if len(el.nsmap) > max_namespaces:
+            line: Any = el.sourceline
+            field = local_name(el.tag)
+            message = f"{field} has {len(el.nsmap)} namespaces in scope; the limit is {max_namespaces}"
+            raise ParseError(f"{source}:{line or 1}: {message}",
+                             code="CEBGW-PARSE-TOO-MANY-NAMESPACES", field=field,
+                             findings=(Finding("CEBGW-PARSE-TOO-MANY-NAMESPACES", message, line=line,
+                                               path=element_path(el), field=field),))
+
+
+def _check_nodes(data: bytes, root: etree._Element, max_nodes: int, source: str) -> None:
+    opened = data.count(b"<") - data.count(b"</")
+    attributes = int(_count_attributes(root))  # type: ignore[arg-type]  # count() is a float
+    if opened + attributes > max_nodes:
+        raise ParseError(f"{source}: {opened} elements and {attributes} attributes; the limit is {max_nodes}",
+                         code="CEBGW-PARSE-TOO-MANY-NODES")
+
+
 def parse(data: bytes, *, source: str = "-", max_bytes: int = DEFAULT_MAX_BYTES,
-          max_depth: int = DEFAULT_MAX_DEPTH) -> Parsed:
+          max_depth: int = DEFAULT_MAX_DEPTH, max_nodes: int = DEFAULT_MAX_NODES,
+          max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+          max_namespaces: int = DEFAULT_MAX_NAMESPACES) -> Parsed:
     """Parse untrusted bytes into a tree.
 
-    Promises: no DTD is processed, no entity is expanded, nothing is fetched; the
-    input is at most ``max_bytes`` and at most ``max_depth`` elements deep.
+    Promises: no DTD is processed, no entity is expanded, nothing is fetched; the input is
+    UTF-8 (and declares nothing else), at most ``max_bytes``, at most ``max_depth`` elements
+    deep, with at most ``max_nodes`` elements and attributes (comments, PIs and CDATA sections
+count as elements),
+    ``max_attributes`` attributes and ``max_namespaces`` namespaces in scope per element; no
+    comment or processing instruction lies inside the root element, so every element's text
+    is one text node (CDATA and character references are merged into it).
     Raises :class:`ParseError` with a specific code otherwise.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -104,7 +247,20 @@ def parse(data: bytes, *, source: str = "-", max_bytes: int = DEFAULT_MAX_BYTES,
     body = data[3:] if data.startswith(_BOM) else data
     if not body or body.isspace():
         raise ParseError(f"{source}: empty message", code="CEBGW-PARSE-EMPTY")
-    _check_prolog(data, source)
+    start = _check_encoding(data, source)
+    _check_prolog(data, start, source)
+    # Every element, comment, PI and CDATA section opens with "<" not followed by "/": an
+    # upper bound on the nodes, counted in C before libxml2 builds anything.
+    opened = data.count(b"<")  # end tags too, as long as that is under the limit anyway
+    if opened > max_nodes:
+        opened -= data.count(b"</")
+        if opened > max_nodes:
+            raise ParseError(f"{source}: {opened} elements or other markup; the limit is {max_nodes} nodes",
+                             code="CEBGW-PARSE-TOO-MANY-NODES")
+    # Every attribute and namespace declaration has its "=": with few of those (the usual
+    # message), no element can break the attribute, node or namespace limits, and the exact
+    # checks after parsing are skipped.
+    equals = data.count(b"=")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -124,6 +280,14 @@ def parse(data: bytes, *, source: str = "-", max_bytes: int = DEFAULT_MAX_BYTES,
         raise ParseError(f"{source}: DOCTYPE is not allowed in CEB messages", code="CEBGW-PARSE-DTD")
     if _too_deep(root, max_depth):
         raise ParseError(f"{source}: nesting deeper than {max_depth} elements", code="CEBGW-PARSE-TOO-DEEP")
+    if b"<!--" in body or body.count(b"<?") > (1 if body.startswith(b"<?xml") else 0):
+        _check_markup(root, source)
+    if equals > max_attributes:
+        _check_attributes(root, max_attributes, source)
+    if opened + equals > max_nodes:
+        _check_nodes(data, root, max_nodes, source)
+    if equals > max_namespaces:
+        _check_namespaces(data, root, max_namespaces, source)
     return Parsed(data, root, source)
 
 

@@ -23,7 +23,9 @@ from gateway.catalog import load as load_catalog  # noqa: E402
 from gateway.dsig.keys import load_key  # noqa: E402
 from gateway.dsig.sign import sign  # noqa: E402
 from gateway.envelope import RECEIVER_IMPORT  # noqa: E402
+from gateway.pipeline import validate_bytes  # noqa: E402
 from gateway.sandbox import samplegen as sg  # noqa: E402
+from gateway.validate import xsd  # noqa: E402
 from gateway.xmlio import parse  # noqa: E402
 
 VALID = ROOT / "samples" / "valid"
@@ -144,6 +146,7 @@ def _leaves(root: etree._Element) -> list[tuple[etree._Element, str, str]]:
 
 
 def _ser(root: etree._Element) -> bytes:
+    etree.indent(root, space="  ")
     return sg.XML_DECL + etree.tostring(root, encoding="UTF-8") + b"\n"
 
 
@@ -169,9 +172,21 @@ def _edition_variants(files: dict[Path, bytes]) -> None:
         keep = set(t.keys) | {"copCode"}
         root = sg_tree(files[source])
         _strip_signature(root)
-        for el, parent, name in _leaves(root):
-            if name in empty[t.flow].get(parent, ()) and name not in keep:
-                el.text = ""
+        required = xsd.required_children(t)
+        emptiable = [(el, (parent, name) in required) for el, parent, name in _leaves(root)
+                     if name in empty[t.flow].get(parent, ()) and name not in keep]
+        # the optional ones where the message has any (as real messages leave notes and numbers
+        # customs assigns later empty); else the required ones, which the rules warn about
+        chosen = [el for el, req in emptiable if not req] or [el for el, _ in emptiable]
+        kept = {el: el.text for el in chosen}
+        for el in chosen:
+            el.text = ""
+        # a field the gateway's own rules need (e.g. billNo of a direct-purchase list) keeps its value
+        for _ in range(3):
+            refused = {f.field for f in validate_bytes(_ser(root)).errors}
+            for el in chosen:
+                if str(el.tag).rpartition("}")[2] in refused:
+                    el.text = kept[el]
         _new_guid(root, "0E00")  # other bytes under the same guid would be a conflict (409)
         files[VALID / f"{t.code}-empty.xml"] = _signed_if_needed(t.code, _ser(root))
 

@@ -125,3 +125,39 @@ def test_exit_0_when_all_valid(cli: Run) -> None:
     code, out, _ = cli("validate", *files)
     assert code == 0
     assert out.strip().endswith("4 file(s): 4 valid, 0 invalid")
+
+
+def _bogus_attributes(tmp_path: Path, count: int) -> Path:
+    """The valid CEB311 with a disallowed attribute on ``count`` of its elements: one XSD finding each."""
+    data = (VALID / "CEB311.xml").read_bytes()
+    names = re.findall(rb"<ceb:(\w+)>", data)[:count]
+    for name in names:
+        data = data.replace(b"<ceb:%s>" % name, b'<ceb:%s bogus="1">' % name, 1)
+    path = tmp_path / "bogus.xml"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10])
+def test_findings_per_file_are_capped_with_a_count_of_the_rest(cli: Run, tmp_path: Path, limit: int) -> None:
+    path = _bogus_attributes(tmp_path, 15)
+    code, out, _ = cli("validate", "--max-findings", "1000", "--format", "json", str(path))
+    total = len(json.loads(out)["files"][0]["errors"])
+    assert code == 1 and total >= 15
+    code, out, _ = cli("validate", "--max-findings", str(limit), str(path))
+    lines = [line for line in out.splitlines() if TEXT_LINE.match(line)]
+    assert code == 1 and len(lines) == limit
+    assert f"{path}: {total - limit} more finding(s) not shown (--max-findings)" in out
+    code, out, _ = cli("validate", "--max-findings", str(limit), "--format", "json", str(path))
+    entry = json.loads(out)["files"][0]
+    assert (len(entry["errors"]), entry["errors_omitted"], entry["valid"]) == (limit, total - limit, False)
+
+
+@pytest.mark.parametrize("bad_id", ["1_2", "\uff11", "+1", " 1", "0x1"])
+def test_cli_ids_are_ascii_digits_only(cli: Run, bad_id: str) -> None:
+    base = ("dead-letters", "reroute", "--url", "http://127.0.0.1:9", "--token", "t")
+    with pytest.raises(SystemExit) as info:
+        cli(*base, bad_id, "--message-id", "1")
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        cli(*base, "1", "--message-id", bad_id)

@@ -84,3 +84,70 @@ def test_element_path_indexes_repeated_records() -> None:
     f = root[2][0][0]
     assert element_path(f) == "/r/Order[3]/h/f"
     assert element_path(root[0][0]) == "/r/Order[1]/h"
+
+
+def test_cdata_and_character_references_are_merged_into_one_text_node() -> None:
+    root = parse(b"<a>2<![CDATA[0]]>&#48;&#x31;&amp;<![CDATA[<b/>]]></a>").root
+    assert root.text == "2001&<b/>" and len(root) == 0 and list(root.iter()) == [root]
+
+
+@pytest.mark.parametrize("doc,code", [
+    (b"<a>2<!---->0</a>", "CEBGW-PARSE-COMMENT"),
+    (b"<a><b/><!-- c --></a>", "CEBGW-PARSE-COMMENT"),
+    (b"<a>x<?pi?>y</a>", "CEBGW-PARSE-PI"),
+    (b"<a><b><c><?pi deep?></c></b></a>", "CEBGW-PARSE-PI"),
+])
+def test_comments_and_pis_inside_the_root_are_refused_with_where(doc: bytes, code: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(doc)
+    assert info.value.code == code
+    finding = info.value.findings[0]
+    assert finding.code == code and finding.path and finding.field and finding.line == 1
+
+
+@pytest.mark.parametrize("doc", [
+    b'<?xml version="1.0"?>\n<!-- before --><?pi before?><a>1</a><!-- after --><?pi after?>',
+    b"<!--only a comment first--><a/>",
+])
+def test_comments_and_pis_outside_the_root_are_allowed(doc: bytes) -> None:
+    assert parse(doc).root.tag == "a"
+
+
+@pytest.mark.parametrize("data", [
+    "<a>中</a>".encode("utf-16"), "<a/>".encode("utf-16-le"), "<a/>".encode("utf-16-be"),
+    "<a/>".encode("utf-32"), b'\xef\xbb\xbf<?xml version="1.0" encoding="GBK"?><a/>',
+    b'<?xml version="1.0" encoding=\'latin1\'?><a/>', b"<a>\xc0\xaf</a>", b"<a>\xed\xa0\x80</a>",
+    b"<a>\xff</a>", '<?xml version="1.0" encoding="GB18030"?><a>中</a>'.encode("gb18030"),
+])
+def test_anything_but_utf8_is_refused(data: bytes) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(data)
+    assert info.value.code == "CEBGW-PARSE-ENCODING"
+
+
+def test_bounds_on_attributes_namespaces_and_nodes() -> None:
+    attrs = b" ".join(b'a%d="1"' % i for i in range(33))
+    with pytest.raises(ParseError) as info:
+        parse(b"<r><x " + attrs + b"/></r>")
+    assert info.value.code == "CEBGW-PARSE-TOO-MANY-ATTRIBUTES" and info.value.findings[0].path == "/r/x"
+    assert parse(b"<r><x " + attrs + b"/></r>", max_attributes=33).root.tag == "r"
+    decls = b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(40))
+    with pytest.raises(ParseError) as info:
+        parse(b"<r " + decls + b"><x/></r>")
+    assert info.value.code == "CEBGW-PARSE-TOO-MANY-NAMESPACES"
+    many = b"<r>" + b"<x/>" * 2000 + b"</r>"
+    assert parse(many, max_nodes=2001).root.tag == "r"
+    with pytest.raises(ParseError) as info:
+        parse(many, max_nodes=2000)
+    assert info.value.code == "CEBGW-PARSE-TOO-MANY-NODES"
+    with pytest.raises(ParseError) as info:
+        parse(b"<r>" + b'<x a="1" b="2"/>' * 1000 + b"</r>", max_nodes=2500)
+    assert info.value.code == "CEBGW-PARSE-TOO-MANY-NODES"
+
+
+def test_the_node_limit_counts_elements_and_attributes_exactly() -> None:
+    doc = b"<r>" + b"<x a='1'></x>" * 1000 + b"</r>"  # 1001 elements, 1000 attributes, 2002 "<"
+    assert parse(doc, max_nodes=2001).root.tag == "r"
+    with pytest.raises(ParseError) as info:
+        parse(doc, max_nodes=2000)
+    assert info.value.code == "CEBGW-PARSE-TOO-MANY-NODES"

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
 from ..errors import EXIT_INVALID, EXIT_OK
 from .http import call, post_json
+
+
+def record_id(text: str) -> int:
+    """An id as the API takes it: ASCII digits only (``int`` would read "1_2" as 12, "１" as 1)."""
+    if re.fullmatch(r"[0-9]{1,19}", text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (ASCII digits)")
+    return int(text)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -36,6 +44,6 @@ def register(subparsers: Any) -> None:
         if name == "list":
             q.add_argument("--limit", type=int, default=100)
         else:
-            q.add_argument("id", type=int, help="dead letter (receipt) id")
-            q.add_argument("--message-id", type=int, required=True, help="declaration to attach it to")
+            q.add_argument("id", type=record_id, help="dead letter (receipt) id")
+            q.add_argument("--message-id", type=record_id, required=True, help="declaration to attach it to")
     p.set_defaults(func=_run)

@@ -22,8 +22,12 @@ def _run(args: argparse.Namespace) -> int:
                             content_type="application/xml")
         if status in (200, 202):
             again = " (already accepted)" if status == 200 else ""
+            edition = f" edition={body['edition']}" if body.get("edition") else ""
             print(f"{name}: {body['message_type']} id={body['id']} guid={body['guid']} "
-                  f"status={body['status']}{again}")
+                  f"status={body['status']}{edition}{again}")
+            for f in body.get("warnings", []):
+                where = f":{f['line']}" if f.get("line") else ""
+                print(f"  {name}{where}: {f.get('field') or ''} {f['message']} [{f['code']}] (warning)")
             continue
         worst = EXIT_INVALID
         err = body.get("error", {})

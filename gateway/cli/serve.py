@@ -25,7 +25,7 @@ from ..config import load as load_settings
 from ..errors import EXIT_OK, UsageError
 from ..sandbox import banner, datadir
 from ..sandbox.transports import amqp_info, folders_info, sandbox_amqp, sandbox_folders
-from ..service.app import build_app, settle_heap, ssl_context
+from ..service.app import build_app, runner_options, settle_heap, ssl_context
 from ..service.supervisor import supervise
 from ..store import open_store
 from ..transport.amqp import declare_now
@@ -50,7 +50,7 @@ def _serve(settings: Settings, host: str, port: int, reuse_port: bool, announce:
     try:
         web.run_app(app, host=host, port=port, ssl_context=tls, reuse_port=reuse_port,
                     print=(lambda _: print(announce, flush=True)) if announce else None,
-                    access_log=None, loop=_event_loop())
+                    access_log=None, loop=_event_loop(), **runner_options(settings))
     except OSError as exc:  # binding is the only socket work run_app itself does
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

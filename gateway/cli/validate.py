@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..catalog import EDITIONS
-from ..errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
+from ..errors import DEFAULT_MAX_FINDINGS, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
 from ..pipeline import Limits, validate_bytes
 from ..validate import Report
 from ..xmlio import DEFAULT_MAX_BYTES
@@ -31,6 +31,7 @@ class _Job:
     schema_only: bool
     max_bytes: int
     editions: tuple[str, ...] = EDITIONS
+    max_findings: int = DEFAULT_MAX_FINDINGS
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def _run(job: _Job) -> _Outcome:
     except OSError as exc:
         return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
     report = validate_bytes(data, source=job.path, schema_only=job.schema_only,
-                            limits=Limits(max_bytes=job.max_bytes), with_keys=False, editions=job.editions)
+                            limits=Limits(max_bytes=job.max_bytes, max_findings=job.max_findings),
+                            with_keys=False, editions=job.editions)
     return _Outcome(report)
 
 
@@ -112,7 +114,8 @@ def _text_line(f: Finding, source: str, paint: _Painter) -> str:
 def run(args: argparse.Namespace) -> int:
     targets = list(expand(args.paths))
     editions = tuple(args.edition) if args.edition else EDITIONS
-    jobs = [_Job(p, args.schema_only, args.max_bytes, editions) for p, err in targets if err is None]
+    jobs = [_Job(p, args.schema_only, args.max_bytes, editions, args.max_findings)
+            for p, err in targets if err is None]
     io_errors = [err for _, err in targets if err is not None]
     reports: list[Report] = []
     show_progress = args.format == "text" and sys.stderr.isatty() and len(jobs) >= PROGRESS_THRESHOLD
@@ -125,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
             if args.format == "text" and outcome.report.findings:
                 for f in outcome.report.findings:
                     print(_text_line(f, outcome.report.source, paint))
+                if outcome.report.omitted:
+                    print(f"{outcome.report.source}: {outcome.report.omitted} more finding(s) not shown"
+                          " (--max-findings)")
         if show_progress and (i % 50 == 0 or i == len(jobs)):
             _progress(i, len(jobs))
     valid = sum(1 for r in reports if r.valid)
@@ -178,4 +184,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--jobs", type=_positive, default=1, metavar="N", help="validate in N processes")
     p.add_argument("--max-bytes", type=_positive, default=DEFAULT_MAX_BYTES, metavar="BYTES",
                    help=f"largest message accepted (default {DEFAULT_MAX_BYTES})")
+    p.add_argument("--max-findings", type=_positive, default=DEFAULT_MAX_FINDINGS, metavar="N",
+                   help=f"findings listed per file; the rest are counted (default {DEFAULT_MAX_FINDINGS})")
     p.set_defaults(func=run)

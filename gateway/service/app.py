@@ -13,6 +13,8 @@ import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -31,6 +33,7 @@ from .keys import (
     ACCOUNTS,
     AUDIT_KEY,
     CATALOG,
+    CHECKER,
     GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
@@ -77,8 +80,7 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
     quiet_malformed_http()
     app[SETTINGS] = settings
     app[CATALOG] = load_catalog()
-    xsd.preload()       # compile the schemas and derive the overlays now: no request pays for it
-    overlay.preload()
+    _preload()  # compile the schemas and derive the overlays now: no request pays for it
     app[REGISTRY] = load_registry(settings.registry_path)
     app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
     app[METRICS] = Metrics()
@@ -93,6 +95,11 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
         app.router.add_route(method, path, handler)
     app.router.add_get("/openapi.json", openapi_json)
     app[OUTBOX_SIGNAL] = Signal()
+    # One thread: large bodies are few, and it keeps the compiled schemas to two copies (its
+    # own and the event loop's, see xmlio.per_thread_cache), made before the first request.
+    app[CHECKER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cebgw-check")
+    app[CHECKER].submit(_preload)  # its first task, so it compiles in the background before any check
+    app.on_cleanup.append(_stop_checker)
     if store is None:
         store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000,
                            cache_mb=settings.cache_mb)
@@ -165,6 +172,28 @@ async def _audit_checkpoints(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_store(app: web.Application) -> None:
     await app[STORE].close()
+
+
+def _preload() -> None:
+    xsd.preload()
+    overlay.preload()
+
+
+async def _stop_checker(app: web.Application) -> None:
+    app[CHECKER].shutdown(wait=True)
+
+
+class RunnerOptions(TypedDict):
+    keepalive_timeout: float
+
+
+def runner_options(settings: Settings) -> RunnerOptions:
+    """Options for aiohttp's runner (``web.run_app``, ``web.AppRunner``): the header timeout.
+
+    aiohttp closes a connection whose request head is incomplete (or that is idle between
+    requests) when its keep-alive timer runs out, so that timer is the header timeout.
+    """
+    return {"keepalive_timeout": settings.header_timeout_s}
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 from typing import Any, TypeGuard
 
@@ -23,6 +24,7 @@ from ..errors import (
     MediaTypeError,
     NotFoundError,
     ParseError,
+    RequestTimeout,
     UsageError,
 )
 from ..store import MAX_ID, MailItem, MessageRecord
@@ -30,6 +32,7 @@ from .keys import (
     ACCOUNT,
     ACCOUNTS,
     CATALOG,
+    CHECKER,
     GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
@@ -51,33 +54,48 @@ def _json(body: object, status: int = 200) -> web.Response:
 
 
 def _limits(request: web.Request) -> pipeline.Limits:
-    s = request.app[SETTINGS]
-    return pipeline.Limits(s.max_body_bytes, s.max_depth)
+    return pipeline.limits_of(request.app[SETTINGS])
 
 
 async def read_xml(request: web.Request) -> bytes:
-    """The XML body, refusing other media types (415) and oversize bodies (413) before reading them."""
+    """The XML body, refusing other media types (415), charsets other than UTF-8 (400) and
+    oversize bodies (413) before reading them, and bodies that do not arrive in time (408)."""
     ctype = request.content_type
     if ctype == "application/json":
         raise MediaTypeError("JSON mapping is not enabled on this gateway; send the CEB XML "
                              "(Content-Type: application/xml)")
     if ctype not in XML_TYPES:
         raise MediaTypeError(f"Content-Type {ctype!r} is not accepted; use application/xml or text/xml")
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        # For text/xml the charset parameter overrides the XML declaration (RFC 7303): a
+        # second statement of the encoding, so it must say UTF-8 too.
+        raise ParseError(f"Content-Type charset {charset!r}; CEB messages must be UTF-8",
+                         code="CEBGW-PARSE-ENCODING", field="Content-Type")
     limit = request.app[SETTINGS].max_body_bytes
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
+    return await _read_body(request, limit, length)
+
+
+async def _read_body(request: web.Request, limit: int, length: int | None) -> bytes:
+    timeout = request.app[SETTINGS].body_timeout_s
     try:
-        if length is not None:
-            return await request.content.readexactly(length) if length else b""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        async with asyncio.timeout(timeout):
+            if length is not None:
+                return await request.content.readexactly(length) if length else b""
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TimeoutError:
+        # A client trickling its body would hold the connection (and the memory so far) forever.
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
     except (asyncio.IncompleteReadError, ConnectionResetError):
         # The client stopped sending: no answer will reach it, but the mistake is its own,
         # not the gateway's, so no internal-error log.
@@ -89,8 +107,15 @@ def _too_large(limit: int) -> ParseError:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise MediaTypeError(f"Content-Type {request.content_type!r} is not accepted; use application/json")
+    limit = request.app[SETTINGS].max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    raw = await _read_body(request, limit, length)
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise UsageError("the body must be a JSON object") from None
     if not isinstance(body, dict):
@@ -98,13 +123,15 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")  # int() would also take "1_2", " 1", "+1" and "１"
+
+
 def _path_id(request: web.Request, what: str) -> int:
     """The ``{id}`` of the path; one that cannot name a row is simply not found."""
     raw = request.match_info["id"]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise NotFoundError(f"no such {what}") from None
+    if _DIGITS.fullmatch(raw) is None:
+        raise NotFoundError(f"no such {what}")
+    value = int(raw)
     if not 0 < value <= MAX_ID:
         raise NotFoundError(f"no such {what}")
     return value
@@ -118,11 +145,9 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be an integer", field=name) from None
-    return max(lo, min(value, hi))
+    if re.fullmatch(r"[0-9]{1,30}", raw) is None:
+        raise UsageError(f"{name} must be a whole number written in ASCII digits", field=name)
+    return max(lo, min(int(raw), hi))
 
 
 def _message_view(rec: MessageRecord) -> dict[str, object]:
@@ -143,7 +168,7 @@ async def post_message(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
                                _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
-                               editions=settings.accept_editions)
+                               editions=settings.accept_editions, executor=app[CHECKER])
     metrics = app[METRICS]
     try:
         accepted = await pipeline.submit(data, account, deps)
@@ -263,7 +288,7 @@ async def post_receipts(request: web.Request) -> web.Response:
     data = await read_xml(request)
     deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
                                 app[ACCOUNTS].current(), _limits(request), s.require_customs_signature,
-                                times=_times(s))
+                                times=_times(s), executor=app[CHECKER])
     mtype, delivered = await pipeline.receive(data, deps, request[ACCOUNT])
     out = []
     for d in delivered:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -58,6 +59,8 @@ GATEWAY_KEY = web.AppKey("gateway_key", KeyProvider)  # present only when envelo
 AUDIT_KEY = web.AppKey("audit_key", KeyProvider)      # signs audit checkpoints; absent without gateway_key
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
+# The one thread that parses and checks large bodies off the event loop (pipeline.off_loop).
+CHECKER = web.AppKey("checker", ThreadPoolExecutor)
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 
 ACCOUNT = web.RequestKey("account", Account)

@@ -26,8 +26,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad request or unparsable XML (with ceb900)", 401: "missing or invalid credentials",
             403: "not allowed for this account", 404: "not found (or another tenant's)",
+            408: "the body did not arrive within body_timeout_s",
             409: "guid reused with different content", 413: "body over the size limit",
-            415: "unsupported media type", 422: "invalid message (with ceb900 for declarations)",
+            415: "unsupported media type (XML bodies: application/xml or text/xml, UTF-8; "
+                 "JSON bodies: application/json)", 422: "invalid message (with ceb900 for declarations)",
             503: "store unavailable"}
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
@@ -54,7 +56,9 @@ def _q(name: str, kind: str = "integer", description: str = "") -> dict[str, Any
 
 
 def _p(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$",
+                       "description": "a row id in ASCII digits (anything else is not found)"}}
 
 
 def _obj(**props: Any) -> dict[str, Any]:
@@ -65,7 +69,9 @@ def _schemas() -> dict[str, Any]:
     return {
         "Error": _obj(error=_obj(code={"type": "string"}, message={"type": "string"},
                                  message_zh={"type": "string"},
-                                 errors={"type": "array", "items": _ref("Finding")}),
+                                 errors={"type": "array", "items": _ref("Finding")},
+                                 errors_omitted={"type": "integer", "description":
+                                                 "findings beyond the first max_findings, not listed"}),
                       request_id={"type": "string"},
                       ceb900={"type": "string",
                               "description": "CEB900Message XML for a rejected declaration"}),
@@ -93,7 +99,7 @@ def document() -> dict[str, Any]:
             "Submit a CEB declaration (bare or in DxpMsg/DxpMsgSv)",
             {"202": _json(_ref("Accepted"), "durably stored and queued for customs"),
              "200": _json(_ref("Accepted"), "the same bytes were already accepted (first answer)")},
-            400, 401, 403, 409, 413, 415, 422, 503, body=_xml())},
+            400, 401, 403, 408, 409, 413, 415, 422, 503, body=_xml())},
         "/v1/messages/{id}": {"get": _op(
             "A declaration's state, business keys and receipt timeline",
             {"200": _json(_ref("Message"), "the declaration")}, 401, 404, params=[_p("id")])},
@@ -105,27 +111,27 @@ def document() -> dict[str, Any]:
         "/v1/receipts/ack": {"post": _op(
             "Mark receipts read up to a cursor",
             {"200": _json(_obj(acked={"type": "integer"}), "acknowledged")},
-            400, 401, body={"application/json": {"schema": _obj(cursor=_ID)}})},
+            400, 401, 408, 415, body={"application/json": {"schema": _obj(cursor=_ID)}})},
         "/v1/customs/outbox": {"get": _op(
             "Customs: lease a batch of DXP envelopes",
             {"200": _json(_obj(items={"type": "array"}), "leased envelopes")}, 401, 403,
             params=[_q("limit"), _q("wait")])},
         "/v1/customs/outbox/ack": {"post": _op(
             "Customs: acknowledge delivered envelopes",
-            {"200": _json(_obj(acked={"type": "integer"}), "acknowledged")}, 400, 401, 403,
+            {"200": _json(_obj(acked={"type": "integer"}), "acknowledged")}, 400, 401, 403, 408, 415,
             body={"application/json": {
                 "schema": _obj(ids={"type": "array", "items": _ID})}})},
         "/v1/customs/receipts": {"post": _op(
             "Customs: post a receipt message (any receipt type, bare or enveloped)",
             {"200": _json(_obj(message_type={"type": "string"}, records={"type": "array"}), "per record")},
-            400, 401, 403, 413, 415, 422, body=_xml())},
+            400, 401, 403, 408, 413, 415, 422, body=_xml())},
         "/v1/dead-letters": {"get": _op(
             "Operators: receipts that matched no declaration",
             {"200": _json(_obj(items={"type": "array"}), "open dead letters")}, 401, 403,
             params=[_q("limit")])},
         "/v1/dead-letters/{id}/reroute": {"post": _op(
             "Operators: attach a dead letter to a declaration",
-            {"200": _json(_obj(message_id={"type": "integer"}), "delivered")}, 400, 401, 403, 404,
+            {"200": _json(_obj(message_id={"type": "integer"}), "delivered")}, 400, 401, 403, 404, 408, 415,
             params=[_p("id")],
             body={"application/json": {"schema": _obj(message_id=_ID)}})},
         "/healthz": {"get": _op("Liveness", {"200": _json(_obj(status={"type": "string"}), "up")},

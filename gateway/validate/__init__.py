@@ -27,6 +27,7 @@ class Report:
     inner_type: str | None = None
     business_keys: tuple[dict[str, str], ...] = field(default=())
     edition: str | None = None
+    omitted: int = 0  # findings past the limit it was given, counted but not listed
 
     @property
     def errors(self) -> list[Finding]:
@@ -49,6 +50,7 @@ class Report:
             "edition": self.edition,
             "valid": self.valid,
             "errors": [f.as_dict() for f in self.findings],
+            "errors_omitted": self.omitted,
         }
 
 
@@ -58,30 +60,33 @@ class Checked:
 
     edition: str | None
     findings: list[Finding]
+    omitted: int = 0  # XSD findings past the limit findings_of was given: counted, not built
 
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
 
 
-def detect(ident: Identified, schema_dir: Path | None = None) -> tuple[str | None, list[Finding]]:
+def detect(ident: Identified, schema_dir: Path | None = None,
+           limit: int | None = None) -> tuple[str | None, list[Finding], int]:
     """The edition ``ident`` follows, and its XSD findings under that edition.
 
     The editions of its type (the catalogue's list) are tried newest first; the first whose
     schema the message satisfies is its edition.  When none does, it is the one with the
     fewest schema findings (the newest on a tie), so the findings describe the edition the
-    message comes closest to.  Envelopes have no edition.
+    message comes closest to.  Envelopes have no edition.  With ``limit``, findings past it are
+    only counted (the third value), not built.
     """
     t = ident.type
     if t.is_envelope:
-        return None, xsd.validate(ident.root, t, schema_dir)
-    best: tuple[str, list[Finding]] | None = None
+        return (None, *xsd.validate_capped(ident.root, t, schema_dir, limit=limit))
+    best: tuple[str, list[Finding], int] | None = None
     for edition in editions_of(t.editions):
-        found = xsd.validate(ident.root, t, schema_dir, edition=edition)
+        found, omitted = xsd.validate_capped(ident.root, t, schema_dir, edition=edition, limit=limit)
         if not found:
-            return edition, found
-        if best is None or len(found) < len(best[1]):
-            best = (edition, found)
+            return edition, found, omitted
+        if best is None or len(found) + omitted < len(best[1]) + best[2]:
+            best = (edition, found, omitted)
     assert best is not None, f"{t.code} has no edition"
     return best
 
@@ -93,20 +98,21 @@ def editions_of(names: tuple[str, ...]) -> list[str]:
 
 
 def findings_of(ident: Identified, *, schema_only: bool = False, accept: tuple[str, ...] = EDITIONS,
-                schema_dir: Path | None = None) -> Checked:
+                schema_dir: Path | None = None, limit: int | None = None) -> Checked:
     """XSD findings under the message's edition, then (unless ``schema_only``) rule findings.
 
     A message that passes the current edition's overlay schema (its XSD with the field rules
     folded in) has no XSD findings and skips the rules the overlay checked; any other takes
     the plain schemas and every rule.  Same findings either way (see ``overlay.py``).
     ``accept``: the editions a deployment takes; a message of another edition gets an
-    ``CEBGW-EDITION-REFUSED`` finding.
+    ``CEBGW-EDITION-REFUSED`` finding.  With ``limit``, XSD findings past it are only counted
+    (``Checked.omitted``).
     """
     if not schema_only and CURRENT_EDITION in accept and CURRENT_EDITION in editions_of(ident.type.editions):
         facts = overlay.validate(ident.root, ident.type, schema_dir)
         if facts is not None:
             return Checked(CURRENT_EDITION, rules_mod.check(ident.root, ident.type, facts))
-    edition, out = detect(ident, schema_dir)
+    edition, out, omitted = detect(ident, schema_dir, limit)
     if edition is not None and edition not in accept:
         out.insert(0, Finding("CEBGW-EDITION-REFUSED",
                               f"{ident.type.code} follows the {edition} edition, which this gateway does not "
@@ -114,7 +120,7 @@ def findings_of(ident: Identified, *, schema_only: bool = False, accept: tuple[s
                               field=ident.type.root, path="/" + ident.type.root))
     if not schema_only:
         out += rules_mod.check(ident.root, ident.type)
-    return Checked(edition, out)
+    return Checked(edition, out, omitted)
 
 
 __all__ = ["EDITIONS", "CURRENT_EDITION", "Checked", "Report", "detect", "editions_of", "findings_of"]

@@ -25,14 +25,13 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
 from ..catalog import MessageType
 from ..catalog import load as load_catalog
-from ..xmlio import parse_trusted_file
+from ..xmlio import parse_trusted_file, per_thread_cache
 from . import xsd
 from .rules import SchemaFacts, schema_checks
 
@@ -94,12 +93,12 @@ def preload(directory: Path | None = None) -> None:
             overlay_for(t, directory)
 
 
-@cache
+@per_thread_cache  # a schema keeps its last error log on itself: one per thread
 def _default_overlay(flow: str) -> Overlay | None:
     return _overlay(str(xsd.xsd_dir() / xsd.SCHEMA_FILES[flow]))
 
 
-@cache
+@per_thread_cache
 def _overlay(path: str) -> Overlay | None:
     try:
         tree = parse_trusted_file(path)

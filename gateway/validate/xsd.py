@@ -17,7 +17,7 @@ from lxml import etree
 
 from ..catalog import CURRENT_EDITION, MessageType
 from ..errors import ERRORS, ConfigError, Finding
-from ..xmlio import element_path, local_name, parse_trusted_file
+from ..xmlio import element_path, local_name, parse_trusted_file, per_thread_cache
 
 SCHEMA_FILES = {
     "import": "ceb-import.xsd",
@@ -60,7 +60,7 @@ def xsd_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "xsd"
 
 
-@cache
+@per_thread_cache  # a schema keeps its last error log on itself: one per thread
 def _compile(path: str) -> etree.XMLSchema:
     try:
         return etree.XMLSchema(parse_trusted_file(path))
@@ -68,7 +68,7 @@ def _compile(path: str) -> etree.XMLSchema:
         raise ConfigError(f"{path}: cannot load schema: {exc}") from None
 
 
-@cache
+@per_thread_cache
 def _default_schema(key: str) -> etree.XMLSchema:
     return _compile(str(xsd_dir() / SCHEMA_FILES[key]))
 
@@ -368,21 +368,32 @@ def _content_finding(el: etree._Element, models: dict[tuple[str, ...], _Content]
 def validate(root: etree._Element, mtype: MessageType, directory: Path | None = None, *,
              edition: str = CURRENT_EDITION) -> list[Finding]:
     """Validate a tree against its type's schema in ``edition``; one finding per problem (empty = valid)."""
+    return validate_capped(root, mtype, directory, edition=edition)[0]
+
+
+def validate_capped(root: etree._Element, mtype: MessageType, directory: Path | None = None, *,
+                    edition: str = CURRENT_EDITION, limit: int | None = None) -> tuple[list[Finding], int]:
+    """Like :func:`validate`, building at most ``limit`` findings; also returns how many more
+    problems libxml2 reported (counted per element and attribute, as findings are)."""
     schema = schema_for(mtype, directory, edition=edition)
     if schema.validate(root):
-        return []
+        return [], 0
     path = str(schema_path(mtype, directory, edition=edition))
     seen: set[tuple[int, str | None]] = set()
     out: list[Finding] = []
     log: Any = schema.error_log
+    rest: set[tuple[int, str]] = set()
     for entry in log:
+        if limit is not None and len(out) >= limit:
+            rest.add((entry.line, str(entry.path or entry.message)))
+            continue
         f = _finding(root, entry, path)
         key = (f.line or 0, f.path or f.message)
         if key in seen:  # libxml2 reports a facet failure and then the type failure: keep the first
             continue
         seen.add(key)
         out.append(f)
-    return out
+    return out, len(rest)
 
 
 assert all(code in ERRORS for code in _CODE_BY_TYPE.values())

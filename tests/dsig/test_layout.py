@@ -6,6 +6,7 @@ import pytest
 
 from gateway.dsig import sign, verify
 from gateway.dsig.registry import Registry
+from gateway.errors import ParseError
 
 from .conftest import identified, key_for, signature_text
 
@@ -18,7 +19,7 @@ from .conftest import identified, key_for, signature_text
             b"</ceb:CEB621Message>\n<!-- </ceb:CEB621Message> -->\n<?pi </ceb:CEB621Message>?>\n",
         ),
         (b"<ceb:note>", b"<ceb:note>"),  # no-op placeholder: plain message
-        (b"<ceb:copName>", b"<!-- <ceb:x> </ceb:BaseTransfer> --><ceb:copName>"),
+        (b"<ceb:copName>", b"<ceb:copName a='&lt;/ceb:BaseTransfer>'>"),
         (
             b"<ceb:Inventory>",
             b'<ceb:Inventory a="x &gt; y > z"><![CDATA[</ceb:Inventory> <a>]]>',
@@ -33,10 +34,19 @@ def test_import_splice(ceb621: bytes, registry: Registry, old: bytes, new: bytes
 
 
 def test_export_splice_with_markup_in_extend(ceb303: bytes, registry: Registry) -> None:
-    data = ceb303.replace(b"<Message>", b"<Message><!-- <ExtendMessage> --><![CDATA[<ExtendMessage>]]>")
+    data = ceb303.replace(b"<Message>", b"<Message><![CDATA[<!-- <ExtendMessage> --><ExtendMessage>]]>")
     signed = sign(data, key_for(data, "sm2"))
     assert signed.replace(signature_text(signed), b"", 1) == data
     assert verify(identified(signed), registry).suite.name == "sm2-sm3"
+
+
+@pytest.mark.parametrize("markup", [b"<!-- <ceb:x> </ceb:BaseTransfer> -->", b"<?pi </ceb:CEB621Message>?>"])
+def test_markup_inside_the_message_is_not_signed(ceb621: bytes, markup: bytes) -> None:
+    """The signer reads the message with the gateway's parser: a comment or PI inside it would
+    be left out of what is signed (C14N without comments) while splitting a value, so it refuses."""
+    with pytest.raises(ParseError) as info:
+        sign(ceb621.replace(b"<ceb:copName>", markup + b"<ceb:copName>", 1), key_for(ceb621, "rsa"))
+    assert info.value.code in ("CEBGW-PARSE-COMMENT", "CEBGW-PARSE-PI")
 
 
 def test_export_without_extend_signs_last(ceb303: bytes, registry: Registry) -> None:

@@ -20,7 +20,7 @@ from gateway.catalog import load as load_catalog
 from gateway.config import Settings
 from gateway.dsig import load_key, sign, signature_required
 from gateway.sandbox import samplegen
-from gateway.service.app import build_app
+from gateway.service.app import build_app, runner_options
 from gateway.store import Store
 from gateway.xmlio import parse
 
@@ -94,7 +94,7 @@ class Api:
 async def running(settings: Settings, store: Store | None = None) -> AsyncIterator[Api]:
     """The real app on 127.0.0.1 and a free port, with a client; torn down afterwards."""
     app = build_app(settings, store=store)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **runner_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
