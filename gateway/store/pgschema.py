@@ -146,6 +146,17 @@ def _trigger(name: str, when: str, table: str, body: str, condition: str = "") -
                 {f'WHEN ({condition})' if condition else ''} EXECUTE FUNCTION {name}()""")
 
 
+def _counted(fn: str, table: str, select: str) -> tuple[str, str]:
+    """A statement trigger adding the counts ``select`` makes of the inserted rows (``added``) to
+    the tally: one upsert per statement and key, where a row trigger (SQLite's) makes one per row
+    (a batch of declarations inserts its rows in one statement per table)."""
+    return (f"""CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN INSERT INTO tally (name, k1, k2, n) {select}
+                ON CONFLICT (name, k1, k2) DO UPDATE SET n = tally.n + excluded.n; RETURN NULL; END $$""",
+            f"""CREATE TRIGGER {fn} AFTER INSERT ON {table} REFERENCING NEW TABLE AS added
+                FOR EACH STATEMENT EXECUTE FUNCTION {fn}()""")
+
+
 def _bump(name: str, k1: str, k2: str, delta: str) -> str:
     return f"PERFORM cebgw_bump('{name}', {k1}, {k2}, {delta});"
 
@@ -161,9 +172,9 @@ _NONE = "''"  # the empty key of a tally row
 
 def _mailbox_triggers(pos: str) -> tuple[str, ...]:
     return (
-        *_trigger("tally_mailbox_insert", "AFTER INSERT", "mailbox",
-                  f"IF NEW.{pos} > COALESCE((SELECT cursor FROM mailbox_ack WHERE tenant = NEW.tenant), 0)"
-                  f" THEN {_bump('mailbox_unacked', 'NEW.tenant', _NONE, '1')} END IF;"),
+        *_counted("tally_mailbox_insert", "mailbox",
+                  f"SELECT 'mailbox_unacked', a.tenant, '', COUNT(*) FROM added a WHERE a.{pos} >"
+                  " COALESCE((SELECT cursor FROM mailbox_ack k WHERE k.tenant = a.tenant), 0) GROUP BY 2"),
         *_trigger("tally_mailbox_first_ack", "AFTER INSERT", "mailbox_ack",
                   _bump("mailbox_unacked", "NEW.tenant", "''", "-" + _acked(pos, "0"))),
         *_trigger("tally_mailbox_ack", "AFTER UPDATE OF cursor", "mailbox_ack",
@@ -191,21 +202,23 @@ _V5 = (
     """CREATE FUNCTION cebgw_bump(p_name TEXT, p_k1 TEXT, p_k2 TEXT, p_delta BIGINT) RETURNS void
        LANGUAGE sql AS $$ INSERT INTO tally (name, k1, k2, n) VALUES (p_name, p_k1, p_k2, p_delta)
        ON CONFLICT (name, k1, k2) DO UPDATE SET n = tally.n + excluded.n $$""",
-    *_trigger("tally_state_insert", "AFTER INSERT", "declaration_state",
-              _bump("declaration_state", "NEW.message_type", "NEW.state", "1")),
+    *_counted("tally_state_insert", "declaration_state",
+              "SELECT 'declaration_state', message_type, state, COUNT(*) FROM added GROUP BY 2, 3"),
     *_trigger("tally_state_update", "AFTER UPDATE OF message_type, state", "declaration_state",
               _bump("declaration_state", "OLD.message_type", "OLD.state", "-1")
               + _bump("declaration_state", "NEW.message_type", "NEW.state", "1"),
               "OLD.state IS DISTINCT FROM NEW.state OR OLD.message_type IS DISTINCT FROM NEW.message_type"),
-    *_trigger("tally_receipt_insert", "AFTER INSERT", "receipt",
-              _bump("receipt", "NEW.message_type", "NEW.status", "1")),
-    *_trigger("tally_outbox_insert", "AFTER INSERT", "outbox",
-              _bump("outbox_pending", "''", "''", "1"), "NEW.acked_us IS NULL"),
+    *_counted("tally_receipt_insert", "receipt",
+              "SELECT 'receipt', message_type, status, COUNT(*) FROM added GROUP BY 2, 3"),
+    *_counted("tally_outbox_insert", "outbox",
+              "SELECT 'outbox_pending', '', '', COUNT(*) FROM added WHERE acked_us IS NULL"
+              " HAVING COUNT(*) > 0"),
     *_trigger("tally_outbox_ack", "AFTER UPDATE OF acked_us", "outbox",
               _bump("outbox_pending", "''", "''", "CASE WHEN NEW.acked_us IS NULL THEN 1 ELSE -1 END"),
               "(OLD.acked_us IS NULL) <> (NEW.acked_us IS NULL)"),
-    *_trigger("tally_dead_letter_insert", "AFTER INSERT", "dead_letter",
-              _bump("dead_letter_open", "''", "''", "1"), "NEW.resolved_us IS NULL"),
+    *_counted("tally_dead_letter_insert", "dead_letter",
+              "SELECT 'dead_letter_open', '', '', COUNT(*) FROM added WHERE resolved_us IS NULL"
+              " HAVING COUNT(*) > 0"),
     *_trigger("tally_dead_letter_resolve", "AFTER UPDATE OF resolved_us", "dead_letter",
               _bump("dead_letter_open", "''", "''", "CASE WHEN NEW.resolved_us IS NULL THEN 1 ELSE -1 END"),
               "(OLD.resolved_us IS NULL) <> (NEW.resolved_us IS NULL)"),
