@@ -13,6 +13,8 @@ compared in constant time.  File format::
     certificates = ["ecommerce-rsa"]        # registry entry names
     token_sha256 = ["<hex>"]
     client_cert_sha256 = []                 # mutual-TLS client certificate fingerprints
+    custody_key = "/etc/cebgw/keys/ecommerce.key.pem"   # optional: the gateway holds this key and
+    custody_cert = "/etc/cebgw/keys/ecommerce.cert.pem" # signs the account's JSON submissions with it
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -30,7 +33,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .dsig.keys import KeyProvider, load_key
+from .errors import ConfigError, ForbiddenError
 
 ROLES = frozenset({"platform", "ecommerce", "payment", "logistics", "agent", "site_operator",
                    "customs", "operator"})
@@ -47,6 +51,13 @@ class Account:
     certificates: tuple[str, ...] = ()
     token_hashes: tuple[str, ...] = ()
     client_cert_hashes: tuple[str, ...] = ()
+    custody_key: str = ""   # a key the gateway holds and signs JSON submissions with ("" = none)
+    custody_cert: str = ""
+
+    @property
+    def custody(self) -> bool:
+        """Whether the gateway may sign for this account (its JSON submissions)."""
+        return bool(self.custody_key)
 
     @property
     def is_customs(self) -> bool:
@@ -123,9 +134,15 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
         roles = frozenset(_strs(row, "roles", where))
         if roles - ROLES:
             raise ConfigError(f"{where}: unknown roles {sorted(roles - ROLES)}", field="roles")
+        custody_key, custody_cert = row.get("custody_key", ""), row.get("custody_cert", "")
+        if not isinstance(custody_key, str) or not isinstance(custody_cert, str):
+            raise ConfigError(f"{where}: custody_key and custody_cert must be file paths",
+                              field="custody_key")
+        if custody_key and not custody_cert and not custody_key.lower().endswith((".p12", ".pfx")):
+            raise ConfigError(f"{where}: a PEM custody_key needs its custody_cert", field="custody_cert")
         out.append(Account(name, roles, frozenset(_strs(row, "codes", where)), dxp_id,
                            _strs(row, "certificates", where), _strs(row, "token_sha256", where),
-                           _strs(row, "client_cert_sha256", where)))
+                           _strs(row, "client_cert_sha256", where), custody_key, custody_cert))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: account names must be unique", field="name")
@@ -149,7 +166,9 @@ def render_accounts(accounts: Iterable[Account]) -> str:
         parts.append(
             f"\n[[account]]\nname = {string(a.name)}\nroles = {arr(a.roles)}\ncodes = {arr(a.codes)}\n"
             f"dxp_id = {string(a.dxp_id)}\ncertificates = {arr(a.certificates)}\n"
-            f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n")
+            f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n"
+            + (f"custody_key = {string(a.custody_key)}\ncustody_cert = {string(a.custody_cert)}\n"
+               if a.custody_key else ""))
     return "".join(parts)
 
 
@@ -326,3 +345,34 @@ class AccountFile:
         except ConfigError as exc:
             self.last_error = exc.message
         return self._snapshot
+
+
+def with_custody(accounts: Accounts, name: str, key: str, cert: str) -> Accounts:
+    """``accounts`` with the gateway holding ``key`` (and its ``cert``) to sign account ``name``'s
+    JSON submissions; ``key`` "" takes custody away. Raises ConfigError if ``name`` does not exist."""
+    account = _named(accounts, name)
+    return replaced(accounts, replace(account, custody_key=key, custody_cert=cert if key else ""))
+
+
+class CustodyKeys:
+    """The keys the gateway holds for accounts that allow custody signing, each loaded once per
+    process (parsing a private key costs tens of milliseconds) and reloaded when the accounts
+    file names other files."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], KeyProvider] = {}
+        self._lock = threading.Lock()
+
+    def key_for(self, account: Account) -> KeyProvider:
+        """The key that signs for ``account``. Raises ForbiddenError (``CEBGW-AUTH-CUSTODY``) when
+        the account does not allow it, KeyError_ when its files cannot be loaded."""
+        if not account.custody:
+            raise ForbiddenError(f"account {account.name!r} does not let the gateway sign for it "
+                                 "(custody_key in the accounts file): send signed CEB XML instead",
+                                 code="CEBGW-AUTH-CUSTODY")
+        where = (account.custody_key, account.custody_cert)
+        with self._lock:
+            key = self._keys.get(where)
+            if key is None:
+                key = self._keys[where] = load_key(where[0], where[1] or None)
+        return key

@@ -117,6 +117,19 @@ _ROWS: list[tuple[str, int, int, str, str, str]] = [
     ("CEBGW-USAGE", 400, 2, "-3999", "usage error", "用法错误"),
     ("CEBGW-IO", 400, 2, "-3999", "cannot read or write file", "文件读写失败"),
     ("CEBGW-CONFIG", 500, 2, "-3999", "configuration error", "配置错误"),
+    # translation between enterprise JSON and CEB XML (gateway/mapping/, mappings/)
+    ("CEBGW-MAPPING", 422, 1, "-2", "the value cannot be carried into the CEB message or edition",
+     "该值无法转换到目标报文或报文规范版本"),
+    ("CEBGW-JSON-SYNTAX", 400, 1, "-1", "not a well-formed JSON object", "不是格式正确的JSON对象"),
+    ("CEBGW-JSON-TYPE", 422, 1, "-2", "JSON value of the wrong type", "JSON字段值类型错误"),
+    ("CEBGW-JSON-UNKNOWN", 422, 1, "-2", "unknown JSON field", "未知的JSON字段"),
+    ("CEBGW-JSON-REQUIRED", 422, 1, "-2", "required JSON field missing", "缺少必填的JSON字段"),
+    ("CEBGW-JSON-LENGTH", 422, 1, "-2", "JSON value length out of range", "JSON字段长度不符合要求"),
+    ("CEBGW-JSON-AMOUNT", 422, 1, "-2", "amount not exact within its digits (N19,5)", "金额数值超出位数限制或无法精确表示"),
+    ("CEBGW-JSON-COUNT", 422, 1, "-2", "too many or too few records in a JSON array", "JSON数组中的记录数不符合要求"),
+    ("CEBGW-JSON-FORMAT", 422, 1, "-2", "date, time or code name cannot be converted", "日期、时间或代码名称无法转换"),
+    ("CEBGW-AUTH-CUSTODY", 403, 2, "-1999", "this account may not have the gateway sign for it",
+     "该账户未授权网关代为签名"),
 ]
 for _row in _ROWS:
     register(*_row)
@@ -215,6 +228,13 @@ class ValidationFailed(InputError):
     """Schema or rule findings; raised once with all of them."""
 
     code = "CEBGW-XSD-INVALID"
+
+
+class MappingError(InputError):
+    """Enterprise JSON that cannot be translated into the CEB message (or a message that
+    cannot be carried into another edition); its findings name the JSON path of each field."""
+
+    code = "CEBGW-MAPPING"
 
 
 class SignatureError(GatewayError):

@@ -2,6 +2,7 @@
 
 Declarations::
 
+    JSON → translate (map to CEB XML, sign with the account's custody key) → the XML path below
     bytes → parse → identify → open (unwrap DxpMsg/DxpMsgSv) → declaration? → validate
           → appTime near the receiving time? (a warning) → authorise (copCode is the account's)
           → verify signature (certificate valid at appTime and at receipt) → prepare (record + DXP envelope)
@@ -23,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -31,9 +34,9 @@ from typing import TypeVar
 
 from lxml import etree
 
-from . import ceb900, routing
-from .accounts import Account, Accounts
-from .catalog import CEB_NS, DS_NS, DXP_NS, Catalog, Identified, MessageType
+from . import ceb900, mapping, routing
+from .accounts import Account, Accounts, CustodyKeys
+from .catalog import CEB_NS, CURRENT_EDITION, DS_NS, DXP_NS, Catalog, Identified, MessageType
 from .catalog import load as load_catalog
 from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, DEFAULT_OFFLOAD_BYTES, Settings
 from .dsig import KeyProvider, Policy, Registry, signature_required
@@ -49,12 +52,16 @@ from .errors import (
     IdentifyError,
     InputError,
     NotFoundError,
+    ParseError,
     SignatureError,
+    UsageError,
     ValidationFailed,
     cap_findings,
 )
+from .mapping.jsonschema import json_schema, markdown
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
-from .validate import EDITIONS, Checked, Report, apptime, findings_of
+from .validate import EDITIONS, Checked, Report, apptime, detect, findings_of
+from .validate.xsd import schema_path as xsd_path
 from .xmlio import (
     DEFAULT_MAX_ATTRIBUTES,
     DEFAULT_MAX_BYTES,
@@ -417,6 +424,7 @@ class SubmitDeps:
     editions: tuple[str, ...] = EDITIONS
     times: TimePolicy = TimePolicy()
     executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
+    custody: CustodyKeys | None = None
 
 
 def _now(clock: Callable[[], datetime] | None) -> datetime:
@@ -473,6 +481,69 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
                                        deps.limits, deps.executor)
     accepted = await persist(message, deps.store)
     return replace(accepted, warnings=warnings) if warnings else accepted
+
+
+@dataclass(frozen=True)
+class Translated:
+    """A JSON declaration as the CEB XML it maps to, signed with the account's custody key;
+    ``model`` turns the XML's element paths back into the JSON's."""
+
+    data: bytes
+    message_type: MessageType
+    edition: str
+    model: mapping.Model
+
+
+def translate(data: bytes, account: Account, deps: SubmitDeps, *,
+              message_type: str | None = None) -> Translated:
+    """Stage 0 for JSON: the account must allow custody signing (ForbiddenError, 403, before the
+    JSON is read); the JSON is mapped to the CEB XML of its type and edition (MappingError naming
+    each JSON path) and signed with the account's key.  What follows is the XML path."""
+    if deps.custody is None:
+        raise ForbiddenError("this gateway holds no keys for its accounts: send signed CEB XML",
+                             code="CEBGW-AUTH-CUSTODY")
+    key = deps.custody.key_for(account)
+    if len(data) > deps.limits.max_bytes:
+        raise ParseError(f"{len(data)} bytes exceeds the limit of {deps.limits.max_bytes}",
+                         code="CEBGW-PARSE-TOO-LARGE")
+    doc = mapping.loads(data, source="request")
+    codes = sorted(account.codes)
+    # guids the JSON leaves out are derived from the account and the exact JSON: a retried POST
+    # is the same declaration (200, or 409 once appTime's default has moved on), never a second
+    seed = hashlib.sha256(account.name.encode() + b"\0" + data).hexdigest()
+    ctx = mapping.Context(code=codes[0] if len(codes) == 1 else None, dxp_id=account.dxp_id or None,
+                          clock=deps.clock, seed=seed)
+    mtype, edition, xml = mapping.xml_from_json(doc, deps.catalog, message_type=message_type, ctx=ctx)
+    if mtype.kind != "declaration":
+        raise IdentifyError(f"{mtype.root} is a {mtype.kind}; this endpoint takes a declaration",
+                            field="messageType")
+    return Translated(dsig_sign(xml, key, message_type=mtype), mtype, edition, mapping.model(mtype, edition))
+
+
+async def submit_json(data: bytes, account: Account, deps: SubmitDeps, *,
+                      message_type: str | None = None) -> Accepted:
+    """A JSON declaration: :func:`translate`, then :func:`submit` on the signed XML, so it is
+    stored, queued and audited as that XML.  Refusals name JSON paths (``/order/0/orderHead/
+    acturalPaid``).  Raises Rejected (with CEB900), ForbiddenError, ConflictError, StoreError."""
+    try:
+        translated = translate(data, account, deps, message_type=message_type)
+    except InputError as exc:
+        receipt = ceb900.build(exc, original=data, ori_cop_msg_id=new_cop_msg_id(), ori_message_type=None,
+                               now=deps.clock() if deps.clock is not None else None)
+        raise Rejected(exc, receipt) from exc
+    try:
+        return await submit(translated.data, account, deps)
+    except Rejected as exc:
+        cause = _at_json_paths(exc.cause, translated.model)
+        raise Rejected(cause, exc.ceb900, exc.message_type) from exc
+
+
+def _at_json_paths(exc: GatewayError, model: mapping.Model) -> GatewayError:
+    """``exc`` with each finding's element path given as the JSON path it came from."""
+    found = tuple(replace(f, path=mapping.json_path(f.path, model), line=None) if f.path else f
+                  for f in exc.findings)
+    out = type(exc)(exc.message, code=exc.code, findings=found, field=exc.field)
+    return out
 
 
 def message_type_of(data: bytes, catalog: Catalog, limits: Limits) -> str | None:
@@ -589,6 +660,40 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
             declaration_record=routed.record_no, assigned_keys=routed.assigned))
         out.append(Delivered(rec, result))
     return ident.type.code, out
+
+
+def receipt_json(data: bytes, record_no: int, catalog: Catalog) -> dict[str, object]:
+    """Record ``record_no`` of a stored receipt message as the JSON :mod:`gateway.mapping` writes
+    (its type, edition and that one record; ``returnInfo`` parsed into code and text)."""
+    ident = _without_signature(identify(parse(data, source="stored receipt"), catalog))
+    edition = detect(ident)[0] or CURRENT_EDITION
+    doc = mapping.to_json(ident.root, ident.type, edition)
+    top = mapping.model(ident.type, edition).body.children[0]
+    records = doc.get(top.json)
+    if isinstance(records, list) and 0 < record_no <= len(records):
+        doc[top.json] = [records[record_no - 1]]
+    return doc
+
+
+def describe(code: str, edition: str | None, fmt: str, catalog: Catalog) -> tuple[str, str]:
+    """A message type's JSON described as ``json-schema``, ``markdown`` or its ``xsd`` (the schema
+    file of its flow), in ``edition`` (default: the newest it has): ``(text, media type)``.
+    Raises NotFoundError for an unknown type, UsageError for a bad format or edition."""
+    mtype = catalog.types.get(code)
+    if mtype is None or mtype.is_envelope:
+        raise NotFoundError(f"no CEB message type {code!r}")
+    edition = edition or next(e for e in EDITIONS if e in mtype.editions)
+    if edition not in mtype.editions:
+        raise UsageError(f"{code} has no {edition} edition (it has {', '.join(mtype.editions)})",
+                         field="edition")
+    if fmt == "json-schema":
+        text = json.dumps(json_schema(mtype, edition), ensure_ascii=False, indent=2) + "\n"
+        return text, "application/json"
+    if fmt == "markdown":
+        return markdown(mtype, edition), "text/markdown"
+    if fmt == "xsd":
+        return xsd_path(mtype, edition=edition).read_text(encoding="utf-8"), "application/xml"
+    raise UsageError("format must be json-schema, markdown or xsd", field="format")
 
 
 def stored_record(data: bytes, record_no: int, catalog: Catalog) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The package keeps its floors: no module imports from a floor above its own (DEVELOPERS.md).
 
-cli/ → service/ → pipeline.py → routing.py, sandbox/, audit.py → config.py, accounts.py, validate/
+cli/ → service/ → pipeline.py → routing.py, sandbox/, audit.py → config.py, accounts.py, validate/, mapping/
 → dsig/, envelope.py → catalog/ → store/, xmlio.py → state.py, errors.py
 """
 
@@ -17,7 +17,7 @@ FLOORS = (
     ("service", "transport"),
     ("pipeline",),
     ("routing", "sandbox", "audit"),
-    ("config", "transportconfig", "accounts", "validate"),
+    ("config", "transportconfig", "accounts", "validate", "mapping"),
     ("dsig", "envelope", "ceb900"),
     ("catalog",),
     ("store", "xmlio"),

@@ -1,4 +1,4 @@
-"""``cebgw accounts list|add|token|client-cert|remove``: the API account registry.
+"""``cebgw accounts list|add|token|client-cert|custody|remove``: the API account registry.
 
 The file is the one ``accounts_path`` names in the gateway's settings; a running gateway
 rereads it within ``accounts_check_interval_s`` of a change, so these commands take effect
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import accounts as acc
+from ..dsig.keys import load_key
 from ..errors import EXIT_OK, IOFailure, UsageError
 
 
@@ -41,7 +42,7 @@ def _load(args: argparse.Namespace) -> tuple[str, acc.Accounts, acc.Account]:
 def _describe(a: acc.Account) -> dict[str, Any]:
     return {"name": a.name, "roles": sorted(a.roles), "codes": sorted(a.codes), "dxp_id": a.dxp_id,
             "certificates": list(a.certificates), "tokens": len(a.token_hashes),
-            "client_certs": list(a.client_cert_hashes)}
+            "client_certs": list(a.client_cert_hashes), "custody": a.custody}
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -52,7 +53,8 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rows:
         print(f"{r['name']:<20} {','.join(r['roles']):<24} {r['dxp_id'] or '-':<17} "
-              f"{' '.join(r['codes']) or '-'}  tokens {r['tokens']}, client certs {len(r['client_certs'])}")
+              f"{' '.join(r['codes']) or '-'}  tokens {r['tokens']}, client certs {len(r['client_certs'])}"
+              + (", custody signing" if r["custody"] else ""))
     return EXIT_OK
 
 
@@ -90,6 +92,23 @@ def _client_cert(args: argparse.Namespace) -> int:
     acc.write_accounts(path, change(current, account.name, fp))
     print(f"{'removed' if args.remove else 'registered'} client certificate sha256 {fp} "
           f"{'from' if args.remove else 'for'} {account.name}")
+    return EXIT_OK
+
+
+def _custody(args: argparse.Namespace) -> int:
+    path, current, account = _load(args)
+    if args.remove:
+        acc.write_accounts(path, acc.with_custody(current, account.name, "", ""))
+        print(f"the gateway no longer signs for {account.name}: its JSON submissions are refused (403)")
+        return EXIT_OK
+    if not args.key:
+        raise UsageError("give --key FILE (and --cert FILE for a PEM key), or --remove")
+    key = str(Path(args.key).resolve())
+    cert = str(Path(args.cert).resolve()) if args.cert else ""
+    signer = load_key(key, cert or None)  # refuse a key that cannot sign before writing it down
+    acc.write_accounts(path, acc.with_custody(current, account.name, key, cert))
+    print(f"the gateway signs {account.name}'s JSON submissions with {key} "
+          f"({signer.certificate.subject.rfc4514_string()})")
     return EXIT_OK
 
 
@@ -134,6 +153,15 @@ def register(subparsers: Any) -> None:
     cc.add_argument("cert", help="certificate file (PEM or DER)")
     cc.add_argument("--remove", action="store_true")
     cc.set_defaults(func=_client_cert)
+
+    cu = sub.add_parser("custody", parents=[common],
+                        help="let the gateway sign an account's JSON submissions with a key it holds "
+                             "(or --remove)")
+    cu.add_argument("name")
+    cu.add_argument("--key", help="private key (PEM, or .p12/.pfx with its certificate inside)")
+    cu.add_argument("--cert", help="its certificate (PEM), for a PEM key")
+    cu.add_argument("--remove", action="store_true")
+    cu.set_defaults(func=_custody)
 
     rm = sub.add_parser("remove", parents=[common], help="remove an account (its data stays in the store)")
     rm.add_argument("name")

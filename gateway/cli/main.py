@@ -20,6 +20,8 @@ from ..errors import EXIT_INTERNAL, EXIT_USAGE, GatewayError
 # offers is what there is).
 COMMAND_MODULES = (
     "validate",
+    "translate",
+    "schema",
     "sign",
     "verify",
     "certs",

@@ -1,8 +1,10 @@
-"""``cebgw receipts --url URL --token T [--follow] [--ack]``: print the account's receipts."""
+"""``cebgw receipts --url URL --token T [--follow] [--ack] [--format json]``: print the account's receipts
+(``--format json``: one JSON document per line, each receipt record as :mod:`gateway.mapping` decodes it)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -15,6 +17,8 @@ def _run(args: argparse.Namespace) -> int:
     cursor: int | None = None
     while True:
         query = f"limit={args.limit}&wait={args.wait if args.follow else 0}"
+        if args.format == "json":
+            query += "&format=json"
         if cursor is not None:
             query += f"&after={cursor}"
         status, body = call("GET", f"{base}/v1/receipts?{query}", args.token, timeout=args.wait + 30)
@@ -22,6 +26,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"receipts: {status} {body.get('error', {}).get('message')}", file=sys.stderr)
             return EXIT_INVALID
         for item in body["items"]:
+            if args.format == "json":
+                print(json.dumps({"cursor": item["cursor"], "message_id": item["message_id"], **item["json"]},
+                                 ensure_ascii=False), flush=True)
+                continue
             print(f"{item['cursor']}\t{item['message_type']}\t{item['status']}\t{item['return_time']}\t"
                   f"message={item['message_id']}\t{item['info']}", flush=True)
         if body["items"]:
@@ -41,4 +49,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ack", action="store_true", help="acknowledge what was printed")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--wait", type=int, default=25, help="long-poll seconds with --follow")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: one line per receipt record, as JSON (returnInfo as code and text)")
     p.set_defaults(func=_run)

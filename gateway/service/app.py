@@ -19,7 +19,7 @@ from typing import TypedDict
 from aiohttp import web
 
 from .. import audit
-from ..accounts import AccountFile
+from ..accounts import AccountFile, CustodyKeys
 from ..catalog import load as load_catalog
 from ..config import Settings
 from ..dsig import KeyProvider, load_key, load_registry
@@ -34,6 +34,7 @@ from .keys import (
     AUDIT_KEY,
     CATALOG,
     CHECKER,
+    CUSTODY,
     GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
@@ -57,6 +58,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/v1/messages", h.post_message),
     ("GET", "/v1/messages/{id}", h.get_message),
     ("GET", "/v1/receipts", h.get_receipts),
+    ("GET", "/v1/schemas/{type}", h.get_schema),
     ("POST", "/v1/receipts/ack", h.ack_receipts),
     ("GET", "/v1/customs/outbox", h.get_outbox),
     ("POST", "/v1/customs/outbox/ack", h.ack_outbox),
@@ -84,6 +86,7 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
     app[REGISTRY] = load_registry(settings.registry_path)
     app[ACCOUNTS] = AccountFile(settings.accounts_path, check_interval_s=settings.accounts_check_interval_s)
     app[METRICS] = Metrics()
+    app[CUSTODY] = CustodyKeys()
     app[REQUEST_IDS] = RequestIds()
     if settings.gateway_key is not None and settings.gateway_cert is not None:
         key = load_key(settings.gateway_key, settings.gateway_cert)

@@ -33,6 +33,7 @@ from .keys import (
     ACCOUNTS,
     CATALOG,
     CHECKER,
+    CUSTODY,
     GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
@@ -57,14 +58,15 @@ def _limits(request: web.Request) -> pipeline.Limits:
     return pipeline.limits_of(request.app[SETTINGS])
 
 
-async def read_xml(request: web.Request) -> bytes:
-    """The XML body, refusing other media types (415), charsets other than UTF-8 (400) and
-    oversize bodies (413) before reading them, and bodies that do not arrive in time (408)."""
+async def read_xml(request: web.Request, *, json_ok: bool = False) -> bytes:
+    """The XML body (or, with ``json_ok``, a JSON one), refusing other media types (415),
+    charsets other than UTF-8 (400) and oversize bodies (413) before reading them, and bodies
+    that do not arrive in time (408)."""
     ctype = request.content_type
-    if ctype == "application/json":
-        raise MediaTypeError("JSON mapping is not enabled on this gateway; send the CEB XML "
-                             "(Content-Type: application/xml)")
-    if ctype not in XML_TYPES:
+    if ctype == "application/json" and not json_ok:
+        raise MediaTypeError("this endpoint takes CEB XML only (Content-Type: application/xml); "
+                             "JSON declarations go to POST /v1/messages")
+    if ctype not in XML_TYPES and not (json_ok and ctype == "application/json"):
         raise MediaTypeError(f"Content-Type {ctype!r} is not accepted; use application/xml or text/xml")
     charset = request.charset
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
@@ -164,14 +166,19 @@ def _message_view(rec: MessageRecord) -> dict[str, object]:
 async def post_message(request: web.Request) -> web.Response:
     """Submit one declaration: 202 once durable, 200 for the same bytes again."""
     app, account = request.app, request[ACCOUNT]
-    data = await read_xml(request)
+    data = await read_xml(request, json_ok=True)
     settings = app[SETTINGS]
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
                                _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
-                               editions=settings.accept_editions, executor=app[CHECKER])
+                               editions=settings.accept_editions, executor=app[CHECKER],
+                               custody=app[CUSTODY])
     metrics = app[METRICS]
     try:
-        accepted = await pipeline.submit(data, account, deps)
+        if request.content_type == "application/json":  # mapped and signed, then the XML path
+            accepted = await pipeline.submit_json(data, account, deps,
+                                                  message_type=request.headers.get("X-Message-Type") or None)
+        else:
+            accepted = await pipeline.submit(data, account, deps)
     except pipeline.Rejected as exc:
         metrics.message(exc.message_type or "unknown", "rejected")
         raise
@@ -215,6 +222,7 @@ def _mail_view(item: MailItem, as_json: bool, catalog: Catalog) -> dict[str, obj
         "xml": item.data.decode("utf-8", "replace")}
     if as_json:
         view["record"] = pipeline.stored_record(item.data, item.record_no, catalog)
+        view["json"] = pipeline.receipt_json(item.data, item.record_no, catalog)
     return view
 
 
@@ -244,6 +252,16 @@ async def ack_receipts(request: web.Request) -> web.Response:
         raise UsageError(f"cursor must be an integer from 0 to {MAX_ID}", field="cursor")
     await request.app[STORE].ack_mailbox(request[ACCOUNT].name, cursor)
     return _json({"acked": cursor})
+
+
+async def get_schema(request: web.Request) -> web.Response:
+    """The JSON Schema (or ``format=markdown|xsd``) of a message type's JSON, in ``edition``."""
+    fmt = request.query.get("format", "json-schema")
+    text, ctype = pipeline.describe(request.match_info["type"], request.query.get("edition") or None, fmt,
+                                    request.app[CATALOG])
+    if ctype == "application/json":
+        return web.Response(text=text, content_type="application/schema+json", charset="utf-8")
+    return web.Response(text=text, content_type=ctype, charset="utf-8")
 
 
 # ---------------------------------------------------------------- customs

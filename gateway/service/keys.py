@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from ..accounts import Account, AccountFile
+from ..accounts import Account, AccountFile, CustodyKeys
 from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
@@ -61,6 +61,7 @@ METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 # The one thread that parses and checks large bodies off the event loop (pipeline.off_loop).
 CHECKER = web.AppKey("checker", ThreadPoolExecutor)
+CUSTODY = web.AppKey("custody", CustodyKeys)  # the keys accounts let the gateway sign with
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 
 ACCOUNT = web.RequestKey("account", Account)

@@ -96,10 +96,26 @@ def document() -> dict[str, Any]:
     """The whole document (built per call; it is small)."""
     paths: dict[str, dict[str, Any]] = {
         "/v1/messages": {"post": _op(
-            "Submit a CEB declaration (bare or in DxpMsg/DxpMsgSv)",
+            "Submit a CEB declaration (bare or in DxpMsg/DxpMsgSv), or its JSON (application/json, the "
+            "type in messageType or X-Message-Type; mapped, then signed with the account's custody key: "
+            "403 CEBGW-AUTH-CUSTODY for an account without one; errors name JSON paths)",
             {"202": _json(_ref("Accepted"), "durably stored and queued for customs"),
              "200": _json(_ref("Accepted"), "the same bytes were already accepted (first answer)")},
-            400, 401, 403, 408, 409, 413, 415, 422, 503, body=_xml())},
+            400, 401, 403, 408, 409, 413, 415, 422, 503,
+            body={**_xml(), "application/json": {"schema": {
+                "type": "object", "description": "the JSON of GET /v1/schemas/{type}"}}},
+            params=[{"name": "X-Message-Type", "in": "header", "required": False,
+                     "schema": {"type": "string"},
+                     "description": "the type of a JSON body (e.g. CEB311) if it has no messageType"}])},
+        "/v1/schemas/{type}": {"get": _op(
+            "The JSON a message type takes (JSON Schema, or format=markdown|xsd), in an edition",
+            {"200": {"description": "the description", "content": {
+                "application/schema+json": {"schema": {"type": "object"}}, "text/markdown": {},
+                "application/xml": {}}}}, 400, 401, 404,
+            params=[{"name": "type", "in": "path", "required": True, "schema": {"type": "string"},
+                     "description": "a CEB message type such as CEB311"},
+                    _q("edition", "string", " or ".join(EDITIONS) + " (default: the newest the type has)"),
+                    _q("format", "string", "json-schema (default), markdown or xsd")])},
         "/v1/messages/{id}": {"get": _op(
             "A declaration's state, business keys and receipt timeline",
             {"200": _json(_ref("Message"), "the declaration")}, 401, 404, params=[_p("id")])},
@@ -107,7 +123,8 @@ def document() -> dict[str, Any]:
             "The account's receipts in arrival order (long-poll with wait)",
             {"200": _json(_ref("Mailbox"), "receipts after the cursor")}, 400, 401,
             params=[_q("after"), _q("limit"), _q("wait", description="seconds, capped"),
-                    _q("format", "string", "xml (default) or json")])},
+                    _q("format", "string", "xml (default) or json (each item also gets `json`: the "
+                                           "receipt record as JSON, returnInfo as code and text)")])},
         "/v1/receipts/ack": {"post": _op(
             "Mark receipts read up to a cursor",
             {"200": _json(_obj(acked={"type": "integer"}), "acknowledged")},

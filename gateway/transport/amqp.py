@@ -20,16 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
 from ..errors import ConfigError, GatewayError
-from ..store import Store
 from ..transportconfig import AmqpSettings
-from .common import Outgoing, ReceiptTaker, Refused, Retry, TransportMetrics, in_order_prefix, read_outgoing
+from .common import (
+    OutboxWorker,
+    Outgoing,
+    Refused,
+    Retry,
+    in_order_prefix,
+    read_outgoing,
+)
 
 log = logging.getLogger("gateway.transport.amqp")
 NAME = "amqp"
@@ -72,26 +79,17 @@ class _Lost(Exception):
     """The connection or channel went away under a publish; reconnect."""
 
 
-class AmqpTransport:
+class AmqpTransport(OutboxWorker[AmqpSettings]):
     """One broker connection carrying the outbound publisher and the inbound consumer."""
 
-    def __init__(self, settings: AmqpSettings, store: Store, receipts: ReceiptTaker,
-                 metrics: TransportMetrics,
-                 *, lease_timeout_s: float, max_bytes: int,
-                 wait_for_outbox: Callable[[float], Awaitable[None]] | None = None) -> None:
-        self.s = settings
-        self.store = store
-        self.receipts = receipts
-        self.metrics = metrics
-        self.lease_timeout_s = lease_timeout_s
-        self.max_bytes = max_bytes
-        self._wait = wait_for_outbox or asyncio.sleep
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.pending: list[Outgoing] = []   # leased and not yet acked in the outbox, in lease order
         self.confirmed: set[int] = set()     # ids in pending the broker confirmed
         self.connection: AbstractConnection | None = None
-        metrics.connected[NAME] = False
-        metrics.start(NAME, ("connects", "published", "confirmed", "unroutable", "consumed", "redelivered",
-                             "stored", "dead_lettered", "retried"))
+        self.metrics.connected[NAME] = False
+        self.metrics.start(NAME, ("connects", "published", "confirmed", "unroutable", "consumed",
+                                  "redelivered", "stored", "dead_lettered", "retried"))
 
     async def run(self) -> None:
         """Connect, work, and on any connection loss wait (growing up to ``reconnect_max_s``) and

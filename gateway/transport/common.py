@@ -3,10 +3,12 @@ the counters for ``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from .. import pipeline
 from ..accounts import Accounts
@@ -166,3 +168,22 @@ class ReceiptTaker:
             self.on_record(mtype, outcome)
             outcomes.append(outcome)
         return Taken(mtype, tuple(outcomes))
+
+
+S = TypeVar("S")
+
+
+class OutboxWorker(Generic[S]):
+    """What every transport worker holds: its settings ``s``, the store whose outbox it empties,
+    the receipt stages it feeds, its counters, and how long a lease lasts and a message may be."""
+
+    def __init__(self, settings: S, store: Store, receipts: ReceiptTaker, metrics: TransportMetrics,
+                 *, lease_timeout_s: float, max_bytes: int,
+                 wait_for_outbox: Callable[[float], Awaitable[None]] | None = None) -> None:
+        self.s = settings
+        self.store = store
+        self.receipts = receipts
+        self.metrics = metrics
+        self.lease_timeout_s = lease_timeout_s
+        self.max_bytes = max_bytes
+        self._wait = wait_for_outbox or asyncio.sleep

@@ -24,14 +24,21 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..errors import GatewayError
-from ..store import Store
 from ..transportconfig import FolderPair, FolderSettings
-from .common import Outgoing, ReceiptTaker, Refused, Retry, TransportMetrics, in_order_prefix, read_outgoing
+from .common import (
+    OutboxWorker,
+    Outgoing,
+    Refused,
+    Retry,
+    in_order_prefix,
+    read_outgoing,
+)
 
 log = logging.getLogger("gateway.transport.folder")
 NAME = "folder"
@@ -84,24 +91,15 @@ def _finished_candidates(folder: Path) -> Iterator[os.DirEntry[str]]:
             yield e
 
 
-class FolderTransport:
+class FolderTransport(OutboxWorker[FolderSettings]):
     """Writes envelopes into the send folders and takes receipts from the receive folders."""
 
-    def __init__(self, settings: FolderSettings, store: Store, receipts: ReceiptTaker,
-                 metrics: TransportMetrics,
-                 *, lease_timeout_s: float, max_bytes: int,
-                 wait_for_outbox: Callable[[float], Awaitable[None]] | None = None) -> None:
-        self.s = settings
-        self.store = store
-        self.receipts = receipts
-        self.metrics = metrics
-        self.lease_timeout_s = lease_timeout_s
-        self.max_bytes = max_bytes
-        self._wait = wait_for_outbox or asyncio.sleep
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._seen: dict[Path, tuple[int, int]] = {}   # file -> (size, mtime_ns) at the last look
         self._warned: set[str] = set()
-        metrics.start(NAME, ("written", "confirmed", "unroutable", "read", "stored", "dead_lettered",
-                             "retried"))
+        self.metrics.start(NAME, ("written", "confirmed", "unroutable", "read", "stored", "dead_lettered",
+                                  "retried"))
 
     async def run(self) -> None:
         """Create the folders, then send and receive until cancelled."""

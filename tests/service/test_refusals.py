@@ -48,7 +48,7 @@ async def test_refusals_carry_the_table_status_and_code(sb: Sandbox) -> None:
     cases: list[tuple[bytes, str, int, str]] = [
         (b"hello", "application/xml", 400, "CEBGW-PARSE-SYNTAX"),
         (b"<a/>", "text/plain", 415, "CEBGW-MEDIA-TYPE"),
-        (b'{"order": 1}', "application/json", 415, "CEBGW-MEDIA-TYPE"),
+        (b'{"order": 1}', "application/json", 403, "CEBGW-AUTH-CUSTODY"),  # JSON: custody accounts only
         (samplegen.build_receipt("CEB312", {}), "application/xml", 422, "CEBGW-IDENT-UNKNOWN"),
         (invalid, "application/xml", 422, "CEBGW-RULE-ACTURALPAID"),
         (tampered, "text/xml", 422, "CEBGW-SIG-DIGEST"),
@@ -67,7 +67,7 @@ async def test_refusals_carry_the_table_status_and_code(sb: Sandbox) -> None:
         status, body = await api.post_xml(sb.token("agent"), samplegen.build("CEB607"))
         assert (status, body["error"]["code"]) == (422, "CEBGW-RULE-SIGNATURE-DECLARED")
         _, body = await api.post_xml(tok, b"{}", "application/json")
-        assert "JSON mapping is not enabled" in body["error"]["message"]
+        assert "does not let the gateway sign for it" in body["error"]["message"]
         _, body = await api.post_xml(tok, invalid)
         assert any(f["field"] == "acturalPaid" for f in body["error"]["errors"])
         assert "acturalPaid" in body["ceb900"] and "CEBGW-RULE-ACTURALPAID" in body["ceb900"]

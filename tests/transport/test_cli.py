@@ -95,10 +95,15 @@ def _round_trip(cli: Callable[..., tuple[int, str, str]], url: str, info: dict[s
 
 def _printed(tmp_path: Path, transport: str) -> list[str]:
     """The arguments of the ``cebgw customs answer`` line the sandbox printed for ``transport``."""
-    text = (tmp_path / "serve.log").read_text(encoding="utf-8")
     start = f"cebgw customs answer {transport}"
-    line = next(line for line in text.splitlines() if start in line and not line.startswith("#"))
-    words = shlex.split(line)
+    found: list[str] = []
+
+    def printed() -> bool:  # with --workers 2 the other worker may answer /healthz before it prints
+        text = (tmp_path / "serve.log").read_text(encoding="utf-8")
+        found[:] = [line for line in text.splitlines() if start in line and not line.startswith("#")]
+        return bool(found)
+    _until(printed, "the sandbox's banner")
+    words = shlex.split(found[0])
     return words[words.index("answer") + 1:]
 
 
