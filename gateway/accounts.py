@@ -15,6 +15,8 @@ compared in constant time.  File format::
     client_cert_sha256 = []                 # mutual-TLS client certificate fingerprints
     custody_key = "/etc/cebgw/keys/ecommerce.key.pem"   # optional: the gateway holds this key and
     custody_cert = "/etc/cebgw/keys/ecommerce.cert.pem" # signs the account's JSON submissions with it
+    preflight = "warn"                      # three-order comparison before customs: off (default),
+                                            # warn (finding receipts) or hold (and hold its lists)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 from .dsig.keys import KeyProvider, load_key
 from .errors import ConfigError, ForbiddenError
 
+PREFLIGHT_POLICIES = ("off", "warn", "hold")
 ROLES = frozenset({"platform", "ecommerce", "payment", "logistics", "agent", "site_operator",
                    "customs", "operator"})
 
@@ -53,6 +56,7 @@ class Account:
     client_cert_hashes: tuple[str, ...] = ()
     custody_key: str = ""   # a key the gateway holds and signs JSON submissions with ("" = none)
     custody_cert: str = ""
+    preflight: str = "off"  # PREFLIGHT_POLICIES: what the pre-flight comparison does for it
 
     @property
     def custody(self) -> bool:
@@ -134,6 +138,10 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
         roles = frozenset(_strs(row, "roles", where))
         if roles - ROLES:
             raise ConfigError(f"{where}: unknown roles {sorted(roles - ROLES)}", field="roles")
+        preflight = row.get("preflight", "off")
+        if preflight not in PREFLIGHT_POLICIES:
+            raise ConfigError(f"{where}: preflight must be one of {', '.join(PREFLIGHT_POLICIES)}",
+                              field="preflight")
         custody_key, custody_cert = row.get("custody_key", ""), row.get("custody_cert", "")
         if not isinstance(custody_key, str) or not isinstance(custody_cert, str):
             raise ConfigError(f"{where}: custody_key and custody_cert must be file paths",
@@ -142,7 +150,8 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
             raise ConfigError(f"{where}: a PEM custody_key needs its custody_cert", field="custody_cert")
         out.append(Account(name, roles, frozenset(_strs(row, "codes", where)), dxp_id,
                            _strs(row, "certificates", where), _strs(row, "token_sha256", where),
-                           _strs(row, "client_cert_sha256", where), custody_key, custody_cert))
+                           _strs(row, "client_cert_sha256", where), custody_key, custody_cert,
+                           preflight=preflight))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: account names must be unique", field="name")
@@ -168,7 +177,8 @@ def render_accounts(accounts: Iterable[Account]) -> str:
             f"dxp_id = {string(a.dxp_id)}\ncertificates = {arr(a.certificates)}\n"
             f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n"
             + (f"custody_key = {string(a.custody_key)}\ncustody_cert = {string(a.custody_cert)}\n"
-               if a.custody_key else ""))
+               if a.custody_key else "")
+            + (f"preflight = {string(a.preflight)}\n" if a.preflight != "off" else ""))
     return "".join(parts)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,9 @@ class Settings:
     audit_checkpoint_s: float = DEFAULT_AUDIT_CHECKPOINT_S
     # [transport.amqp] and [transport.folder] (gateway/transportconfig.py): off unless given.
     transport: TransportSettings = field(default_factory=TransportSettings)
+    # The personal limits the pre-flight comparison checks (CNY, exact decimals; spec §12 rule 13).
+    single_limit: Decimal = Decimal("5000")
+    annual_limit: Decimal = Decimal("26000")
 
     @cached_property
     def policy(self) -> Policy:
@@ -165,10 +169,13 @@ _INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mai
 _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 
+_DECIMALS = ("single_limit", "annual_limit")
+
+
 def from_mapping(data: dict[str, Any], base: Path) -> Settings:
     """Settings from a parsed TOML table; relative paths are taken from ``base``. Raises ConfigError."""
     known = {"store_url", "allowed_algorithms", "accept_editions", "transport", *_PATHS, *_FLOATS, *_INTS,
-             *_BOOLS}
+             *_BOOLS, *_DECIMALS}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"unknown settings: {sorted(extra)}", field=sorted(extra)[0])
@@ -180,6 +187,12 @@ def from_mapping(data: dict[str, Any], base: Path) -> Settings:
                 kw[name] = p if p.is_absolute() else base / p
         kw.update({n: float(data[n]) for n in _FLOATS if n in data})
         kw.update({n: int(data[n]) for n in _INTS if n in data})
+        for n in _DECIMALS:
+            if n in data:
+                try:
+                    kw[n] = Decimal(str(data[n]))
+                except ArithmeticError:
+                    raise ConfigError(f"{n} must be a decimal amount, e.g. \"5000\"", field=n) from None
         for n in _BOOLS:
             if n in data:
                 if not isinstance(data[n], bool):

@@ -5,8 +5,9 @@ Declarations::
     JSON → translate (map to CEB XML, sign with the account's custody key) → the XML path below
     bytes → parse → identify → open (unwrap DxpMsg/DxpMsgSv) → declaration? → validate
           → appTime near the receiving time? (a warning) → authorise (copCode is the account's)
-          → verify signature (certificate valid at appTime and at receipt) → prepare (record + DXP envelope)
-          → persist (durable) → Accepted
+          → verify signature (certificate valid at appTime and at receipt) → lifecycle (appType against
+          the enterprise's earlier versions) → prepare (record + DXP envelope) → persist (durable)
+          → pre-flight (the parcel's documents compared; warn or hold) → Accepted
 
 Receipts::
 
@@ -34,7 +35,7 @@ from typing import TypeVar
 
 from lxml import etree
 
-from . import ceb900, mapping, routing
+from . import ceb900, lifecycle, mapping, routing
 from .accounts import Account, Accounts, CustodyKeys
 from .catalog import CEB_NS, CURRENT_EDITION, DS_NS, DXP_NS, Catalog, Identified, MessageType
 from .catalog import load as load_catalog
@@ -59,6 +60,8 @@ from .errors import (
     cap_findings,
 )
 from .mapping.jsonschema import json_schema, markdown
+from .preflight import Evaluation, Preflight, document_of, parcel_records
+from .reconcile import ParcelKey
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import EDITIONS, Checked, Report, apptime, detect, findings_of
 from .validate.xsd import schema_path as xsd_path
@@ -184,6 +187,7 @@ class Accepted:
     duplicate: bool
     edition: str | None = None
     warnings: tuple[Finding, ...] = ()
+    preflight: tuple[Evaluation, ...] = ()  # the comparisons of its parcels this submission ran
 
 
 # ---------------------------------------------------------------- shared stages
@@ -379,9 +383,10 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
 
 
 def prepare(verified: Verified, *, now: datetime | None = None,
-            gateway_key: KeyProvider | None = None) -> Prepared:
+            gateway_key: KeyProvider | None = None, held: bool = False) -> Prepared:
     """Stage 8: the store record and the DxpMsg for customs (CopMsgId kept from the sender's
-    envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given."""
+    envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given;
+    with its records' guids and parcel documents, stored ``held`` back from customs if asked."""
     auth = verified.authorised
     opened = auth.validated.opened
     ident, mtype = opened.ident, opened.type
@@ -396,11 +401,13 @@ def prepare(verified: Verified, *, now: datetime | None = None,
     envelope = b""
     if gateway_key is not None:
         envelope, parts = dsig_sign(head + base64.b64encode(data) + tail, gateway_key), None
+    guids, docs = parcel_records(ident)
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
         business_keys=mtype.business_keys(ident.root), envelope=envelope, cop_msg_id=cop_msg_id,
-        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition)
+        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition,
+        record_guids=guids, parcel_docs=docs, held=held and bool(docs))
     return Prepared(verified, message)
 
 
@@ -425,6 +432,8 @@ class SubmitDeps:
     times: TimePolicy = TimePolicy()
     executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
     custody: CustodyKeys | None = None
+    preflight: Preflight | None = None  # None: no pre-flight comparison
+    lifecycle: bool = True  # refuse what the document's lifecycle does not allow (gateway.lifecycle)
 
 
 def _now(clock: Callable[[], datetime] | None) -> datetime:
@@ -448,9 +457,10 @@ async def off_loop(fn: Callable[[], T], size: int, limits: Limits, executor: Exe
 
 
 def check_submission(data: bytes, account: Account,
-                     deps: SubmitDeps) -> tuple[NewMessage, tuple[Finding, ...]]:
-    """Every stage of a declaration before the store: the record to persist and the warnings.
-    Raises Rejected (400/422, with CEB900), ForbiddenError."""
+                     deps: SubmitDeps) -> tuple[NewMessage, tuple[Finding, ...], lifecycle.Facts | None]:
+    """Every stage of a declaration before the store: the record to persist, the warnings and
+    what the lifecycle stage needs of the message (``None``: not checked). Raises Rejected
+    (400/422, with CEB900), ForbiddenError."""
     known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
     received = _now(deps.clock)
@@ -469,18 +479,57 @@ def check_submission(data: bytes, account: Account,
                                ori_message_type=known.root if known else None, now=now)
         raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
-    return prepare(verified, now=now, gateway_key=deps.gateway_key).message, validated.warnings
+    facts = lifecycle.facts_of(opened.ident) if deps.lifecycle else None
+    pre = deps.preflight
+    held = pre is not None and pre.active() and pre.holds(account.name, opened.type.code)
+    message = prepare(verified, now=now, gateway_key=deps.gateway_key, held=held).message
+    return message, validated.warnings, facts
+
+
+async def check_lifecycle(message: NewMessage, facts: lifecycle.Facts, deps: SubmitDeps) -> None:
+    """Stage 7b: ``appType`` against the enterprise's earlier versions of the same documents
+    (:mod:`gateway.lifecycle`). Raises Rejected (409/422, with CEB900)."""
+    try:
+        await lifecycle.check(facts, message.tenant, deps.store, deps.catalog)
+    except lifecycle.LifecycleError as exc:
+        now = deps.clock() if deps.clock is not None else None
+        receipt = ceb900.build(exc, original=message.data, ori_cop_msg_id=message.cop_msg_id,
+                               ori_message_type=deps.catalog[message.message_type].root, now=now)
+        raise Rejected(exc, receipt, message.message_type) from exc
 
 
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
-    """Run a declaration through every stage. Raises Rejected (400/422, with CEB900),
+    """Run a declaration through every stage. Raises Rejected (400/409/422, with CEB900),
     ForbiddenError, ConflictError, StoreError."""
     # The parsed tree stays inside check_submission: with many requests waiting for the
     # commit at once, their trees would otherwise stay alive and crowd the CPU caches.
-    message, warnings = await off_loop(lambda: check_submission(data, account, deps), len(data),
-                                       deps.limits, deps.executor)
+    message, warnings, facts = await off_loop(lambda: check_submission(data, account, deps), len(data),
+                                              deps.limits, deps.executor)
+    if facts is not None:
+        await check_lifecycle(message, facts, deps)
     accepted = await persist(message, deps.store)
-    return replace(accepted, warnings=warnings) if warnings else accepted
+    if warnings:
+        accepted = replace(accepted, warnings=warnings)
+    pre = deps.preflight
+    if pre is not None and message.parcel_docs and pre.active():
+        # the same bytes again: compared again (nothing new is sent), so the answer is the same
+        parcels = list(dict.fromkeys(ParcelKey(d.ebp_code, d.order_no) for d in message.parcel_docs))
+        accepted = replace(accepted, preflight=await preflight(parcels, pre, deps.store))
+    return accepted
+
+
+async def preflight(parcels: Sequence[ParcelKey], pre: Preflight, store: Store) -> tuple[Evaluation, ...]:
+    """Stage 10: compare each parcel a stored declaration belongs to (a waybill, which names no
+    platform: every platform's parcel with its order number) and act per the senders' policies."""
+    out: list[Evaluation] = []
+    for key in parcels:
+        keys = [key]
+        if not key.ebp_code:
+            platforms = {document_of(v).get("ebpCode") for v in await store.parcel_versions("", key.order_no)}
+            keys = [ParcelKey(p, key.order_no) for p in sorted(p for p in platforms if p)] or [key]
+        for k in keys:
+            out.append(await pre.evaluate(k, store))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,16 @@ tenant always receives the receipt; so do ``BaseSubscribe`` subscribers with sta
 nothing is filed as a dead letter, never dropped; so is one whose keys were declared by
 several tenants when no envelope names its receiver (the gateway never guesses between
 tenants: the envelope's receiver decides).
+
+A document may have several versions (a change, appType 2, or a new declaration after a
+rejection); a record goes to the version it answers: the one whose guid (root or record head)
+the record carries, as its ``guid`` or in brackets in ``returnInfo`` (status 2 echoes it), else
+the version customs holds: the newest sent to customs and not rejected.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -21,6 +27,7 @@ from lxml import etree
 
 from .accounts import Accounts
 from .catalog import Identified, MessageType
+from .state import RANK, State
 from .store import DeclarationRef
 from .xmlio import local_name, text
 
@@ -107,12 +114,31 @@ async def _find(rec: ReceiptRecord, mtype: MessageType, lookup: DeclarationLooku
     found = await lookup.find_declarations(mtype.answers, keys)
     if not found:
         return f"no {mtype.answers} declaration with {keys}"
-    return _one_tenant(found, keys, accounts, receivers)
+    return _one_tenant(found, keys, accounts, receivers, rec)
+
+
+_BRACKETED_GUID = re.compile(r"\[([0-9A-Za-z-]{36})\]")
+
+
+def version_of(found: Sequence[DeclarationRef], rec: ReceiptRecord | None) -> DeclarationRef:
+    """Of one tenant's versions of a document (``found``, newest first), the one ``rec`` answers:
+    the version whose root or record guid ``rec`` carries (its guid, or bracketed in its
+    returnInfo), else the newest sent to customs and not rejected, else the newest."""
+    if rec is not None:
+        wanted = {g.upper() for g in (rec.guid, *_BRACKETED_GUID.findall(rec.info)) if g}
+        for ref in found:
+            if ref.guid.upper() in wanted or (ref.record_guid and ref.record_guid.upper() in wanted):
+                return ref
+    for ref in found:
+        if ref.state != State.REJECTED and RANK[ref.state] >= RANK[State.SENT]:
+            return ref
+    return found[0]
 
 
 def _one_tenant(found: list[DeclarationRef], keys: dict[str, str], accounts: Accounts,
-                receivers: Sequence[str]) -> DeclarationRef | str:
-    """The newest of ``found`` (newest first) of the one tenant the receipt is for, or why none is.
+                receivers: Sequence[str], rec: ReceiptRecord | None = None) -> DeclarationRef | str:
+    """The version ``rec`` answers (:func:`version_of`) of the one tenant the receipt is for
+    among ``found`` (newest first), or why there is none.
 
     Never a guess between tenants: an envelope addressed to known accounts decides (its
     receivers' declarations only); without one, the keys must belong to one tenant alone.
@@ -130,7 +156,7 @@ def _one_tenant(found: list[DeclarationRef], keys: dict[str, str], accounts: Acc
         return (f"ambiguous: {found[0].message_type} declarations with {keys} by {len(tenants)} tenants "
                 f"({', '.join(tenants)}); a receipt without an envelope naming its receiver is delivered "
                 "to nobody")
-    return found[0]
+    return version_of(found, rec)
 
 
 def subscriber_mailboxes(ref: DeclarationRef, accounts: Accounts) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """The package keeps its floors: no module imports from a floor above its own (DEVELOPERS.md).
 
-cli/ → service/ → pipeline.py → routing.py, sandbox/, audit.py → config.py, accounts.py, validate/, mapping/
+cli/ → service/ → pipeline.py → routing.py, sandbox/, audit.py, lifecycle.py, preflight.py → config.py,
+accounts.py, validate/, mapping/, reconcile/
 → dsig/, envelope.py → catalog/ → store/, xmlio.py → state.py, errors.py
 """
 
@@ -16,8 +17,8 @@ FLOORS = (
     ("cli",),
     ("service", "transport"),
     ("pipeline",),
-    ("routing", "sandbox", "audit"),
-    ("config", "transportconfig", "accounts", "validate", "mapping"),
+    ("routing", "sandbox", "audit", "lifecycle", "preflight"),
+    ("config", "transportconfig", "accounts", "validate", "mapping", "reconcile"),
     ("dsig", "envelope", "ceb900"),
     ("catalog",),
     ("store", "xmlio"),

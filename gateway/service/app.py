@@ -24,6 +24,8 @@ from ..catalog import load as load_catalog
 from ..config import Settings
 from ..dsig import KeyProvider, load_key, load_registry
 from ..errors import GatewayError
+from ..preflight import Preflight
+from ..reconcile import Limits
 from ..store import Store, open_store
 from ..transport import workers as transport_workers
 from ..transport.common import TransportMetrics
@@ -38,6 +40,7 @@ from .keys import (
     GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
+    PREFLIGHT,
     REGISTRY,
     REQUEST_IDS,
     SETTINGS,
@@ -63,6 +66,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/customs/outbox", h.get_outbox),
     ("POST", "/v1/customs/outbox/ack", h.ack_outbox),
     ("POST", "/v1/customs/receipts", h.post_receipts),
+    ("GET", "/v1/parcels/{ebpCode}/{orderNo}", h.get_parcel),
+    ("GET", "/v1/held", h.get_held),
+    ("POST", "/v1/held/{id}/release", h.release_held),
     ("GET", "/v1/dead-letters", h.get_dead_letters),
     ("POST", "/v1/dead-letters/{id}/reroute", h.reroute_dead_letter),
     ("GET", "/healthz", h.healthz),
@@ -98,6 +104,8 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
         app.router.add_route(method, path, handler)
     app.router.add_get("/openapi.json", openapi_json)
     app[OUTBOX_SIGNAL] = Signal()
+    app[PREFLIGHT] = Preflight(app[ACCOUNTS].current, app[CATALOG],
+                               Limits(settings.single_limit, settings.annual_limit))
     # One thread: large bodies are few, and it keeps the compiled schemas to two copies (its
     # own and the event loop's, see xmlio.per_thread_cache), made before the first request.
     app[CHECKER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cebgw-check")

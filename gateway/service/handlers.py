@@ -14,7 +14,7 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
-from .. import pipeline
+from .. import pipeline, preflight
 from ..accounts import Account
 from ..catalog import Catalog
 from ..config import Settings
@@ -27,6 +27,7 @@ from ..errors import (
     RequestTimeout,
     UsageError,
 )
+from ..reconcile import PARCEL_TYPES, ParcelKey
 from ..store import MAX_ID, MailItem, MessageRecord
 from .keys import (
     ACCOUNT,
@@ -37,6 +38,7 @@ from .keys import (
     GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
+    PREFLIGHT,
     REGISTRY,
     SETTINGS,
     STORE,
@@ -171,7 +173,7 @@ async def post_message(request: web.Request) -> web.Response:
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
                                _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
                                editions=settings.accept_editions, executor=app[CHECKER],
-                               custody=app[CUSTODY])
+                               custody=app[CUSTODY], preflight=app[PREFLIGHT])
     metrics = app[METRICS]
     try:
         if request.content_type == "application/json":  # mapped and signed, then the XML path
@@ -193,11 +195,19 @@ async def post_message(request: web.Request) -> web.Response:
         status = first.state.value if first is not None else status
     else:
         app[OUTBOX_SIGNAL].notify()
-    return _json({"id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
-                  "status": status, "edition": accepted.edition,
-                  "business_keys": list(accepted.business_keys),
-                  "warnings": [f.as_dict() for f in accepted.warnings]},
-                 status=200 if accepted.duplicate else 202)
+    body: dict[str, object] = {
+        "id": accepted.message_id, "guid": accepted.guid, "message_type": accepted.message_type,
+        "status": status, "edition": accepted.edition, "business_keys": list(accepted.business_keys),
+        "warnings": [f.as_dict() for f in accepted.warnings]}
+    if app[PREFLIGHT].policy(account.name) != "off":  # the comparison, for enterprises that asked for it
+        body["preflight"] = [_evaluation_view(e) for e in accepted.preflight]
+    return _json(body, status=200 if accepted.duplicate else 202)
+
+
+def _evaluation_view(e: preflight.Evaluation) -> dict[str, object]:
+    return {"ebpCode": e.key.ebp_code, "orderNo": e.key.order_no,
+            "missing": [c for c in PARCEL_TYPES if c not in e.versions],
+            "findings": [f.as_dict() for f in e.findings], "held": list(e.held), "released": list(e.released)}
 
 
 def _times(s: Settings) -> pipeline.TimePolicy:
@@ -351,6 +361,39 @@ async def reroute_dead_letter(request: web.Request) -> web.Response:
     return _json({"receipt_id": r.receipt_id, "message_id": r.declaration_id,
                   "delivered_to": list(r.delivered_to),
                   "state": r.state_after.value if r.state_after is not None else None})
+
+
+# ---------------------------------------------------------------- parcels (pre-flight comparison)
+
+async def get_parcel(request: web.Request) -> web.Response:
+    """The documents of one parcel, their versions, states, receipts and findings; 404 unless the
+    account sent one of them."""
+    key = ParcelKey(request.match_info["ebpCode"], request.match_info["orderNo"])
+    view = await preflight.parcel_view(key, request[ACCOUNT].name, request.app[STORE])
+    if view is None:
+        raise NotFoundError("no such parcel")
+    return _json(view)
+
+
+async def get_held(request: web.Request) -> web.Response:
+    """Inventory lists held back from customs: the account's own (operators and customs: all)."""
+    account = request[ACCOUNT]
+    limit = _int_param(request, "limit", 100, 1, 1000) or 100
+    items = await request.app[STORE].held_lists(None if account.is_operator else account.name, limit)
+    return _json({"items": [{"message_id": i.message_id, "tenant": i.tenant, "ebpCode": i.ebp_code,
+                             "orderNo": i.order_no, "held_at": i.held_at.isoformat()} for i in items]})
+
+
+async def release_held(request: web.Request) -> web.Response:
+    """An operator sends a held inventory list on to customs as it is."""
+    account = request[ACCOUNT]
+    if not account.is_operator:
+        raise ForbiddenError("only customs or operator accounts may release a held inventory list")
+    mid = _path_id(request, "held list")
+    if not await request.app[STORE].set_hold(mid, False, account.name):
+        raise NotFoundError("no such held list")
+    request.app[OUTBOX_SIGNAL].notify()
+    return _json({"message_id": mid, "released_by": account.name})
 
 
 # ---------------------------------------------------------------- public

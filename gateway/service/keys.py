@@ -13,6 +13,7 @@ from ..accounts import Account, AccountFile, CustodyKeys
 from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
+from ..preflight import Preflight
 from ..store import Store
 from ..transport.common import TransportMetrics
 from .metrics import Metrics
@@ -63,6 +64,7 @@ OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 CHECKER = web.AppKey("checker", ThreadPoolExecutor)
 CUSTODY = web.AppKey("custody", CustodyKeys)  # the keys accounts let the gateway sign with
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
+PREFLIGHT = web.AppKey("preflight", Preflight)  # the three-order comparison before customs
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -27,7 +27,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad request or unparsable XML (with ceb900)", 401: "missing or invalid credentials",
             403: "not allowed for this account", 404: "not found (or another tenant's)",
             408: "the body did not arrive within body_timeout_s",
-            409: "guid reused with different content", 413: "body over the size limit",
+            409: "guid reused with different content, or a lifecycle refusal (CEBGW-LIFECYCLE-*)",
+            413: "body over the size limit",
             415: "unsupported media type (XML bodies: application/xml or text/xml, UTF-8; "
                  "JSON bodies: application/json)", 422: "invalid message (with ceb900 for declarations)",
             503: "store unavailable"}
@@ -83,7 +84,30 @@ def _schemas() -> dict[str, Any]:
                          business_keys={"type": "array", "items": {"type": "object"}},
                          warnings={"type": "array", "items": _ref("Finding"),
                                    "description": "findings that do not refuse the message, e.g. "
-                                                  "CEBGW-APPTIME-SKEW"}),
+                                                  "CEBGW-APPTIME-SKEW"},
+                         preflight={"type": "array", "items": _ref("Comparison"),
+                                    "description": "the pre-flight comparison of each parcel it belongs to"}),
+        "ParcelFinding": _obj(code={"type": "string"}, severity={"type": "string"},
+                              document={"type": "string"}, field={"type": "string"},
+                              line={"type": ["string", "null"]}, other_document={"type": ["string", "null"]},
+                              other_field={"type": ["string", "null"]},
+                              values={"type": "array", "items": {"type": "string"}},
+                              message={"type": "string"}, message_zh={"type": "string"},
+                              customs_code={"type": "string"},
+                              customs_text={"type": "string", "description": "[Code:NNNN;Desc:...]"},
+                              eport_code={"type": ["string", "null"]}),
+        "Comparison": _obj(ebpCode={"type": "string"}, orderNo={"type": "string"},
+                           missing={"type": "array", "items": {"type": "string"}},
+                           findings={"type": "array", "items": _ref("ParcelFinding")},
+                           held={"type": "array", "items": {"type": "integer"}},
+                           released={"type": "array", "items": {"type": "integer"}}),
+        "Parcel": _obj(ebpCode={"type": "string"}, orderNo={"type": "string"},
+                       missing={"type": "array", "items": {"type": "string"}},
+                       documents={"type": "object", "description": "CEB311/411/511/621: each version with"
+                                  " its state, current/held/sent flags and receipt timeline"},
+                       findings={"type": "array", "items": _ref("ParcelFinding")},
+                       compared_at={"type": ["string", "null"]},
+                       held={"type": "array", "items": {"type": "integer"}}),
         "Message": _obj(id={"type": "integer"}, guid={"type": "string"}, message_type={"type": "string"},
                         status={"type": "string"}, edition=_EDITION, business_keys={"type": "array"},
                         timeline={"type": "array"}),
@@ -142,6 +166,19 @@ def document() -> dict[str, Any]:
             "Customs: post a receipt message (any receipt type, bare or enveloped)",
             {"200": _json(_obj(message_type={"type": "string"}, records={"type": "array"}), "per record")},
             400, 401, 403, 408, 413, 415, 422, body=_xml())},
+        "/v1/parcels/{ebpCode}/{orderNo}": {"get": _op(
+            "A parcel's documents (order, payment, waybill, inventory list), their versions, states,"
+            " receipts and the findings of the pre-flight comparison; for the enterprises involved only",
+            {"200": _json(_ref("Parcel"), "the parcel")}, 401, 404,
+            params=[{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("ebpCode", "orderNo")])},
+        "/v1/held": {"get": _op(
+            "Inventory lists held back from customs by the pre-flight comparison (operators: all)",
+            {"200": _json(_obj(items={"type": "array"}), "held lists")}, 401, params=[_q("limit")])},
+        "/v1/held/{id}/release": {"post": _op(
+            "Operators: send a held inventory list on to customs as it is",
+            {"200": _json(_obj(message_id={"type": "integer"}, released_by={"type": "string"}), "released")},
+            401, 403, 404, params=[_p("id")])},
         "/v1/dead-letters": {"get": _op(
             "Operators: receipts that matched no declaration",
             {"200": _json(_obj(items={"type": "array"}), "open dead letters")}, 401, 403,

@@ -47,6 +47,18 @@ class Subscriber:
 
 
 @dataclass(frozen=True)
+class ParcelDoc:
+    """One record of a parcel declaration (CEB311/411/511/621) as the comparison reads it:
+    ``fields`` is JSON ``{"head": {...}, "lines": [{...}, ...], "sender": copCode}``; a waybill
+    has ``ebp_code == ""``."""
+
+    record_no: int
+    ebp_code: str
+    order_no: str
+    fields: str
+
+
+@dataclass(frozen=True)
 class NewMessage:
     """A validated declaration to store and queue for customs.
 
@@ -69,6 +81,9 @@ class NewMessage:
     subscribers: Sequence[Subscriber] = ()
     envelope_parts: tuple[bytes, bytes] | None = None
     edition: str | None = None  # the edition of the standard the message follows (2018, 202205)
+    record_guids: Sequence[str] = ()  # each record's head guid, in record order
+    parcel_docs: Sequence[ParcelDoc] = ()  # its records that are documents of a parcel
+    held: bool = False  # stored held back from customs (an inventory list the pre-flight holds)
 
     @property
     def sha256(self) -> str:
@@ -139,6 +154,48 @@ class DeclarationRef:
     state: State
     received_at: datetime
     subscribers: tuple[Subscriber, ...]
+    record_guid: str = ""  # the matching record's head guid ("" if unknown)
+
+
+@dataclass(frozen=True)
+class ParcelVersion:
+    """One version of one document of a parcel: the declaration record, its state, its fields
+    (as :class:`ParcelDoc`), whether it is held back from customs and whether customs got it."""
+
+    message_id: int
+    record_no: int
+    message_type: str
+    tenant: str
+    sender_code: str
+    guid: str
+    state: State
+    received_at: datetime
+    fields: str
+    held: bool
+    sent: bool
+
+
+@dataclass(frozen=True)
+class ParcelOutcome:
+    """The latest comparison of a parcel: ``findings`` as JSON, ``basis`` the newest message id
+    it saw."""
+
+    ebp_code: str
+    order_no: str
+    basis: int
+    findings: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HeldList:
+    """An inventory list held back from customs."""
+
+    message_id: int
+    tenant: str
+    ebp_code: str
+    order_no: str
+    held_at: datetime
 
 
 @dataclass(frozen=True)
@@ -399,6 +456,39 @@ class Store(Protocol):
 
     async def metrics(self) -> StoreMetrics:
         """Counts for monitoring."""
+        ...
+
+    # ---- parcels (issue 11; gateway/store/parcelops.py)
+
+    async def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
+        """Every version of every document of parcel (``ebp_code``, ``order_no``), oldest first;
+        waybills (which carry no ebpCode) by ``order_no``; ``ebp_code == ""``: every platform's."""
+        ...
+
+    async def put_parcel_outcome(self, ebp_code: str, order_no: str, basis: int, findings: str) -> bool:
+        """Keep the parcel's latest comparison unless one with a newer ``basis`` is kept; True if kept."""
+        ...
+
+    async def parcel_outcome(self, ebp_code: str, order_no: str) -> ParcelOutcome | None:
+        """The parcel's latest comparison, ``None`` if never compared."""
+        ...
+
+    async def set_hold(self, message_id: int, held: bool, by: str = "") -> bool:
+        """Hold a declaration's envelope back from customs (only while no lease or acknowledgement
+        took it) or release it (``by``: who); True if that changed anything."""
+        ...
+
+    async def held_lists(self, tenant: str | None, limit: int) -> list[HeldList]:
+        """Declarations held now (of ``tenant``, or all), oldest first."""
+        ...
+
+    async def record_spending(self, buyer_id: str, year: int, ebp_code: str, order_no: str,
+                              amount: str) -> None:
+        """Set what parcel (``ebp_code``, ``order_no``) counts against ``buyer_id``'s ``year``."""
+        ...
+
+    async def buyer_spent(self, buyer_id: str, year: int, ebp_code: str, order_no: str) -> str:
+        """The sum (exact decimal text) of ``buyer_id``'s ``year`` over parcels other than this one."""
         ...
 
     async def close(self) -> None:

@@ -18,7 +18,8 @@ from .migrations import MIGRATIONS, applied_versions, migrate
 # destination's migration already wrote one).
 TABLES = ("message", "message_edition", "message_key", "subscriber", "declaration_state", "outbox",
           "receipt_blob", "receipt", "receipt_key", "receipt_link", "dead_letter", "assigned_key",
-          "mailbox", "mailbox_ack", "audit_entry", "audit_checkpoint")
+          "mailbox", "mailbox_ack", "audit_entry", "audit_checkpoint",
+          "record_guid", "parcel_doc", "parcel_outcome", "outbox_hold", "buyer_spend")
 # Identity columns whose sequences must continue after the copied ids.
 IDENTITIES = (("outbox", "id"), ("receipt", "id"), ("mailbox", "cursor"), ("audit_entry", "id"),
               ("audit_checkpoint", "id"))
@@ -140,4 +141,5 @@ def _copy_table(src: sqlite3.Connection, dst: Any, table: str) -> int:
     return n
 
 
-_WITHOUT_ROWID = {"message_key", "subscriber", "receipt_blob", "receipt_key", "assigned_key"}
+_WITHOUT_ROWID = {"message_key", "subscriber", "receipt_blob", "receipt_key", "assigned_key", "record_guid",
+                  "parcel_doc", "parcel_outcome", "buyer_spend"}

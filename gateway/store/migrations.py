@@ -25,6 +25,10 @@ Tables (all but the state tables are append-only):
 ``audit_entry``        the audit journal: one hash chain over declarations, receipts, links and
                        deliveries (append-only); ``audit_checkpoint`` signed checkpoints of its head;
                        ``audit_start`` where the journal began
+``record_guid``        each declaration record's head guid (receipts find their version by it)
+``parcel_doc``         the documents of each parcel as the comparison reads them (append-only);
+                       ``parcel_outcome`` its latest findings; ``outbox_hold`` held inventory lists;
+                       ``buyer_spend`` what each parcel counts against its buyer's annual limit
 ``tally``              the counts ``/metrics`` and ``/healthz`` show, kept by triggers in the same
                        transaction as the rows they count (so reading them costs the same at a
                        hundred rows as at a hundred million)
@@ -313,6 +317,61 @@ _V8 = (
     *_append_only("audit_start"),
 )
 
+# Independent of migration 7 (the parser-hardening branch's): it only adds tables.
+_V10 = (
+    # The guid of each record's head (status-2 receipts reuse it), so a receipt finds the very
+    # version of a document it answers.
+    """CREATE TABLE record_guid (
+        message_id INTEGER NOT NULL REFERENCES message (id),
+        record_no INTEGER NOT NULL,
+        guid TEXT NOT NULL,
+        PRIMARY KEY (message_id, record_no)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX record_guid_guid ON record_guid (guid)",
+    # The documents of each parcel (order, payment, waybill, inventory list) as the comparison
+    # reads them: head and line fields as JSON.  Waybills carry no ebpCode: ebp_code ''.
+    """CREATE TABLE parcel_doc (
+        message_id INTEGER NOT NULL REFERENCES message (id),
+        record_no INTEGER NOT NULL,
+        message_type TEXT NOT NULL,
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        PRIMARY KEY (message_id, record_no)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX parcel_doc_order ON parcel_doc (order_no, ebp_code)",
+    *_append_only("parcel_doc"),
+    # The latest comparison of each parcel (mutable); basis: the newest message id it saw.
+    """CREATE TABLE parcel_outcome (
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        basis INTEGER NOT NULL,
+        findings TEXT NOT NULL,
+        updated_us INTEGER NOT NULL,
+        PRIMARY KEY (ebp_code, order_no)
+    ) WITHOUT ROWID""",
+    # Inventory lists held back from customs by the pre-flight comparison (released_us set on
+    # release); the outbox does not lease a held envelope.
+    """CREATE TABLE outbox_hold (
+        message_id INTEGER PRIMARY KEY REFERENCES message (id),
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        held_us INTEGER NOT NULL,
+        released_us INTEGER,
+        released_by TEXT
+    )""",
+    "CREATE INDEX outbox_hold_open ON outbox_hold (message_id) WHERE released_us IS NULL",
+    # What each parcel counts against its buyer's annual limit (exact decimal text).
+    """CREATE TABLE buyer_spend (
+        buyer_id TEXT NOT NULL,
+        year INTEGER NOT NULL,
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        PRIMARY KEY (buyer_id, year, ebp_code, order_no)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
     # CEB900 receipts name the declaration only by the CopMsgId of the envelope sent to customs.
@@ -349,6 +408,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               ("""CREATE TABLE message_edition (
                     message_id INTEGER PRIMARY KEY REFERENCES message (id),
                     edition TEXT NOT NULL)""",)),
+    # issue 11: document versions, the parcels of the three-order comparison, held inventory
+    # lists and buyers' annual totals (gateway/store/parcelops.py).
+    Migration(10, "record guids, parcels, held lists, buyer totals", _V10),
 )
 
 

@@ -276,6 +276,47 @@ _V8 = (
     *_append_only("audit_start"),
 )
 
+_V10 = (
+    """CREATE TABLE record_guid (
+        message_id BIGINT NOT NULL REFERENCES message (id),
+        record_no INTEGER NOT NULL,
+        guid TEXT NOT NULL,
+        PRIMARY KEY (message_id, record_no))""",
+    "CREATE INDEX record_guid_guid ON record_guid (guid)",
+    """CREATE TABLE parcel_doc (
+        message_id BIGINT NOT NULL REFERENCES message (id),
+        record_no INTEGER NOT NULL,
+        message_type TEXT NOT NULL,
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        PRIMARY KEY (message_id, record_no))""",
+    "CREATE INDEX parcel_doc_order ON parcel_doc (order_no, ebp_code)",
+    *_append_only("parcel_doc"),
+    """CREATE TABLE parcel_outcome (
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        basis BIGINT NOT NULL,
+        findings TEXT NOT NULL,
+        updated_us BIGINT NOT NULL,
+        PRIMARY KEY (ebp_code, order_no))""",
+    """CREATE TABLE outbox_hold (
+        message_id BIGINT PRIMARY KEY REFERENCES message (id),
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        held_us BIGINT NOT NULL,
+        released_us BIGINT,
+        released_by TEXT)""",
+    "CREATE INDEX outbox_hold_open ON outbox_hold (message_id) WHERE released_us IS NULL",
+    """CREATE TABLE buyer_spend (
+        buyer_id TEXT NOT NULL,
+        year INTEGER NOT NULL,
+        ebp_code TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        PRIMARY KEY (buyer_id, year, ebp_code, order_no))""",
+)
+
 PG_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declarations, outbox, receipts, dead letters, mailboxes", _V1),
     Migration(2, "find declarations by envelope CopMsgId",
@@ -294,6 +335,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
               ("""CREATE TABLE message_edition (
                     message_id BIGINT PRIMARY KEY REFERENCES message (id),
                     edition TEXT NOT NULL)""",)),
+    Migration(10, "record guids, parcels, held lists, buyer totals", _V10),
 )
 
 LOCK_CLASS = 0x0CEB  # the first key of the store's advisory locks (the second: a hash of the schema)

@@ -44,16 +44,20 @@ from . import (
     Clock,
     DeadLetter,
     DeclarationRef,
+    HeldList,
     MailItem,
     MessageRecord,
     NewMessage,
     NewReceipt,
     OutboxItem,
+    ParcelOutcome,
+    ParcelVersion,
     PutResult,
     ReceiptResult,
     StoreMetrics,
     auditcheck,
     journal,
+    parcelops,
     sqlops,
 )
 from .pgschema import LOCK_CLASS, migrate, schema_of
@@ -77,7 +81,8 @@ def dialect(statement: str) -> str:
     """A statement of :mod:`sqlops`/:mod:`journal` in PostgreSQL's dialect: ``?`` parameters as
     ``%s``, ``INSERT OR IGNORE`` as ``ON CONFLICT DO NOTHING``, SQLite's two-argument ``MAX`` of
     the read-mark upsert as ``GREATEST``.  (The statements hold no ``?`` or ``%`` in literals.)"""
-    out = statement.replace("%", "%%").replace("?", "%s")
+    # ``? IS NULL``: PostgreSQL cannot type a parameter from that alone (parcelops' optional tenant)
+    out = statement.replace("%", "%%").replace("? IS NULL", "CAST(? AS TEXT) IS NULL").replace("?", "%s")
     if "INSERT OR IGNORE INTO" in out:
         out = out.replace("INSERT OR IGNORE INTO", "INSERT INTO") + " ON CONFLICT DO NOTHING"
     return out.replace("MAX(cursor, excluded.cursor)", "GREATEST(mailbox_ack.cursor, excluded.cursor)")
@@ -137,7 +142,8 @@ _LOCK_HEADS = """SELECT id, sender FROM outbox WHERE id = ANY(%s) AND acked_us I
 _LIVE = """SELECT DISTINCT sender FROM outbox
     WHERE sender = ANY(%s) AND acked_us IS NULL AND lease_until_us > %s"""
 _TAKE = """WITH l AS (UPDATE outbox SET attempts = attempts + 1, lease_until_us = %s
-        WHERE id = ANY(%s) AND acked_us IS NULL
+        WHERE id = ANY(%s) AND acked_us IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_hold h
+            WHERE h.message_id = outbox.message_id AND h.released_us IS NULL)
         RETURNING id, message_id, envelope, attempts, envelope_head, envelope_tail)
     SELECT l.id, l.message_id, l.envelope, l.attempts, l.envelope_head, l.envelope_tail, m.data
     FROM l JOIN message m ON m.id = l.message_id ORDER BY l.id"""
@@ -149,7 +155,8 @@ def lease_outbox(conn: Any, limit: int, now_us: int, lease_us: int) -> list[Outb
     envelopes is out on a live lease (checked after the lock, on a fresh snapshot)."""
     if limit < 1:
         return []
-    candidates = conn.execute(dialect(sqlops._LEASABLE_SENDERS), (now_us,)).fetchall()
+    senders = sqlops._LEASABLE_SENDERS.format(held=sqlops._NOT_HELD.format(t="q"))
+    candidates = [(s, first) for s, first in conn.execute(dialect(senders), (now_us,)) if first is not None]
     if not candidates:
         return []
     locked = conn.execute(_LOCK_HEADS, ([first for _, first in candidates], now_us)).fetchall()
@@ -161,8 +168,8 @@ def lease_outbox(conn: Any, limit: int, now_us: int, lease_us: int) -> list[Outb
     ids: list[int] = []
     for _, sender in heads:
         ids += [i for (i,) in conn.execute(
-            "SELECT id FROM outbox WHERE sender = %s AND acked_us IS NULL AND id <= %s ORDER BY id LIMIT %s",
-            (sender, bound, limit))]
+            "SELECT id FROM outbox o WHERE sender = %s AND acked_us IS NULL AND id <= %s"
+            f" {sqlops._NOT_HELD.format(t='o')} ORDER BY id LIMIT %s", (sender, bound, limit))]
     ids = sorted(ids)[:limit]
     rows = conn.execute(_TAKE, (now_us + lease_us, ids)).fetchall()
     return [OutboxItem(r[0], r[1], sqlops._envelope(r[2], r[4], r[5], r[6]), r[3]) for r in rows]
@@ -455,6 +462,46 @@ class PostgresStore:
         t = await self._read(sqlops.tally)
         return StoreMetrics(t.declarations, t.receipts, t.outbox_pending, sum(t.mailbox_unacked.values()),
                             t.dead_letters_open, self._batches, self._jobs)
+
+    # ------------------------------------------------------------ parcels (issue 11)
+
+    async def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
+        """See :meth:`gateway.store.Store.parcel_versions`."""
+        return await self._read(lambda c: parcelops.parcel_versions(c, ebp_code, order_no))
+
+    async def put_parcel_outcome(self, ebp_code: str, order_no: str, basis: int, findings: str) -> bool:
+        """See :meth:`gateway.store.Store.put_parcel_outcome`."""
+        now = self._now_us()
+        return await self._write(
+            lambda c: parcelops.put_parcel_outcome(_sq(c), ebp_code, order_no, basis, findings, now))
+
+    async def parcel_outcome(self, ebp_code: str, order_no: str) -> ParcelOutcome | None:
+        """See :meth:`gateway.store.Store.parcel_outcome`."""
+        return await self._read(lambda c: parcelops.parcel_outcome(c, ebp_code, order_no))
+
+    async def set_hold(self, message_id: int, held: bool, by: str = "") -> bool:
+        """See :meth:`gateway.store.Store.set_hold`; under the write lock, so a lease on another
+        node and the hold see each other."""
+        now = self._now_us()
+        def hold(c: Any) -> bool:
+            # the envelope's row first: a lease on another node holds it while it takes it
+            c.execute("SELECT 1 FROM outbox WHERE message_id = %s FOR UPDATE", (message_id,))
+            return parcelops.set_hold(_sq(c), message_id, held, by, now)
+        return await self._write(hold)
+
+    async def held_lists(self, tenant: str | None, limit: int) -> list[HeldList]:
+        """See :meth:`gateway.store.Store.held_lists`."""
+        return await self._read(lambda c: parcelops.held_lists(c, tenant, limit))
+
+    async def record_spending(self, buyer_id: str, year: int, ebp_code: str, order_no: str,
+                              amount: str) -> None:
+        """See :meth:`gateway.store.Store.record_spending`."""
+        await self._write(
+            lambda c: parcelops.record_spending(_sq(c), buyer_id, year, ebp_code, order_no, amount))
+
+    async def buyer_spent(self, buyer_id: str, year: int, ebp_code: str, order_no: str) -> str:
+        """See :meth:`gateway.store.Store.buyer_spent`."""
+        return await self._read(lambda c: parcelops.buyer_spent(c, buyer_id, year, ebp_code, order_no))
 
     # ------------------------------------------------------------ lifecycle
 

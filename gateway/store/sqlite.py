@@ -28,16 +28,20 @@ from . import (
     Clock,
     DeadLetter,
     DeclarationRef,
+    HeldList,
     MailItem,
     MessageRecord,
     NewMessage,
     NewReceipt,
     OutboxItem,
+    ParcelOutcome,
+    ParcelVersion,
     PutResult,
     ReceiptResult,
     StoreMetrics,
     auditcheck,
     journal,
+    parcelops,
     sqlops,
 )
 from .migrations import MIGRATIONS, Migration, migrate
@@ -152,6 +156,7 @@ class SqliteStore:
         # Writes are journaled (migration 8); a store held at an older schema (upgrade tests) is not.
         self._ops: Any = journal if any(m.version == journal.MIGRATION for m in migrations) else sqlops
         self._memory = path == ":memory:"
+        self._parcels = any(m.version == 10 for m in migrations)  # record guids, parcels, holds
         conn = _connect(path, read_only=False)
         try:
             if cache_mb is not None:
@@ -240,7 +245,7 @@ class SqliteStore:
     async def lease_outbox(self, limit: int, visibility_timeout_s: float) -> list[OutboxItem]:
         """See :meth:`gateway.store.Store.lease_outbox`; the lease is durable like any write."""
         now, lease = self._now_us(), round(visibility_timeout_s * 1_000_000)
-        return await self._write(lambda c: sqlops.lease_outbox(c, limit, now, lease))
+        return await self._write(lambda c: sqlops.lease_outbox(c, limit, now, lease, self._parcels))
 
     async def ack_outbox(self, ids: Sequence[int]) -> int:
         """See :meth:`gateway.store.Store.ack_outbox`; acknowledged declarations become ``sent``."""
@@ -256,7 +261,7 @@ class SqliteStore:
     async def find_declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
         """See :meth:`gateway.store.Store.find_declarations`; ValueError when ``keys`` is empty."""
         keys = dict(keys)
-        return await self._read(lambda c: sqlops.find_declarations(c, message_type, keys))
+        return await self._read(lambda c: sqlops.find_declarations(c, message_type, keys, self._parcels))
 
     async def declaration(self, message_id: int) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.declaration`."""
@@ -364,6 +369,40 @@ class SqliteStore:
             return StoreMetrics(t.declarations, t.receipts, t.outbox_pending, sum(t.mailbox_unacked.values()),
                                 t.dead_letters_open, stats.batches, stats.jobs)
         return await self._read(q)
+
+    # ------------------------------------------------------------ parcels
+
+    async def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
+        """See :meth:`gateway.store.Store.parcel_versions`."""
+        return await self._read(lambda c: parcelops.parcel_versions(c, ebp_code, order_no))
+
+    async def put_parcel_outcome(self, ebp_code: str, order_no: str, basis: int, findings: str) -> bool:
+        """See :meth:`gateway.store.Store.put_parcel_outcome`."""
+        now = self._now_us()
+        return await self._write(
+            lambda c: parcelops.put_parcel_outcome(c, ebp_code, order_no, basis, findings, now))
+
+    async def parcel_outcome(self, ebp_code: str, order_no: str) -> ParcelOutcome | None:
+        """See :meth:`gateway.store.Store.parcel_outcome`."""
+        return await self._read(lambda c: parcelops.parcel_outcome(c, ebp_code, order_no))
+
+    async def set_hold(self, message_id: int, held: bool, by: str = "") -> bool:
+        """See :meth:`gateway.store.Store.set_hold`."""
+        now = self._now_us()
+        return await self._write(lambda c: parcelops.set_hold(c, message_id, held, by, now))
+
+    async def held_lists(self, tenant: str | None, limit: int) -> list[HeldList]:
+        """See :meth:`gateway.store.Store.held_lists`."""
+        return await self._read(lambda c: parcelops.held_lists(c, tenant, limit))
+
+    async def record_spending(self, buyer_id: str, year: int, ebp_code: str, order_no: str,
+                              amount: str) -> None:
+        """See :meth:`gateway.store.Store.record_spending`."""
+        await self._write(lambda c: parcelops.record_spending(c, buyer_id, year, ebp_code, order_no, amount))
+
+    async def buyer_spent(self, buyer_id: str, year: int, ebp_code: str, order_no: str) -> str:
+        """See :meth:`gateway.store.Store.buyer_spent`."""
+        return await self._read(lambda c: parcelops.buyer_spent(c, buyer_id, year, ebp_code, order_no))
 
     # ------------------------------------------------------------ lifecycle
 

@@ -158,6 +158,28 @@ class _OutboxRow(NamedTuple):  # outbox
     envelope_tail: bytes | None
 
 
+class _RecordGuidRow(NamedTuple):  # record_guid
+    message_id: int
+    record_no: int
+    guid: str
+
+
+class _ParcelDocRow(NamedTuple):  # parcel_doc
+    message_id: int
+    record_no: int
+    message_type: str
+    ebp_code: str
+    order_no: str
+    fields: str
+
+
+class _HoldRow(NamedTuple):  # outbox_hold
+    message_id: int
+    ebp_code: str
+    order_no: str
+    held_us: int
+
+
 @dataclass
 class _NewRows:
     """The rows of a batch of new messages, table by table, written by :meth:`insert`."""
@@ -168,6 +190,9 @@ class _NewRows:
     subscriber: list[_SubscriberRow] = field(default_factory=list)
     declaration_state: list[_StateRow] = field(default_factory=list)
     outbox: list[_OutboxRow] = field(default_factory=list)
+    record_guid: list[_RecordGuidRow] = field(default_factory=list)
+    parcel_doc: list[_ParcelDocRow] = field(default_factory=list)
+    outbox_hold: list[_HoldRow] = field(default_factory=list)
 
     def add(self, row: _MessageRow, m: NewMessage, d: Digested) -> None:
         """``row`` and the rows that go with it: keys, subscribers, state and outbox entry (the
@@ -184,11 +209,18 @@ class _NewRows:
         whole = b"" if d.envelope_head is not None else m.envelope
         self.outbox.append(_OutboxRow(mid, _sender(m.tenant, m.sender_code), whole, now_us,
                                       d.envelope_head, d.envelope_tail))
+        self.record_guid.extend(_RecordGuidRow(mid, n, g) for n, g in enumerate(m.record_guids) if g)
+        self.parcel_doc.extend(_ParcelDocRow(mid, p.record_no, m.message_type, p.ebp_code, p.order_no,
+                                             p.fields) for p in m.parcel_docs)
+        if m.held:
+            first = m.parcel_docs[0] if m.parcel_docs else None
+            self.outbox_hold.append(_HoldRow(mid, first.ebp_code if first else "",
+                                             first.order_no if first else "", now_us))
 
     def insert(self, conn: sqlite3.Connection) -> None:
         # message first: the other tables refer to it
         for table in ("message", "message_edition", "message_key", "subscriber", "declaration_state",
-                      "outbox"):
+                      "outbox", "record_guid", "parcel_doc", "outbox_hold"):
             _insert_rows(conn, table, getattr(self, table))
 
 
@@ -310,29 +342,36 @@ def _envelope(stored: bytes, head: bytes | None, tail: bytes | None, data: bytes
 
 # The senders with pending envelopes, one index seek each (a skip scan of ``outbox_queue``),
 # that have none out on a live lease; with the id of each one's oldest pending envelope.
+_NOT_HELD = ("AND NOT EXISTS (SELECT 1 FROM outbox_hold h WHERE h.message_id = {t}.message_id"
+             " AND h.released_us IS NULL)")
 _LEASABLE_SENDERS = """
 WITH RECURSIVE pending(sender) AS (
     SELECT (SELECT MIN(sender) FROM outbox WHERE acked_us IS NULL)
     UNION ALL
     SELECT (SELECT MIN(o.sender) FROM outbox o WHERE o.acked_us IS NULL AND o.sender > pending.sender)
     FROM pending WHERE pending.sender IS NOT NULL)
-SELECT p.sender, (SELECT MIN(q.id) FROM outbox q WHERE q.sender = p.sender AND q.acked_us IS NULL)
+SELECT p.sender, (SELECT MIN(q.id) FROM outbox q WHERE q.sender = p.sender AND q.acked_us IS NULL {held})
 FROM pending p
 WHERE p.sender IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM outbox b WHERE b.sender = p.sender AND b.acked_us IS NULL AND b.lease_until_us > ?)"""
 
 
-def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int) -> list[OutboxItem]:
+def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int,
+                 holds: bool = True) -> list[OutboxItem]:
     """Lease the oldest available envelopes of senders with nothing currently leased: the
     ``limit`` smallest ids among those senders' pending envelopes.
 
     Sender by sender, not envelope by envelope: a sender with a live lease costs one index
     seek however long its queue, and only the senders whose oldest envelope is among the
-    ``limit`` oldest heads can contribute, each at most ``limit`` envelopes.
+    ``limit`` oldest heads can contribute, each at most ``limit`` envelopes.  Envelopes held back
+    by the pre-flight comparison (``outbox_hold``, from migration 10: ``holds``) are passed over.
     """
+    senders_sql = _LEASABLE_SENDERS.format(held=_NOT_HELD.format(t="q") if holds else "")
+    held_sql = _NOT_HELD.format(t="o") if holds else ""
     if limit < 1:
         return []
-    heads = sorted((first, sender) for sender, first in conn.execute(_LEASABLE_SENDERS, (now_us,)))[:limit]
+    heads = sorted((first, sender) for sender, first in conn.execute(senders_sql, (now_us,))
+                   if first is not None)[:limit]  # None: every pending envelope of the sender is held
     if not heads:
         return []
     # No envelope younger than the limit-th oldest head can be among the limit oldest.
@@ -340,7 +379,8 @@ def lease_outbox(conn: sqlite3.Connection, limit: int, now_us: int, lease_us: in
     ids: list[int] = []
     for _, sender in heads:
         ids += [i for (i,) in conn.execute(
-            "SELECT id FROM outbox WHERE sender = ? AND acked_us IS NULL AND id <= ? ORDER BY id LIMIT ?",
+            f"SELECT id FROM outbox o WHERE sender = ? AND acked_us IS NULL AND id <= ? {held_sql}"
+            " ORDER BY id LIMIT ?",
             (sender, bound if bound is not None else MAX_ID, limit))]
     ids = heapq.nsmallest(limit, ids)
     rows = []
@@ -517,9 +557,10 @@ _KEY_MATCH = ("(SELECT message_id, record_no FROM message_key WHERE name = ? AND
 
 
 def find_declarations(conn: sqlite3.Connection, message_type: str,
-                      keys: dict[str, str]) -> list[DeclarationRef]:
+                      keys: dict[str, str], guids: bool = True) -> list[DeclarationRef]:
     """Declarations of ``message_type`` with one record holding every pair of ``keys``, declared
-    or assigned later by customs (``assigned_key``); newest first."""
+    or assigned later by customs (``assigned_key``); newest first.  ``guids``: the schema has
+    ``record_guid`` (migration 10), so each ref carries its record's head guid."""
     pairs = sorted(keys.items())
     if not pairs:
         raise ValueError("find_declarations needs at least one key")
@@ -527,13 +568,16 @@ def find_declarations(conn: sqlite3.Connection, message_type: str,
                     f" AND k{i}.record_no = k0.record_no" for i in range(1, len(pairs)))
     params: list[str] = [p for name, value in pairs for p in (name, value, name, value)]
     rows = conn.execute(
-        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, k0.record_no, s.state, m.received_us"
+        "SELECT m.id, m.tenant, m.message_type, m.guid, m.sender_code, k0.record_no, s.state, m.received_us,"
+        f" {'g.guid' if guids else 'NULL'}"
         f" FROM {_KEY_MATCH} k0{joins} JOIN message m ON m.id = k0.message_id"
         " JOIN declaration_state s ON s.message_id = m.id"
+        + (" LEFT JOIN record_guid g ON g.message_id = m.id AND g.record_no = k0.record_no"
+           if guids else "") +
         " WHERE m.message_type = ? ORDER BY m.id DESC, k0.record_no",
         (*params, message_type)).fetchall()
     return [DeclarationRef(r[0], r[1], r[2], r[3], r[4], r[5], st.State(r[6]), to_dt(r[7]),
-                           _subscribers(conn, r[0])) for r in rows]
+                           _subscribers(conn, r[0]), r[8] or "") for r in rows]
 
 
 def declaration(conn: sqlite3.Connection, message_id: int) -> DeclarationRef | None:

@@ -7,14 +7,17 @@ tests/pgkit.py) unless marked ``sqlite_only`` (it reads or damages the SQLite fi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from pgkit import fresh_schema
 
+from gateway.accounts import read_accounts, write_accounts
 from gateway.sandbox import datadir
 
 from .kit import Sandbox
+from .parcelkit import POLICIES
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -39,3 +42,22 @@ def sb(sandbox_dir: Path, tmp_path: Path, store_kind: str) -> Iterator[Sandbox]:
         return
     with fresh_schema("service") as url:
         yield Sandbox(sandbox_dir, info, datadir.settings_for(sandbox_dir).with_(store_url=url))
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sandbox data directory of its own, whose accounts carry :data:`POLICIES`."""
+    root = tmp_path_factory.mktemp("sandbox-preflight")
+    datadir.ensure(root, url="http://127.0.0.1:0")
+    path = datadir.settings_for(root).accounts_path
+    accounts = read_accounts(path)
+    write_accounts(path, type(accounts)(tuple(replace(a, preflight=POLICIES.get(a.name, "off"))
+                                              for a in accounts.accounts)))
+    return root
+
+
+@pytest.fixture
+def psb(policy_dir: Path, tmp_path: Path) -> Sandbox:
+    info = datadir.ensure(policy_dir, url="http://127.0.0.1:0")
+    settings = datadir.settings_for(policy_dir).with_(store_url=f"sqlite:///{tmp_path / 'gw.db'}")
+    return Sandbox(policy_dir, info, settings)

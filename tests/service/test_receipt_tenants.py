@@ -120,13 +120,14 @@ async def test_envelope_to_a_tenant_without_those_keys_is_a_dead_letter(sb: Sand
 
 @aio
 async def test_bare_receipt_for_one_tenants_keys_is_delivered(sb: Sandbox) -> None:
-    """One tenant declaring the same keys twice is no ambiguity: its newest declaration gets it."""
+    """One tenant declaring the same keys twice (a change, appType 2) is no ambiguity: the version
+    customs holds, the newest sent, gets it."""
     async with running(sb.settings) as api:
         ecommerce, _, keys = _order(sb, 156)
         status, first = await api.post_xml(sb.token("ecommerce"), ecommerce)
         assert status == 202, first
         other_guid = re.sub(rb'guid="(.)', lambda m: b'guid="' + (b"A" if m[1] != b"A" else b"B"), ecommerce,
-                            count=1)
+                            count=1).replace(b"<ceb:appType>1<", b"<ceb:appType>2<", 1)
         status, second = await api.post_xml(sb.token("ecommerce"), other_guid)
         assert status == 202 and second["id"] != first["id"], second
         bare = sb.sign_as("customs", samplegen.build_receipt("CEB312", dict(keys), status="120", seed=156))

@@ -166,7 +166,7 @@ def test_store_copy_moves_a_sqlite_store_and_verifies_it(pg: str, tmp_path: Any,
     code, out, _ = cli("audit", "verify", "--db", pg)
     assert code == 0 and "checked 12 message(s) in 3 chain(s)" in out
     code, out, _ = cli("store", "migrate", "--db", pg)
-    assert code == 0 and "up to date (version 9)" in out
+    assert code == 0 and "up to date (version 10)" in out
     code, _, err = cli("store", "copy", "--from", f"sqlite:///{db}", "--to", pg)
     assert code != 0 and "not empty" in err
 
@@ -183,4 +183,4 @@ def test_store_copy_moves_a_sqlite_store_and_verifies_it(pg: str, tmp_path: Any,
 def test_store_migrate_creates_a_schema(cli: Callable[..., tuple[int, str, str]]) -> None:
     with fresh_schema("migrate") as url:
         code, out, _ = cli("store", "migrate", "--db", url)
-        assert code == 0 and "applied migration(s) 1, 2, 3, 4, 5, 6, 7, 8, 9" in out
+        assert code == 0 and "applied migration(s) 1, 2, 3, 4, 5, 6, 7, 8, 9, 10" in out
