@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8631
 DATA   ?= var/sandbox
 
-.PHONY: run test lint typecheck unit fuzz bench sysdeps clean
+.PHONY: run test lint typecheck unit fuzz bench demo sysdeps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ sysdeps:
 
 run: $(STAMP)
 	$(VENV)/bin/cebgw serve --sandbox --port $(PORT) --data $(DATA)
+
+# A gateway on a temporary store, the customs sandbox and simulated enterprises, end to end.
+demo: $(STAMP)
+	$(VENV)/bin/cebgw demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests bench samples xsd/src
@@ -46,6 +50,7 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/validate.py
 	$(PY) bench/sign.py
 	$(PY) bench/gateway.py
+	$(PY) bench/demo.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

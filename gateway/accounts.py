@@ -17,6 +17,7 @@ compared in constant time.  File format::
     custody_cert = "/etc/cebgw/keys/ecommerce.cert.pem" # signs the account's JSON submissions with it
     preflight = "warn"                      # three-order comparison before customs: off (default),
                                             # warn (finding receipts) or hold (and hold its lists)
+    also_dxp_ids = []                       # optional: more DXP ids it answers for (customs)
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class Account:
     custody_key: str = ""   # a key the gateway holds and signs JSON submissions with ("" = none)
     custody_cert: str = ""
     preflight: str = "off"  # PREFLIGHT_POLICIES: what the pre-flight comparison does for it
+    # More DXP ids the account answers for: customs is DXPEDCCEB0000002 (import) and
+    # DXPEDCCEB0000003 (export) at once, one intranet behind both.
+    also_dxp_ids: tuple[str, ...] = ()
+
+    @property
+    def dxp_ids(self) -> tuple[str, ...]:
+        """Every DXP id of the account: ``dxp_id`` first, then ``also_dxp_ids``."""
+        return (self.dxp_id, *self.also_dxp_ids) if self.dxp_id else self.also_dxp_ids
 
     @property
     def custody(self) -> bool:
@@ -107,7 +116,7 @@ class Accounts:
                      if any(hmac.compare_digest(fp, h.lower()) for h in a.client_cert_hashes)), None)
 
     def by_dxp_id(self, dxp_id: str) -> Account | None:
-        return next((a for a in self.accounts if a.dxp_id == dxp_id), None)
+        return next((a for a in self.accounts if dxp_id and dxp_id in a.dxp_ids), None)
 
     def by_name(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -151,7 +160,7 @@ def parse_accounts(text: str, source: str = "accounts") -> Accounts:
         out.append(Account(name, roles, frozenset(_strs(row, "codes", where)), dxp_id,
                            _strs(row, "certificates", where), _strs(row, "token_sha256", where),
                            _strs(row, "client_cert_sha256", where), custody_key, custody_cert,
-                           preflight=preflight))
+                           preflight=preflight, also_dxp_ids=_strs(row, "also_dxp_ids", where)))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: account names must be unique", field="name")
@@ -178,7 +187,8 @@ def render_accounts(accounts: Iterable[Account]) -> str:
             f"token_sha256 = {arr(a.token_hashes)}\nclient_cert_sha256 = {arr(a.client_cert_hashes)}\n"
             + (f"custody_key = {string(a.custody_key)}\ncustody_cert = {string(a.custody_cert)}\n"
                if a.custody_key else "")
-            + (f"preflight = {string(a.preflight)}\n" if a.preflight != "off" else ""))
+            + (f"preflight = {string(a.preflight)}\n" if a.preflight != "off" else "")
+            + (f"also_dxp_ids = {arr(a.also_dxp_ids)}\n" if a.also_dxp_ids else ""))
     return "".join(parts)
 
 

@@ -615,8 +615,8 @@ class CheckedReceipt:
 
 
 def customs_identities(account: Account) -> tuple[str, ...]:
-    """The identities a customs account's certificates are registered for: its codes and DXP id."""
-    return (*sorted(account.codes), *([account.dxp_id] if account.dxp_id else []))
+    """The identities a customs account's certificates are registered for: its codes and DXP ids."""
+    return (*sorted(account.codes), *account.dxp_ids)
 
 
 def verify_customs(validated: Validated, registry: Registry, policy: Policy, accounts: Accounts,

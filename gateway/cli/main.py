@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "receipts",
     "dead_letters",
     "customs",
+    "sandbox",
+    "demo",
     "audit",
     "store",
 )

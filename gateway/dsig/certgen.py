@@ -228,6 +228,7 @@ def init_sandbox(directory: str | os.PathLike[str], *, days: int = 3650, back_da
             issued = issue(fam, f"{ent['title']} ({fam.upper()})", cas[fam], not_before=nb, not_after=na)
             stem = f"{ent['name']}-{fam}"
             write_pair(out, stem, issued)
-            text += entry_toml(stem, f"{stem}.cert.pem", [ent["code"]], [ent["dxp_id"]])
+            text += entry_toml(stem, f"{stem}.cert.pem", [ent["code"]],
+                               [ent["dxp_id"], *ent.get("also_dxp_ids", [])])
     registry.write_text(text, encoding="utf-8")
     return registry

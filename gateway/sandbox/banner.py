@@ -67,6 +67,10 @@ def render(info: dict[str, Any], *, info_path: str | os.PathLike[str], cwd: Path
         "# Answer them as customs (the sandbox plays customs; signed receipts, statuses 2 and 120):",
         f"{cebgw} customs answer --url {url} --token {customs['token']} "
         f"--key {q(shown(customs['key'], cwd))} --cert {q(shown(customs['cert'], cwd))}",
+        "# (or let customs decide for itself: the three-order comparison, channels, the export flow;"
+        " --follow keeps it answering)",
+        f"#   {cebgw} sandbox --url {url} --token {customs['token']} "
+        f"--key {q(shown(customs['key'], cwd))} --cert {q(shown(customs['cert'], cwd))}",
         "# Then poll receipts:",
         f"curl -sS --fail-with-body -w '\\n' {q(f'{url}/v1/receipts?wait=20')} -H {auth}",
     ]

@@ -8,8 +8,9 @@ status, carrying the record's business keys (so the gateway correlates it, spec 
 ``DxpMsg`` from the customs system back to the sender's DXP id and signed with the customs
 key, as the gateway requires of receipts.
 
-It compares nothing: every declaration gets the statuses asked for (the sandbox has no
-three-order comparison).  A declaration type that no receipt answers gets none.
+It compares nothing: every declaration gets the statuses asked for (``cebgw customs answer``, the
+manual override; customs deciding for itself is :mod:`gateway.sandbox.district`, played by
+``cebgw sandbox``).  A declaration type that no receipt answers gets none.
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..accounts import Account, new_token, render_accounts
+from ..accounts import Account, Accounts, new_token, read_accounts, render_accounts, replaced, write_accounts
 from ..config import Settings
 from ..dsig.certgen import sandbox_enterprises
 from ..errors import ConfigError
@@ -60,16 +61,35 @@ def _create(d: Path, certs: Path) -> dict[str, Any]:
             continue  # the gateway itself is not an API account
         token, digest = new_token()
         name = str(ent["name"])
+        also = tuple(ent.get("also_dxp_ids", ()))
         accounts.append(Account(name, frozenset(roles), frozenset({ent["code"]}), ent["dxp_id"],
-                                (f"{name}-rsa", f"{name}-sm2"), (digest,)))
+                                (f"{name}-rsa", f"{name}-sm2"), (digest,), also_dxp_ids=also))
         row = {"name": name, "roles": roles, "codes": [ent["code"]], "dxp_id": ent["dxp_id"], "token": token,
                **_key_paths(name, certs)}
         if "customs" in roles:
-            customs = {k: row[k] for k in ("name", "token", "key", "cert", "dxp_id")}
+            customs = {**{k: row[k] for k in ("name", "token", "key", "cert", "dxp_id")},
+                       "dxp_ids": [ent["dxp_id"], *also]}
         else:
             listed.append(row)
     (d / "accounts.toml").write_text(render_accounts(accounts), encoding="utf-8")
     return {"url": "", "accounts": listed, "customs": customs}
+
+
+def _answer_for_all(d: Path, info: dict[str, Any]) -> None:
+    """A data directory made before customs answered for both its DXP ids (import and export)
+    gets the missing ones in its accounts and ``sandbox.json``; its tokens stay."""
+    path = d / "accounts.toml"
+    accounts: Accounts = read_accounts(path, missing_ok=True)
+    changed = accounts
+    for ent in sandbox_enterprises():
+        acc = accounts.by_name(str(ent["name"]))
+        also = tuple(ent.get("also_dxp_ids", ()))
+        if acc is not None and also and acc.also_dxp_ids != also:
+            changed = replaced(changed, replace(acc, also_dxp_ids=also))
+        if "customs" in ent["roles"]:
+            info["customs"]["dxp_ids"] = [ent["dxp_id"], *also]
+    if changed is not accounts:
+        write_accounts(path, changed)
 
 
 def ensure(directory: str | os.PathLike[str], *, url: str,
@@ -93,6 +113,7 @@ def ensure(directory: str | os.PathLike[str], *, url: str,
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{info_path}: not a sandbox description ({exc}); remove {d} to start over"
                               ) from None
+        _answer_for_all(d, info)
     else:
         info = _create(d, certs)
     info["url"] = url
