@@ -15,6 +15,14 @@ and, for comparison, the in-process pipeline (``pipeline.submit`` on the same me
 a SqliteStore, no HTTP).  Prints figures with the machine and the targets; asserts nothing.
 
     .venv/bin/python bench/gateway.py [--quick] [--count N] [--workers 2] [--dir /real/disk]
+
+With ``--db postgresql://…`` it runs instead the nodes comparison: accepted/s, p50/p99 and CPU per
+accepted message of one SQLite process, then of 1, 2 and 3 nodes on PostgreSQL (N processes
+sharing the port through SO_REUSEPORT, the kernel as their load balancer; each its own store
+connection pool and group commit), each on a fresh schema of that database (dropped after), plus
+the PostgreSQL server's own CPU per message.
+
+    .venv/bin/python bench/gateway.py --db postgresql://postgres@127.0.0.1/test [--nodes-count 3000]
 """
 
 from __future__ import annotations
@@ -190,11 +198,21 @@ class Server:
     def rss_mb(self, field: str = "VmRSS") -> list[float]:
         return [_status_kb(p, field) / 1024 for p in self.pids()]
 
+    pg_url: str | None = None
+    _pg: object | None = None
+
     def accepted(self) -> int:
         """Declarations stored so far, read from the database file (the outbox's ids run 1..n,
         nobody drains it during a run): asking the server 10 times a second would measure our
         polling too (``/healthz`` counts the pending outbox on the server's reader connections,
         whose page caches then fill with that growing index)."""
+        if self.pg_url is not None:
+            import psycopg
+
+            if self._pg is None:
+                self._pg = psycopg.connect(self.pg_url, autocommit=True)
+            row = self._pg.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()  # type: ignore[attr-defined]
+            return int(row[0])
         if self._count is None:
             self._count = sqlite3.connect(self.db, timeout=30)
             self._count.execute("PRAGMA query_only=ON")
@@ -203,13 +221,13 @@ class Server:
 
 
 @contextmanager
-def serve(args: list[str], log: Path, workers: int, db: Path) -> Iterator[Server]:
+def serve(args: list[str], log: Path, workers: int, db: Path, pg_url: str | None = None) -> Iterator[Server]:
     """``cebgw serve ARGS --workers N`` in its own process group; stopped (group-wide) on exit."""
     port = _free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([*CEBGW, "serve", *args, "--port", str(port), "--workers", str(workers)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    server = Server(proc, f"http://127.0.0.1:{port}", workers, db)
+    server = Server(proc, f"http://127.0.0.1:{port}", workers, db, pg_url=pg_url)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -401,6 +419,10 @@ def main() -> None:
     parser.add_argument("--throughput-count", type=int, default=20_000, help="messages in the flat-out runs")
     parser.add_argument("--dir", default=None, help="directory for data and databases (default: a temp dir)")
     parser.add_argument("--wide", type=int, default=128, help="connections of the 'wide' flat-out run")
+    parser.add_argument("--db", default=None, metavar="URL",
+                        help="postgresql://…: run the nodes comparison (SQLite, then 1-3 PostgreSQL nodes)")
+    parser.add_argument("--nodes-count", type=int, default=3000,
+                        help="messages per run of the nodes comparison")
     parser.add_argument("--runs", default="flat,wide,rate,signed,one,inproc,memory",
                         help="comma-separated subset of: flat,wide,rate,signed,one,inproc,memory")
     args = parser.parse_args()
@@ -412,6 +434,9 @@ def main() -> None:
     n_tput = args.throughput_count
     n_rate = int(args.rate * args.rate_seconds)
     print(_machine())
+    if args.db:
+        nodes_comparison(args)
+        return
     print("store: SQLite WAL, synchronous=FULL (a 202 is sent after the commit is synced)")
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="cebgw-bench-") as tmp_s:
         tmp = Path(tmp_s)
@@ -503,6 +528,66 @@ def main() -> None:
                       f"({(last - early) / max(early, 1) * 100:+.1f} %); target: flat")
             peak = server.rss_mb("VmHWM")
             print(f"  peak RSS (VmHWM) per process: {', '.join(f'{m:.0f}' for m in peak)} MB")
+
+
+# ---------------------------------------------------------------- nodes on PostgreSQL
+
+def _postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (the database's side)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += _cpu_s(int(d.name))
+            except OSError:
+                continue
+    return total
+
+
+def _schema_url(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+def nodes_comparison(args: argparse.Namespace) -> None:
+    """SQLite (one process) next to 1, 2 and 3 PostgreSQL nodes, on the same messages."""
+    import psycopg
+
+    n = args.nodes_count
+    print(f"nodes comparison: {n} messages per run, wrk {args.connections} connections; PostgreSQL at "
+          f"{args.db.split('@')[-1]}; the nodes share this machine's cores with the database and wrk")
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="cebgw-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        data = tmp / "sandbox"
+        info = datadir.ensure(data, url="http://127.0.0.1:0")
+        acc = next(a for a in info["accounts"] if a["name"] == "ecommerce")
+        token = str(acc["token"])
+        paths = generate(tmp / "messages", n, acc["key"], acc["cert"])
+        log = tmp / "server.log"
+        print(f"{'run':<34} {'msgs':>7}    {'time':>6}    {'rate':>7}             {'':>5}"
+              f"{'latency':>20}   target")
+        with serve(["--sandbox", "--data", str(data)], log, 1, data / "gateway.db") as server:
+            r = drive(server, paths, tmp, token, connections=args.connections)
+        print(_line("SQLite, 1 process", r, "(baseline)"))
+        print(f"{'':<34} gateway CPU {r.cpu_us_per_msg:.0f} µs per accepted message")
+        for nodes in (1, 2, 3):
+            schema = f"cebgw_bench_{os.getpid()}_{nodes}"
+            url = _schema_url(args.db, schema)
+            try:
+                with serve(["--sandbox", "--data", str(data), "--db", url], log, nodes, data / "unused",
+                           pg_url=url) as server:
+                    server.accepted()  # connect before the clock starts
+                    pg0 = _postgres_cpu_s()
+                    r = drive(server, paths, tmp, token, connections=args.connections)
+                    pg_cpu = _postgres_cpu_s() - pg0
+                print(_line(f"PostgreSQL, {nodes} node(s)", r, "(compare with SQLite)"))
+                print(f"{'':<34} gateway CPU {r.cpu_us_per_msg:.0f} µs per accepted message "
+                      f"(all nodes; per node the same work), PostgreSQL server CPU "
+                      f"{pg_cpu / max(r.accepted, 1) * 1e6:.0f} µs per message; "
+                      f"connections per node {list(r.split)}")
+            finally:
+                with psycopg.connect(args.db, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "sandbox",
     "demo",
     "audit",
+    "store",
 )
 
 

@@ -27,6 +27,7 @@ from ..sandbox import banner, datadir
 from ..sandbox.transports import amqp_info, folders_info, sandbox_amqp, sandbox_folders
 from ..service.app import build_app, runner_options, settle_heap, ssl_context
 from ..service.supervisor import supervise
+from ..store import open_store
 from ..transport.amqp import declare_now
 from ..transportconfig import TransportSettings
 
@@ -79,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers == 1:
         _serve(settings, args.host, args.port, reuse_port=False, announce=announce)
         return EXIT_OK
+    asyncio.run(_open_once(settings.store_url))  # refused here, not N times by dying workers
     ctx = multiprocessing.get_context("spawn")
     first = [announce]  # the first worker to listen says so; replacements say nothing
 
@@ -89,6 +91,11 @@ def _run(args: argparse.Namespace) -> int:
         return proc
 
     return supervise(start_worker, args.workers)
+
+
+async def _open_once(url: str) -> None:
+    """Open (and so migrate) the store once before the workers start; raises StoreError."""
+    await open_store(url).close()
 
 
 def _sandbox_transports(args: argparse.Namespace) -> tuple[TransportSettings, dict[str, Any]]:

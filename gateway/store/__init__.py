@@ -499,8 +499,14 @@ class Store(Protocol):
 def check_url(url: str) -> None:
     """Raise ConfigError (naming what is expected) unless :func:`open_store` can open ``url``."""
     if url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError("the PostgreSQL store backend is not built yet; use a sqlite:/// URL",
-                          code="CEBGW-CONFIG-STORE-URL", field="store_url")
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise ConfigError("a postgresql:// store needs the postgres extra: "
+                              "pip install 'ceb-gateway[postgres]'",
+                              code="CEBGW-CONFIG-STORE-URL", field="store_url") from None
+        return
     if url == "sqlite://:memory:" or (url.startswith("sqlite:///") and len(url) > len("sqlite:///")):
         return
     raise ConfigError(f"unsupported store URL {url.split('://', 1)[0]!r}://…; expected sqlite:///path",
@@ -512,14 +518,19 @@ def open_store(url: str, *, clock: Clock | None = None, commit_delay_s: float = 
     """Open (creating and migrating if needed) the store named by ``url``.
 
     ``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs/path`` also works) or
-    ``sqlite://:memory:`` for a private in-memory store.  Raises ConfigError for any
-    other URL; ``postgres://`` is recognised but not built yet.  ``commit_delay_s``: how long
+    ``sqlite://:memory:`` for a private in-memory store, or ``postgresql://…`` (libpq's URL; the
+    store lives in the first schema of ``options=-csearch_path=…``, see :mod:`.postgres`).  Raises
+    ConfigError for any other URL.  ``commit_delay_s``: how long
     a busy writer waits for more writes to share one sync; ``cache_mb``: the write connection's
     page cache (SQLite's default, 2 MB, when None).
     """
     from .sqlite import SqliteStore  # deferred: keeps the interface importable alone
 
     check_url(url)
+    if url.startswith(("postgres://", "postgresql://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, clock=clock)
     if url == "sqlite://:memory:":
         return SqliteStore(":memory:", clock=clock)
     return SqliteStore(url[len("sqlite:///"):], clock=clock, commit_delay_s=commit_delay_s,

@@ -267,9 +267,9 @@ def start_of(conn: sqlite3.Connection) -> tuple[int, int, int]:
 
 def put_checkpoint(conn: sqlite3.Connection, claim: CheckpointClaim, document: bytes) -> int:
     """Keep a signed checkpoint document; returns its id."""
-    cur = conn.execute("INSERT INTO audit_checkpoint (created_us, entry_id, document) VALUES (?, ?, ?)",
-                       (claim.created_us, claim.entry_id, document))
-    return int(cur.lastrowid or 0)
+    (cid,) = conn.execute("INSERT INTO audit_checkpoint (created_us, entry_id, document) VALUES (?, ?, ?)"
+                          " RETURNING id", (claim.created_us, claim.entry_id, document)).fetchone()
+    return int(cid)
 
 
 def checkpoints(conn: sqlite3.Connection) -> list[tuple[int, int, bytes]]:

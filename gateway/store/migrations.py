@@ -422,6 +422,12 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """Every applied version (a store made before migration 7 was released has 8 and 9 without 7)."""
+    current_version(conn)
+    return {int(v) for (v,) in conn.execute("SELECT version FROM schema_version")}
+
+
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
     """Apply the migrations the database lacks, in order; returns the versions applied now.
 

@@ -426,12 +426,12 @@ def put_receipt(conn: sqlite3.Connection, r: NewReceipt, now_us: int) -> Receipt
                        (sha, r.record_no)).fetchone()
     if row is not None:
         return _existing_receipt(conn, row[0])
-    cur = conn.execute(
+    # RETURNING, not lastrowid: the same statement serves PostgreSQL (gateway/store/postgres.py)
+    (rid,) = conn.execute(
         "INSERT INTO receipt (blob_sha256, record_no, message_type, guid, status, return_time, info,"
-        " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (sha, r.record_no, r.message_type, r.guid, r.status.strip(), r.return_time, r.info, now_us))
-    rid = cur.lastrowid
-    assert rid is not None
+        " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (sha, r.record_no, r.message_type, r.guid, r.status.strip(), r.return_time, r.info,
+         now_us)).fetchone()
     conn.executemany("INSERT INTO receipt_key VALUES (?, ?, ?)",
                      [(rid, k, v) for k, v in r.business_keys.items()])
     if r.declaration_id is None:

@@ -61,9 +61,11 @@ def test_settings_are_checked(tmp_path: Path) -> None:
     assert from_mapping(base, tmp_path).max_body_bytes == 10 * 1024 * 1024
     assert from_mapping(base, tmp_path).cache_mb == 2
     assert from_mapping({**base, "cache_mb": 64}, tmp_path).cache_mb == 64
+    pg = "postgresql://gw@db.example/ceb?options=-csearch_path%3Dgw"  # checked, not connected to
+    assert from_mapping({**base, "store_url": pg}, tmp_path).store_url == pg
     for bad in ({"sign_envelopes": True}, {"max_depth": 2}, {"allowed_algorithms": ["md5"]}, {"nope": 1},
                 {"tls_client_ca": "ca.pem"}, {"cache_mb": 0}, {"cache_mb": "big"},
-                {"store_url": "postgres://db/test"}, {"store_url": "sqlite:///"}):
+                {"store_url": "mysql://db/test"}, {"store_url": "sqlite:///"}):
         with pytest.raises(ConfigError):
             from_mapping({**base, **bad}, tmp_path)
 

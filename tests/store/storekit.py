@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.store import NewMessage, NewReceipt, Subscriber
+from gateway.store.sqlite import SqliteStore
 
 
 def aio(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -32,6 +33,15 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+
+
+def any_store(db: str, *, clock: FakeClock | None = None) -> Any:
+    """The store ``db`` names: a SQLite file path, or a ``postgresql://`` URL (the ``db`` fixture)."""
+    if db.startswith("postgresql://"):
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(db, clock=clock)
+    return SqliteStore(db, clock=clock)
 
 
 def message(n: int = 0, *, tenant: str = "acme", sender: str = "3301960001", mtype: str = "CEB621",

@@ -6,12 +6,13 @@ import dataclasses
 import sqlite3
 
 import pytest
-from storekit import FakeClock, aio, message, receipt
+from storekit import FakeClock, aio, any_store, message, receipt
 
 from gateway.store.sqlite import SqliteStore
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_assigned_keys_are_found_with_declared_ones_and_never_override_them(db: str,
                                                                                   clock: FakeClock) -> None:
     m = message(1, keys=[{"copNo": "C1"}, {"copNo": "C2", "invtNo": "DECLARED"}])
@@ -44,7 +45,7 @@ async def test_assigned_keys_are_found_with_declared_ones_and_never_override_the
 
 @aio
 async def test_dead_letters_assign_nothing(db: str, clock: FakeClock) -> None:
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         await store.put_message(message(1))
         r = dataclasses.replace(receipt("120", None, keys={"copNo": "NOPE"}, reason="no match"),
                                 assigned_keys={"invtNo": "I9"})

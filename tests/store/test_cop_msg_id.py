@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from storekit import FakeClock, aio, message
 
 from gateway.store import Subscriber, open_store
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_find_by_cop_msg_id_returns_the_declaration_or_none(db: str, clock: FakeClock) -> None:
     store = open_store(f"sqlite:///{db}", clock=clock)
     try:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from storekit import aio, message, receipt
-
-from gateway.store.sqlite import SqliteStore
+from storekit import aio, any_store, message, receipt
 
 
 @aio
 async def test_mailbox_wait_sees_a_delivery_made_by_another_store_on_the_same_file(db: str) -> None:
-    async with SqliteStore(db) as first, SqliteStore(db) as second:
+    async with any_store(db) as first, any_store(db) as second:
         put = await first.put_message(message(1))
         loop = asyncio.get_running_loop()
         started = loop.time()

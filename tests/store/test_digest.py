@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 from dataclasses import replace
 
-from storekit import aio, message
+from storekit import aio, any_store, message
 
 from gateway.envelope import wrap, wrap_parts
 from gateway.store import sqlops
-from gateway.store.sqlite import SqliteStore
 
 HEADER = {"msg_type": "CEB621Message", "sender_id": "DXPENT0000000001", "receiver_ids": ("DXPEDCCEB0000002",),
           "cop_msg_id": "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B", "created": "2026-11-23T12:00:00"}
@@ -54,7 +53,7 @@ def test_an_envelope_left_unbuilt_is_its_parts() -> None:
 async def test_the_store_leases_an_unbuilt_envelope_exactly(db: str) -> None:
     m = message(5)
     head, tail = wrap_parts(**HEADER)  # type: ignore[arg-type]
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         await store.put_message(replace(m, envelope=b"", envelope_parts=(head, tail)))
         (item,) = await store.lease_outbox(10, 30)
     assert item.envelope == wrap(m.data, **HEADER)  # type: ignore[arg-type]

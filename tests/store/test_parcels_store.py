@@ -9,7 +9,7 @@ import sqlite3
 import uuid
 
 import pytest
-from storekit import FakeClock, aio
+from storekit import FakeClock, aio, any_store
 
 from gateway.store import NewMessage, ParcelDoc
 from gateway.store.sqlite import SqliteStore
@@ -29,7 +29,7 @@ def _doc(code: str, ebp: str, order_no: str, *, held: bool = False, sender: str 
 
 @aio
 async def test_versions_of_a_parcel_with_waybills_by_order_number(db: str, clock: FakeClock) -> None:
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         order = await store.put_message(_doc("CEB311", "E1", "O1"))
         waybill = await store.put_message(_doc("CEB511", "", "O1", sender="S2", tenant="t2"))
         await store.put_message(_doc("CEB311", "E2", "O1"))  # another platform's parcel
@@ -45,7 +45,7 @@ async def test_versions_of_a_parcel_with_waybills_by_order_number(db: str, clock
 
 @aio
 async def test_a_held_envelope_is_not_leased_until_released(db: str, clock: FakeClock) -> None:
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         held = await store.put_message(_doc("CEB621", "E1", "O1", held=True))
         after = await store.put_message(_doc("CEB311", "E1", "O2"))
         assert [h.message_id for h in await store.held_lists(None, 10)] == [held.message_id]
@@ -66,7 +66,7 @@ async def test_a_held_envelope_is_not_leased_until_released(db: str, clock: Fake
 
 @aio
 async def test_outcomes_are_kept_by_basis_and_totals_are_exact(db: str, clock: FakeClock) -> None:
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         assert await store.parcel_outcome("E1", "O1") is None
         assert await store.put_parcel_outcome("E1", "O1", 5, '{"findings": [1]}') is True
         assert await store.put_parcel_outcome("E1", "O1", 4, '{"findings": []}') is False
@@ -81,6 +81,7 @@ async def test_outcomes_are_kept_by_basis_and_totals_are_exact(db: str, clock: F
         assert await store.buyer_spent("B2", 2026, "X", "Y") == "0"
 
 
+@pytest.mark.sqlite_only
 def test_parcel_docs_are_append_only(db: str) -> None:
     async def fill() -> int:
         async with SqliteStore(db) as store:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from storekit import FakeClock, aio, message, receipt
+from storekit import FakeClock, aio, any_store, message, receipt
 
 from gateway.envelope import wrap
 from gateway.errors import ConfigError, ConflictError, NotFoundError, StoreError
@@ -37,7 +37,7 @@ def raw(db: str) -> sqlite3.Connection:
 async def test_put_then_get_returns_exact_bytes_keys_and_state(db: str, clock: FakeClock) -> None:
     m = message(1, keys=[{"copNo": "C1", "ebpCode": "E1"}, {"copNo": "C2"}],
                 subscribers=(Subscriber("DXPENT0000000001", "RET"),))
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         put = await store.put_message(m)
         got = await store.get_message(put.message_id, "acme")
     assert not put.duplicate and len(put.chain_hash) == 64
@@ -52,7 +52,7 @@ async def test_put_then_get_returns_exact_bytes_keys_and_state(db: str, clock: F
 
 @aio
 async def test_same_bytes_twice_is_one_message_queued_once(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         first = await store.put_message(message(1))
         again = await store.put_message(message(1))
         assert (again.message_id, again.duplicate, again.chain_hash) == (first.message_id, True,
@@ -63,7 +63,7 @@ async def test_same_bytes_twice_is_one_message_queued_once(db: str) -> None:
 
 @aio
 async def test_same_bytes_in_one_batch_are_one_message(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         results = await asyncio.gather(*(store.put_message(message(7)) for _ in range(20)))
         assert len({r.message_id for r in results}) == 1
         assert sum(not r.duplicate for r in results) == 1
@@ -72,7 +72,7 @@ async def test_same_bytes_in_one_batch_are_one_message(db: str) -> None:
 
 @aio
 async def test_same_bytes_for_another_tenant_is_another_message(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         a = await store.put_message(message(1, tenant="acme"))
         b = await store.put_message(message(1, tenant="other"))
         assert a.message_id != b.message_id and not b.duplicate
@@ -80,7 +80,7 @@ async def test_same_bytes_for_another_tenant_is_another_message(db: str) -> None
 
 @aio
 async def test_guid_reused_with_other_content_conflicts_and_stores_nothing(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         await store.put_message(message(1, guid="G-1"))
         with pytest.raises(ConflictError) as info:
             await store.put_message(message(2, guid="G-1"))
@@ -90,7 +90,7 @@ async def test_guid_reused_with_other_content_conflicts_and_stores_nothing(db: s
 
 @aio
 async def test_a_failing_write_does_not_fail_its_batch(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         await store.put_message(message(0, guid="G-X"))
         jobs = [store.put_message(message(n)) for n in range(1, 30)]
         jobs.insert(10, store.put_message(message(99, guid="G-X")))
@@ -102,13 +102,14 @@ async def test_a_failing_write_does_not_fail_its_batch(db: str) -> None:
 
 @aio
 async def test_other_tenants_message_is_invisible(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         put = await store.put_message(message(1, tenant="acme"))
         assert await store.get_message(put.message_id, "other") is None
         assert await store.get_message(put.message_id + 1000, "acme") is None
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_message_rows_refuse_update_and_delete(db: str) -> None:
     async with SqliteStore(db) as store:
         await store.put_message(message(1))
@@ -122,6 +123,7 @@ async def test_message_rows_refuse_update_and_delete(db: str) -> None:
 # ---------------------------------------------------------------- outbox
 
 @aio
+@pytest.mark.sqlite_only
 async def test_envelope_carrying_the_message_is_stored_around_its_bytes(db: str) -> None:
     m = message(1)
     real = replace(m, envelope=wrap(m.data, msg_type="CEB621Message", sender_id="DXPENT0000000001",
@@ -141,7 +143,7 @@ async def test_envelope_carrying_the_message_is_stored_around_its_bytes(db: str)
 
 @aio
 async def test_lease_ack_and_redelivery_after_timeout(db: str, clock: FakeClock) -> None:
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         a = await store.put_message(message(1, sender="A"))
         b = await store.put_message(message(2, sender="B"))
         first = await store.lease_outbox(10, 0.2)
@@ -164,7 +166,7 @@ async def test_lease_ack_and_redelivery_after_timeout(db: str, clock: FakeClock)
 
 @aio
 async def test_per_sender_order_is_kept(db: str, clock: FakeClock) -> None:
-    async with SqliteStore(db, clock=clock) as store:
+    async with any_store(db, clock=clock) as store:
         a = [(await store.put_message(message(n, sender="A"))).message_id for n in range(3)]
         b = (await store.put_message(message(10, sender="B"))).message_id
         a.append((await store.put_message(message(11, sender="A"))).message_id)
@@ -191,7 +193,7 @@ async def test_per_sender_order_is_kept(db: str, clock: FakeClock) -> None:
 @aio
 async def test_receipts_build_timeline_state_and_mail(db: str) -> None:
     subs = (Subscriber("DXPENT0000000009", "RET"),)
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         put = await store.put_message(message(1, keys=[{"copNo": "COP1", "ebpCode": "E1"}], subscribers=subs))
         refs = await store.find_declarations("CEB621", {"copNo": "COP1"})
         assert [(r.message_id, r.record_no, r.subscribers) for r in refs] == [(put.message_id, 0, subs)]
@@ -217,7 +219,7 @@ async def test_receipts_build_timeline_state_and_mail(db: str) -> None:
 
 @aio
 async def test_same_receipt_twice_is_stored_and_delivered_once(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         put = await store.put_message(message(1))
         first = await store.put_receipt(receipt("120", put.message_id))
         again = await store.put_receipt(receipt("120", put.message_id))
@@ -227,7 +229,7 @@ async def test_same_receipt_twice_is_stored_and_delivered_once(db: str) -> None:
 
 @aio
 async def test_receipt_for_missing_declaration_is_not_found(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         with pytest.raises(NotFoundError):
             await store.put_receipt(receipt("120", 12345))
         assert await store.dead_letters(10) == []
@@ -236,7 +238,7 @@ async def test_receipt_for_missing_declaration_is_not_found(db: str) -> None:
 @aio
 async def test_find_declarations_matches_within_one_record_newest_first(db: str) -> None:
     keys = [{"ebpCode": "A", "orderNo": "1"}, {"ebpCode": "B", "orderNo": "2"}]
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         old = await store.put_message(message(1, mtype="CEB311", keys=keys))
         new = await store.put_message(message(2, mtype="CEB311", keys=[{"ebpCode": "B", "orderNo": "2"}]))
         assert await store.find_declarations("CEB311", {"ebpCode": "A", "orderNo": "2"}) == []
@@ -249,7 +251,7 @@ async def test_find_declarations_matches_within_one_record_newest_first(db: str)
 
 @aio
 async def test_dead_letter_then_reroute(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         put = await store.put_message(message(1))
         dead = await store.put_receipt(receipt("120", None, keys={"copNo": "LOST"}, reason="no match"))
         assert dead.dead_letter and dead.delivered_to == ()
@@ -271,7 +273,7 @@ async def test_dead_letter_then_reroute(db: str) -> None:
 
 @aio
 async def test_mailbox_cursor_ack_is_at_least_once_and_per_tenant(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         a = await store.put_message(message(1, tenant="acme"))
         b = await store.put_message(message(2, tenant="beta"))
         for n in range(3):
@@ -296,7 +298,7 @@ async def test_mailbox_cursor_ack_is_at_least_once_and_per_tenant(db: str) -> No
 
 @aio
 async def test_long_poll_wakes_on_receipt(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         put = await store.put_message(message(1))
         waiter = asyncio.create_task(store.mailbox_wait("acme", None, 10, wait_s=30))
         other = asyncio.create_task(store.mailbox_wait("beta", None, 10, wait_s=0.3))
@@ -309,7 +311,7 @@ async def test_long_poll_wakes_on_receipt(db: str) -> None:
 
 @aio
 async def test_long_poll_times_out_empty_and_returns_at_once_when_mail_waits(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         assert await store.mailbox_wait("acme", None, 10, wait_s=0.05) == []
         put = await store.put_message(message(1))
         await store.put_receipt(receipt("2", put.message_id))
@@ -327,7 +329,7 @@ async def _three_senders(store: SqliteStore) -> list[int]:
 
 @aio
 async def test_audit_passes_on_untouched_chains(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         await _three_senders(store)
         await store.put_message(message(1, tenant="beta"))
         report = await store.audit_verify()
@@ -336,6 +338,7 @@ async def test_audit_passes_on_untouched_chains(db: str) -> None:
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_audit_finds_tampered_bytes(db: str) -> None:
     async with SqliteStore(db) as store:
         ids = await _three_senders(store)
@@ -351,6 +354,7 @@ async def test_audit_finds_tampered_bytes(db: str) -> None:
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_audit_finds_a_consistently_rewritten_row_at_the_next_link(db: str) -> None:
     async with SqliteStore(db) as store:
         ids = await _three_senders(store)   # sender S1 holds ids[1], ids[4], ids[7]
@@ -375,6 +379,7 @@ async def test_audit_finds_a_consistently_rewritten_row_at_the_next_link(db: str
 # ---------------------------------------------------------------- schema, lifecycle, durability
 
 @aio
+@pytest.mark.sqlite_only
 async def test_migrations_apply_once_and_new_versions_apply_on_open(db: str) -> None:
     async with SqliteStore(db):
         pass
@@ -396,6 +401,7 @@ async def test_migrations_apply_once_and_new_versions_apply_on_open(db: str) -> 
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_write_connection_cache_size_is_configurable(db: str) -> None:
     def size(c: sqlite3.Connection) -> int:
         return int(c.execute("PRAGMA cache_size").fetchone()[0])
@@ -408,13 +414,13 @@ async def test_write_connection_cache_size_is_configurable(db: str) -> None:
 
 @aio
 async def test_concurrent_puts_are_all_durable_and_batched(db: str) -> None:
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         puts = (store.put_message(message(n, sender=f"S{n % 5}")) for n in range(300))
         results = await asyncio.gather(*puts)
         metrics = await store.metrics()
     assert len({r.message_id for r in results}) == 300
     assert metrics.write_jobs >= 300 and metrics.write_batches < metrics.write_jobs
-    async with SqliteStore(db) as store:
+    async with any_store(db) as store:
         assert await store.outbox_depth() == 300
         assert (await store.audit_verify()).messages_checked == 300
         m = await store.metrics()
@@ -423,7 +429,7 @@ async def test_concurrent_puts_are_all_durable_and_batched(db: str) -> None:
 
 @aio
 async def test_closed_store_refuses_work(db: str) -> None:
-    store = SqliteStore(db)
+    store = any_store(db)
     await store.close()
     await store.close()
     with pytest.raises(StoreError) as info:
@@ -435,8 +441,9 @@ async def test_closed_store_refuses_work(db: str) -> None:
 
 @aio
 async def test_open_store_urls(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="PostgreSQL store backend is not built yet"):
-        open_store("postgres://user@host/db")
+    with pytest.raises(StoreError, match="cannot open the PostgreSQL store") as refused:
+        open_store("postgresql://user:s3cret@unresolvable.invalid/db")
+    assert "s3cret" not in str(refused.value)
     with pytest.raises(ConfigError):
         open_store("mysql://x")
     mem = open_store("sqlite://:memory:")
@@ -454,6 +461,7 @@ async def test_open_store_urls(tmp_path: Path) -> None:
     assert path.exists()
 
 
+@pytest.mark.sqlite_only
 def test_acknowledged_puts_survive_sigkill(db: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
     acked: list[int] = []

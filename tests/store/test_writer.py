@@ -20,6 +20,7 @@ from gateway.store.writer import GroupCommitWriter
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_a_writer_waits_for_the_file_lock_another_process_holds(db: str) -> None:
     async with SqliteStore(db) as store:
         await store.put_message(message(1))
@@ -37,6 +38,7 @@ async def test_a_writer_waits_for_the_file_lock_another_process_holds(db: str) -
 
 
 @aio
+@pytest.mark.sqlite_only
 async def test_two_stores_on_one_file_interleave_without_losing_writes(db: str) -> None:
     async with SqliteStore(db) as a, SqliteStore(db) as b:
         puts = await asyncio.gather(*((a if n % 2 else b).put_message(message(n)) for n in range(60)))
