@@ -28,7 +28,7 @@ from ..errors import (
     UsageError,
 )
 from ..reconcile import PARCEL_TYPES, ParcelKey
-from ..store import MAX_ID, MailItem, MessageRecord
+from ..store import MAX_ID, MailItem, MessageRecord, Store
 from .keys import (
     ACCOUNT,
     ACCOUNTS,
@@ -43,6 +43,7 @@ from .keys import (
     SETTINGS,
     STORE,
     TRANSPORT_METRICS,
+    Signal,
 )
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -294,10 +295,22 @@ async def get_outbox(request: web.Request) -> web.Response:
         remaining = deadline - loop.time()
         if items or remaining <= 0:
             break
-        # Wakes at once for submissions in this process; other workers are seen within a second.
-        await request.app[OUTBOX_SIGNAL].wait(min(remaining, 1.0))
+        # Wakes at once for submissions in this process; for other processes and nodes when the
+        # store can tell (PostgreSQL's NOTIFY), else within a second.
+        await _outbox_news(request.app[OUTBOX_SIGNAL], store, remaining)
     return _json({"items": [{"id": i.id, "message_id": i.message_id, "attempts": i.attempts,
                              "envelope": i.envelope.decode("utf-8")} for i in items]})
+
+
+async def _outbox_news(signal: Signal, store: Store, remaining: float) -> None:
+    """Return when this process or (where the store can tell) another queued an envelope."""
+    local = asyncio.ensure_future(signal.wait(remaining))
+    remote = asyncio.ensure_future(store.outbox_wait(remaining))
+    done, _ = await asyncio.wait((local, remote), return_when=asyncio.FIRST_COMPLETED)
+    if remote in done and not remote.result() and not local.done():
+        await asyncio.wait((local,), timeout=min(remaining, 1.0))  # the store cannot tell: look again soon
+    for task in (local, remote):
+        task.cancel()
 
 
 async def ack_outbox(request: web.Request) -> web.Response:

@@ -417,6 +417,11 @@ class Store(Protocol):
         """Like :meth:`mailbox`, but waits up to ``wait_s`` for mail to arrive when there is none."""
         ...
 
+    async def outbox_wait(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for envelopes queued by another process or node (True when woken;
+        False after the time, or at once when the store cannot tell, as SQLite cannot)."""
+        ...
+
     async def ack_mailbox(self, tenant: str, cursor: int) -> None:
         """Mark the tenant's mail up to ``cursor`` read (clamped to what the tenant has)."""
         ...

@@ -208,6 +208,9 @@ class PostgresStore:
             self._pool.close()
             raise StoreError(f"cannot open the PostgreSQL store's connection pool: {_reason(exc)}") from exc
         self._channel = "cebgw_mail_" + hashlib.sha256(self._schema.encode()).hexdigest()[:20]
+        # Envelopes queued on any node: customs' long-polls on every node wake on it.
+        self._outbox_channel = "cebgw_outbox_" + hashlib.sha256(self._schema.encode()).hexdigest()[:20]
+        self._outbox_event: asyncio.Event | None = None  # made on the loop, see outbox_wait
         self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="store-pg")
         self._pending: list[tuple[tuple[NewMessage, int, sqlops.Digested], asyncio.Future[PutResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -288,13 +291,13 @@ class PostgresStore:
     def _put(self, items: list[tuple[NewMessage, int, sqlops.Digested]]) -> list[PutResult | BaseException]:
         """One transaction for the batch; if it fails as a whole, each item in its own."""
         try:
-            return list(self._run_write(lambda c: journal.put_messages(_sq(c), items)))
+            return list(self._run_write(lambda c: self._queued(c, journal.put_messages(_sq(c), items))))
         except (GatewayError, psycopg.Error, StoreError):
             pass
         out: list[PutResult | BaseException] = []
         for item in items:
             try:
-                out.append(self._run_write(functools.partial(self._put_one, item)))
+                out.append(self._run_write(functools.partial(self._put_one_queued, item)))
             except GatewayError as exc:
                 out.append(exc)
         return out
@@ -302,6 +305,9 @@ class PostgresStore:
     @staticmethod
     def _put_one(item: tuple[NewMessage, int, sqlops.Digested], conn: Any) -> PutResult:
         return journal.put_message(_sq(conn), *item)
+
+    def _put_one_queued(self, item: tuple[NewMessage, int, sqlops.Digested], conn: Any) -> PutResult:
+        return self._queued(conn, self._put_one(item, conn))
 
     async def get_message(self, message_id: int, tenant: str) -> MessageRecord | None:
         """See :meth:`gateway.store.Store.get_message`."""
@@ -340,6 +346,28 @@ class PostgresStore:
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.find_by_cop_msg_id`."""
         return await self._read(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))
+
+    def _queued(self, conn: Any, result: T) -> T:
+        """NOTIFY every node (sent at commit) that the outbox may hold new envelopes."""
+        conn.execute("SELECT pg_notify(%s, '')", (self._outbox_channel,))
+        return result
+
+    async def outbox_wait(self, timeout_s: float) -> bool:
+        """See :meth:`gateway.store.Store.outbox_wait`; woken by NOTIFY from any node."""
+        listening = await self._ensure_listener()  # first: a (re)connecting listener wakes everyone
+        if self._outbox_event is None:
+            self._outbox_event = asyncio.Event()
+        event = self._outbox_event
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s if listening.is_set() else min(timeout_s, 1.0))
+        except TimeoutError:
+            return False
+        return True
+
+    def _outbox_changed(self) -> None:
+        if self._outbox_event is not None:
+            self._outbox_event.set()
+            self._outbox_event = asyncio.Event()
 
     def _delivered(self, conn: Any, result: ReceiptResult) -> ReceiptResult:
         """NOTIFY every node (sent at commit) that ``result``'s mailboxes have new mail."""
@@ -407,10 +435,15 @@ class PostgresStore:
             try:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {self._channel}")
+                    await conn.execute(f"LISTEN {self._outbox_channel}")
                     listening.set()
                     for event in self._mail_events.values():
                         event.set()  # anything sent while no one listened: look again
+                    self._outbox_changed()
                     async for note in conn.notifies():
+                        if note.channel == self._outbox_channel:
+                            self._outbox_changed()
+                            continue
                         woken = self._mail_events.pop(note.payload, None)
                         if woken is not None:
                             woken.set()

@@ -298,6 +298,11 @@ class SqliteStore:
         """See :meth:`gateway.store.Store.mailbox`."""
         return await self._read(lambda c: sqlops.mailbox(c, tenant, after, limit))
 
+    async def outbox_wait(self, timeout_s: float) -> bool:
+        """See :meth:`gateway.store.Store.outbox_wait`: other processes on the same file raise no
+        event here, so this does not wait (the caller looks again within a second)."""
+        return False
+
     async def mailbox_wait(self, tenant: str, after: int | None, limit: int, wait_s: float) -> list[MailItem]:
         """See :meth:`gateway.store.Store.mailbox_wait`; returns ``[]`` when ``wait_s`` passes.
         Deliveries by this store wake it at once, by another process within a second."""

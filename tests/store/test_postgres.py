@@ -120,6 +120,23 @@ async def test_a_long_poll_is_woken_by_a_delivery_through_another_node_without_p
     assert reads == 2  # once before waiting, once when NOTIFY woke it
 
 
+@aio
+async def test_customs_long_poll_is_woken_by_a_submission_through_another_node(pg: str) -> None:
+    async with PostgresStore(pg) as a, PostgresStore(pg) as b:
+        waiting = asyncio.create_task(a.outbox_wait(30.0))
+        await asyncio.sleep(1.5)  # past the one second a store that cannot tell would wait
+        assert not waiting.done()
+        await b.put_message(message(1))
+        assert await asyncio.wait_for(waiting, 10) is True  # woken by NOTIFY, not a time-out
+        assert await a.outbox_wait(0.2) is False  # nothing new since
+
+
+@aio
+async def test_sqlite_cannot_tell_and_says_so(tmp_path: Any) -> None:
+    async with SqliteStore(str(tmp_path / "g.db")) as store:
+        assert await store.outbox_wait(5.0) is False
+
+
 def test_nodes_starting_together_migrate_once(pg: str) -> None:
     errors: list[BaseException] = []
 
