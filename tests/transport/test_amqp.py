@@ -277,8 +277,9 @@ async def test_two_thousand_envelopes_confirmed_and_in_order_per_sender(
             await asyncio.gather(*(put(sender, seq) for sender in range(senders)))
         task = asyncio.create_task(transport.run())
 
-        async def drained() -> bool:
-            return await store.outbox_depth() == 0
+        async def drained() -> bool:  # acked in the outbox, and counted (the count follows the ack)
+            return (await store.outbox_depth() == 0
+                    and metrics.counts[("amqp", "confirmed")] == senders * per_sender)
         await until(drained, timeout_s=90, what="2,000 confirmed envelopes")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
