@@ -586,7 +586,7 @@ def _receipt_defaults(code: str, seed: int, idx: int, ids: EnterpriseIds) -> dic
     return keys
 
 
-_BROKEN_311 = ('<ceb:CEB311Message xmlns:ceb="http://www.chinaport.gov.cn/ceb" guid="broken" version="1.0">'
+_BROKEN_311 = (f'<ceb:CEB311Message xmlns:ceb="{CEB_NS}" guid="broken" version="1.0">'
                "<ceb:Order/></ceb:CEB311Message>")
 
 _DEFAULT_INFO = {
