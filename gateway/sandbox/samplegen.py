@@ -33,6 +33,7 @@ from lxml import etree
 
 from ..catalog import CEB_NS, DS_NS, DXP_NS
 from ..catalog import load as load_catalog
+from ..dsig.certgen import sandbox_enterprises
 from ..envelope import RECEIVER_IMPORT, receiver_for, wrap
 from ..validate.xsd import child_elements
 from ..xmlio import parse
@@ -62,28 +63,37 @@ XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 
+_CAST = {str(e["name"]): e for e in sandbox_enterprises()}
+
+
+def _cast(name: str, what: str) -> str:
+    """A sandbox enterprise's ``code``, ``dxp_id`` or Chinese name (``title_zh``), from the one list."""
+    return str(_CAST[name][what])
+
+
 @dataclass(frozen=True)
 class EnterpriseIds:
-    """Codes, names and DXP ids of the parties of a cross-border deal (defaults: the sandbox cast)."""
+    """Codes, names and DXP ids of the parties of a cross-border deal (defaults: the sandbox cast
+    of ``gateway/sandbox/enterprises.toml``)."""
 
-    ebp_code: str = "3301964J31"
-    ebp_name: str = "沙箱跨境商城平台"
-    ebp_dxp_id: str = "DXPENT0000458761"
-    ebc_code: str = "3301960A7Z"
-    ebc_name: str = "沙箱环球贸易有限公司"
-    ebc_dxp_id: str = "DXPENT0000458762"
-    pay_code: str = "31222699S7"
-    pay_name: str = "沙箱支付服务有限公司"
-    pay_dxp_id: str = "DXPENT0000458763"
-    logistics_code: str = "3120980025"
-    logistics_name: str = "沙箱快递物流有限公司"
-    logistics_dxp_id: str = "DXPLGS0000458764"
-    agent_code: str = "3301980B12"
-    agent_name: str = "沙箱报关代理有限公司"
-    agent_dxp_id: str = "DXPENT0000458765"
-    operator_code: str = "3301990C34"
-    operator_name: str = "沙箱保税仓储经营有限公司"
-    operator_dxp_id: str = "DXPENT0000458766"
+    ebp_code: str = _cast("platform", "code")
+    ebp_name: str = _cast("platform", "title_zh")
+    ebp_dxp_id: str = _cast("platform", "dxp_id")
+    ebc_code: str = _cast("ecommerce", "code")
+    ebc_name: str = _cast("ecommerce", "title_zh")
+    ebc_dxp_id: str = _cast("ecommerce", "dxp_id")
+    pay_code: str = _cast("payment", "code")
+    pay_name: str = _cast("payment", "title_zh")
+    pay_dxp_id: str = _cast("payment", "dxp_id")
+    logistics_code: str = _cast("logistics", "code")
+    logistics_name: str = _cast("logistics", "title_zh")
+    logistics_dxp_id: str = _cast("logistics", "dxp_id")
+    agent_code: str = _cast("agent", "code")
+    agent_name: str = _cast("agent", "title_zh")
+    agent_dxp_id: str = _cast("agent", "dxp_id")
+    operator_code: str = _cast("site_operator", "code")
+    operator_name: str = _cast("site_operator", "title_zh")
+    operator_dxp_id: str = _cast("site_operator", "dxp_id")
 
 
 # --------------------------------------------------------------------------- message layouts
@@ -625,7 +635,7 @@ def _receipt_defaults(code: str, seed: int, idx: int, ids: EnterpriseIds) -> dic
     return keys
 
 
-_BROKEN_311 = ('<ceb:CEB311Message xmlns:ceb="http://www.chinaport.gov.cn/ceb" guid="broken" version="1.0">'
+_BROKEN_311 = (f'<ceb:CEB311Message xmlns:ceb="{CEB_NS}" guid="broken" version="1.0">'
                "<ceb:Order/></ceb:CEB311Message>")
 
 _DEFAULT_INFO = {
