@@ -37,6 +37,7 @@ from ..catalog import CEB_NS, DS_NS, Catalog, MessageType
 from ..catalog import load as load_catalog
 from ..errors import ConfigError, Finding, Severity, register
 from ..xmlio import element_path, local_name
+from . import xsd
 
 
 @dataclass(frozen=True)
@@ -643,7 +644,6 @@ def _signature_when(rule: Rule, t: MessageType) -> RecordCheck:
 def _empty_key(rule: Rule, t: MessageType) -> RecordCheck:
     """The type's business keys (the catalogue's ``keys``) must be there and not empty: the
     gateway files the declaration, and routes customs' receipts back, by them."""
-    from . import xsd  # the schema's minOccurs; xsd imports nothing from here
     required = xsd.required_children(t)
     keys = [(name, (t.head or t.record, name) in required) for name in t.keys]
 
@@ -670,7 +670,6 @@ def _empty_required(rule: Rule, t: MessageType) -> MessageCheck:
     """A field the schema requires (minOccurs 1) that is present with empty content: the official
     schemas accept that in some fields (``xsd/src/empty.toml``), the rule says it is probably
     not what the sender meant.  Business keys are left to :func:`_empty_key`."""
-    from . import xsd  # the schema's minOccurs; xsd imports nothing from here
     required = xsd.required_children(t)
     key_parent = t.head or t.record
     keys = frozenset(t.keys) if t.kind == "declaration" else frozenset()
