@@ -9,6 +9,7 @@ Deterministic: running it twice gives identical files.  Signature-required types
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import tomllib
@@ -213,9 +214,14 @@ def _edition_variants(files: dict[Path, bytes]) -> None:
             files[VALID / f"{t.code}-2018.xml"] = _signed_if_needed(t.code, _ser(root))
 
 
+@functools.cache
+def _schema_tree(flow: str) -> etree._ElementTree:
+    return etree.parse(str(ROOT / "xsd" / f"ceb-{flow}.xsd"))
+
+
 def _max_now(flow: str, parent: str, name: str) -> int:
     """The field's maxLength in the 202205 schema."""
-    xsd = etree.parse(str(ROOT / "xsd" / f"ceb-{flow}.xsd"))
+    xsd = _schema_tree(flow)
     ns = {"xs": "http://www.w3.org/2001/XMLSchema"}
     for decl in xsd.iterfind(f".//xs:element[@name='{parent}']//xs:element[@name='{name}']", ns):
         tname = decl.get("type", "").rpartition(":")[2]
