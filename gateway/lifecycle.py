@@ -33,7 +33,7 @@ from .errors import InputError, register
 from .reconcile import documents_of
 from .state import RANK, State
 from .store import DeclarationRef, Store
-from .xmlio import local_name, parse, text
+from .xmlio import leaf_texts, parse, text
 
 register("CEBGW-LIFECYCLE-DUPLICATE", 409, 1, "-2999",
          "already declared by this enterprise: send a change (appType 2) instead",
@@ -93,9 +93,7 @@ class Facts:
 def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     mtype = ident.type
     el = rec.find(mtype.q(mtype.head)) if mtype.head else rec
-    if el is None:
-        return {}
-    return {local_name(c.tag): text(c) for c in el.iterchildren() if isinstance(c.tag, str) and len(c) == 0}
+    return leaf_texts(el) if el is not None else {}
 
 
 def facts_of(ident: Identified) -> Facts | None:
@@ -104,11 +102,12 @@ def facts_of(ident: Identified) -> Facts | None:
     if mtype.code not in TYPES or not mtype.record:
         return None
     keys_of = mtype.business_keys(ident.root)
+    returns = mtype.code in RETURN_LINES  # only return lines are checked line by line
     records = []
     for no, rec in enumerate(ident.root.iterchildren(mtype.q(mtype.record))):
         keys = {k: keys_of[no][k] for k in mtype.keys if no < len(keys_of) and k in keys_of[no]}
         lines = tuple((text(ln.find(mtype.q("gnum"))), text(ln.find(mtype.q("qty"))))
-                      for ln in rec.iterchildren(mtype.q(mtype.lines))) if mtype.lines else ()
+                      for ln in rec.iterchildren(mtype.q(mtype.lines))) if mtype.lines and returns else ()
         records.append(Record(_head(rec, ident), keys, lines))
     return Facts(mtype.code, ident.root.get("guid", ""), tuple(records))
 

@@ -216,11 +216,13 @@ def test_overlay_covers_every_error_code_list_and_format_rule() -> None:
         found = overlay.overlay_for(t)
         assert found is not None, t.flow
         facts = found.facts[t.code]
-        assert facts.covered == {c.code for c in rules.schema_checks(t.code)}, t.code
+        presence = rules.presence_check(t.code)
+        assert presence is not None, t.code  # the presence rule applies to every type
+        assert facts.covered == {c.code for c in rules.schema_checks(t.code)} | {presence[0]}, t.code
         errors = {r.code for r in rules.load_rules()
                   if t.code in r.types and r.severity == "error" and r.kind in ("codelist", "format")
                   and any(not f.startswith("@") for f in r.spec["fields"])}
-        assert facts.covered == errors, t.code
+        assert facts.covered == errors | {"CEBGW-RULE-EMPTY-REQUIRED"}, t.code
 
 
 def test_overlay_facts_for_ceb621() -> None:
@@ -287,6 +289,13 @@ def test_overlay_path_taken_for_a_valid_message() -> None:
     pytest.param(_ceb621(guid="991A45A0-8EC6-44E8-81A1-13791448F59\u3000"), id="guid-ideographic-space"),
     pytest.param(_ceb621(totalPrice="1.00"), id="wrong-total"),
     pytest.param(_ceb621(gnum="2"), id="gnum-twice"),
+    pytest.param(_ceb621(currency=""), id="empty-required-currency"),
+    pytest.param(_ceb621(currency=" \t\r\n "), id="blank-required-currency"),
+    pytest.param(_ceb621(currency="\u3000"), id="ideographic-space-currency"),
+    pytest.param(_ceb621(barCode=""), id="empty-optional-barCode"),
+    pytest.param(_ceb621(unit="  "), id="blank-required-line-field"),
+    pytest.param(_ceb621(copNo=""), id="empty-key"),
+    pytest.param(_ceb621(appType="1", orderNo=" "), id="blank-key-orderNo"),
     pytest.param(_ceb621(qty="1e0"), id="qty-not-a-decimal"),
 ])
 def test_overlay_path_same_findings_on_edge_cases(data: bytes) -> None:
@@ -305,6 +314,28 @@ def test_ceb_element_in_extend_message_is_still_checked() -> None:
     found = _overlay_path(data)
     assert found == _plain_path(data)
     assert "CEBGW-RULE-APPTYPE" in [f.code for f in found]
+
+
+@pytest.mark.parametrize("content", ["", "  \n ", None])
+def test_empty_extend_message_is_judged_alike_on_both_paths(content: str | None) -> None:
+    """``Message`` is required and its wildcard content may be empty: the overlay cannot rule
+    a blank one out, so the presence rule still looks at it on the overlay path."""
+    root = parse(samplegen.build("CEB621", lines=2, seed=4)).root
+    ext = samplegen.extend_message()
+    message = ext.find(f"{{{CEB_NS}}}Message")
+    assert message is not None
+    if content is not None:  # None: the sample's own content (child elements)
+        for child in list(message):
+            message.remove(child)
+        message.text = content
+    root.append(ext)
+    root.append(samplegen.placeholder_signature())
+    data = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    ident = load().identify(parse(data))
+    assert overlay.validate(ident.root, ident.type) is not None  # the overlay path is taken
+    found = _overlay_path(data)
+    assert found == _plain_path(data)
+    assert ("CEBGW-RULE-EMPTY-REQUIRED" in [f.code for f in found]) == (content is not None)
 
 
 def test_xsi_type_cannot_bypass_the_overlay() -> None:

@@ -13,10 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from lxml import etree
-
 from ..catalog import Identified, MessageType
-from ..xmlio import local_name
+from ..xmlio import leaf_texts
 
 ORDER, PAYMENT, WAYBILL, INVENTORY = "CEB311", "CEB411", "CEB511", "CEB621"
 PARCEL_TYPES: tuple[str, ...] = (ORDER, PAYMENT, WAYBILL, INVENTORY)
@@ -110,14 +108,6 @@ def missing(parcel: Parcel) -> tuple[str, ...]:
     return tuple(code for code in PARCEL_TYPES if parcel.document(code) is None)
 
 
-def _leaves(el: etree._Element) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for child in el.iterchildren(tag=etree.Element):
-        if len(child) == 0:
-            out[local_name(child.tag)] = (child.text or "").strip()
-    return out
-
-
 def documents_of(ident: Identified) -> list[Document]:
     """Every record of a CEB311/411/511/621 message as a :class:`Document` (other types: ``[]``).
 
@@ -134,8 +124,8 @@ def documents_of(ident: Identified) -> list[Document]:
     out: list[Document] = []
     for no, rec in enumerate(root.iterchildren(mtype.q(mtype.record))):
         head_el = rec.find(mtype.q(mtype.head)) if mtype.head else rec
-        head = _leaves(head_el) if head_el is not None else {}
-        lines = tuple(_leaves(ln) for ln in rec.iterchildren(mtype.q(mtype.lines))) if mtype.lines else ()
+        head = leaf_texts(head_el) if head_el is not None else {}
+        lines = tuple(leaf_texts(ln) for ln in rec.iterchildren(mtype.q(mtype.lines))) if mtype.lines else ()
         out.append(Document(mtype.code, head, lines, sender, no))
     return out
 

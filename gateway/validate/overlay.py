@@ -33,7 +33,7 @@ from ..catalog import MessageType
 from ..catalog import load as load_catalog
 from ..xmlio import parse_trusted_file, per_thread_cache
 from . import xsd
-from .rules import SchemaFacts, schema_checks
+from .rules import NON_BLANK, SchemaFacts, presence_check, schema_checks
 
 _XS_NS = "http://www.w3.org/2001/XMLSchema"
 _XS = f"{{{_XS_NS}}}"
@@ -190,8 +190,37 @@ def _narrow_message(decl: etree._Element, t: MessageType, tns: str, simple: froz
     for wildcard in decl.iter(_XS + "any"):
         containers.add(f"{{{tns}}}{_parent_name(wildcard)}")
     covered = frozenset(c.code for c in checks) - uncovered
+    presence = presence_check(t.code)
+    suspects: tuple[str, ...] = ()
+    if presence is not None:
+        suspects = _narrow_blank(decl, presence[1], tns, simple)
+        covered |= {presence[0]}
     return SchemaFacts(covered, _columns(decl, t, tns, simple), tuple(sorted(containers)),
-                       _head_first(decl, t))
+                       _head_first(decl, t), suspects)
+
+
+def _narrow_blank(decl: etree._Element, flagged: frozenset[tuple[str, str]], tns: str,
+                  simple: frozenset[str]) -> tuple[str, ...]:
+    """Give every leaf declaration of a (parent, field) pair in ``flagged`` the pattern
+    :data:`~.rules.NON_BLANK`, so no such leaf of a tree passing the overlay is blank.  Returns
+    the Clark names of the flagged complex elements whose content may be empty (a wildcard
+    container, say): the presence rule still looks at those, and only those."""
+    suspects: set[str] = set()
+    for el in list(decl.iter(_XS + "element")):
+        name = el.get("name")
+        if name is None or (_parent_name(el), name) not in flagged:
+            continue
+        if _is_leaf(el, tns, simple):
+            _narrow(el, NON_BLANK)
+        elif not _requires_child(el):
+            suspects.add(f"{{{tns}}}{name}")
+    return tuple(sorted(suspects))
+
+
+def _requires_child(el: etree._Element) -> bool:
+    """The declaration's content is one sequence holding at least one required element."""
+    particles = _particles(el)
+    return bool(particles) and any(p.get("minOccurs", "1") != "0" for p in particles or ())
 
 
 def _parent_name(el: etree._Element) -> str | None:

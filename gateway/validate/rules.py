@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, DecimalException, InvalidOperation, getcontext
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from operator import mul
 from typing import Any, cast
@@ -219,6 +219,30 @@ def schema_checks(code: str) -> tuple[SchemaCheck, ...]:
     return tuple(out)
 
 
+# Non-blank content, as an XSD pattern: what ``_empty_required`` finds missing (white space in
+# XSD's \s is XPath's normalize-space set: space, tab, CR, LF).  Deterministic, so linear.
+NON_BLANK = r"\s*\S[\s\S]*"
+
+
+def presence_check(code: str) -> tuple[str, frozenset[tuple[str, str]]] | None:
+    """The ``empty_required`` rule of message type ``code`` as a schema check: its rule code and
+    the (parent, child) fields it flags when blank, each of which a schema pattern
+    :data:`NON_BLANK` on that field's declarations rules out; None when the type has no such rule."""
+    t = load_catalog()[code]
+    for rule in load_rules():
+        if rule.kind == "empty_required" and code in rule.types:
+            return rule.code, _flagged_when_blank(t)
+    return None
+
+
+def _flagged_when_blank(t: MessageType) -> frozenset[tuple[str, str]]:
+    required = xsd.required_children(t)
+    if t.kind != "declaration":
+        return required
+    key_parent = t.head or t.record
+    return frozenset((p, n) for p, n in required if not (n in t.keys and p == key_parent))
+
+
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per type and overlay
 class SchemaFacts:
     """What a tree that passed its type's overlay schema is known to satisfy.
@@ -233,6 +257,8 @@ class SchemaFacts:
     #                               order, and nowhere else in the record; simple-typed
     containers: tuple[str, ...]   # Clark names of elements whose content the schema skips
     head_first: bool              # a record's first child is its one head element
+    blank_suspects: tuple[str, ...] = ()  # Clark names of the elements the presence rule (when
+    #                               covered) must still look at: complex, content may be empty
 
 
 # ---------------------------------------------------------------- compiled checks
@@ -670,18 +696,19 @@ def _empty_required(rule: Rule, t: MessageType) -> MessageCheck:
     """A field the schema requires (minOccurs 1) that is present with empty content: the official
     schemas accept that in some fields (``xsd/src/empty.toml``), the rule says it is probably
     not what the sender meant.  Business keys are left to :func:`_empty_key`."""
-    required = xsd.required_children(t)
-    key_parent = t.head or t.record
-    keys = frozenset(t.keys) if t.kind == "declaration" else frozenset()
+    flagged = _flagged_when_blank(t)
 
-    def check(root: etree._Element, out: list[Finding]) -> None:
-        empty: list[etree._Element] = _EMPTY_LEAVES(root)
+    def check(root: etree._Element, out: list[Finding], among: tuple[str, ...] | None = None) -> None:
+        empty: Iterable[etree._Element]
+        if among is None:
+            empty = _EMPTY_LEAVES(root)
+        else:  # a plain tree: an element without children has its one text node
+            empty = (el for el in root.iter(*among) if not len(el) and not (el.text or "").strip())
         for el in empty:
             parent = el.getparent()
             if parent is None or parent.tag == el.tag:
                 continue
-            pname, name = local_name(parent.tag), local_name(el.tag)
-            if (pname, name) not in required or (name in keys and pname == key_parent):
+            if (local_name(parent.tag), local_name(el.tag)) not in flagged:
                 continue
             out.append(_fail(rule, el, "the official schema takes it, customs' business checks may not"))
 
@@ -736,14 +763,16 @@ class _Plan:
     tags: tuple[str, ...]                # elements some field check wants, for one iter()
     checks: dict[str, FieldCheck]        # by tag: the field checks of every rule, merged
     reads: _Reads | None                 # None: RecordView; else CheckedRecordView
+    message_checks: tuple[MessageCheck, ...] = ()
 
 
-def _field_plan(field_rules: list[tuple[str, list[str], FieldCheck]], reads: _Reads | None) -> _Plan:
+def _field_plan(field_rules: list[tuple[str, list[str], FieldCheck]], reads: _Reads | None,
+                message_checks: Iterable[MessageCheck] = ()) -> _Plan:
     by_tag: dict[str, list[FieldCheck]] = {}
     for _, tags, check in field_rules:  # rule order, so each element's findings keep their order
         for tag in tags:
             by_tag.setdefault(tag, []).append(check)
-    return _Plan(tuple(by_tag), {t: _merge(c) for t, c in by_tag.items()}, reads)
+    return _Plan(tuple(by_tag), {t: _merge(c) for t, c in by_tag.items()}, reads, tuple(message_checks))
 
 
 class CompiledRules:
@@ -753,7 +782,7 @@ class CompiledRules:
         self.type = mtype
         self.field_rules: list[tuple[str, list[str], FieldCheck]] = []  # (code, tags, check)
         self.record_checks: list[RecordCheck] = []
-        self.message_checks: list[MessageCheck] = []
+        self.message_checks: list[tuple[str, MessageCheck]] = []  # (code, check)
         self.root_attr_checks: list[tuple[Rule, str, Callable[[str], bool]]] = []
         head_names: list[str] = []
         line_names: list[str] = []
@@ -765,7 +794,7 @@ class CompiledRules:
                 self.field_rules.append((rule.code, tags, check))
                 self.root_attr_checks += [(rule, a, f) for a, f in _root_attr_checks(rule)]
             elif rule.kind in _MESSAGE_KINDS:
-                self.message_checks.append(_COMPILERS[rule.kind](rule, mtype))
+                self.message_checks.append((rule.code, _COMPILERS[rule.kind](rule, mtype)))
             else:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
                 head, line = _reads(rule)
@@ -774,7 +803,7 @@ class CompiledRules:
         self.head_names = tuple(dict.fromkeys(head_names))
         self.line_names = tuple(dict.fromkeys(line_names))
         self.record_tag = mtype.q(mtype.record) if mtype.record else None
-        self.plan = _field_plan(self.field_rules, None)
+        self.plan = _field_plan(self.field_rules, None, (c for _, c in self.message_checks))
         self._checked_plans: dict[SchemaFacts, _Plan] = {}
 
     def checked_plan(self, facts: SchemaFacts) -> _Plan:
@@ -788,7 +817,11 @@ class CompiledRules:
                            tuple("h" + n for n in self.head_names), tuple(map(t.q, self.head_names)),
                            tuple("l" + c for c in columns), tuple(map(t.q, columns)))
             rest = [r for r in self.field_rules if r[0] not in facts.covered]
-            plan = self._checked_plans[facts] = _field_plan(rest, reads)
+            # a covered message check (the presence rule, the one kind) looks at its suspects only
+            messages = [c if code not in facts.covered else partial(c, among=facts.blank_suspects)
+                        for code, c in self.message_checks
+                        if code not in facts.covered or facts.blank_suspects]
+            plan = self._checked_plans[facts] = _field_plan(rest, reads, messages)
         return plan
 
     def run(self, root: etree._Element, facts: SchemaFacts | None = None) -> list[Finding]:
@@ -814,7 +847,7 @@ class CompiledRules:
                 view = RecordView(rec, t.head, t.lines) if reads is None else CheckedRecordView(rec, t, reads)
                 for rcheck in self.record_checks:
                     rcheck(view, out)
-        for mcheck in self.message_checks:
+        for mcheck in plan.message_checks:
             mcheck(root, out)
         return out
 
