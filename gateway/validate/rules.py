@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, DecimalException, InvalidOperation, getcontext
-from functools import cache, partial
+from functools import cache
 from importlib import resources
 from operator import mul
 from typing import Any, cast
@@ -692,13 +692,15 @@ _EMPTY_LEAVES: Callable[[etree._Element], Any] = etree.XPath(
     "//c:*[not(*)][not(normalize-space())]", namespaces=_NS)
 
 
-def _empty_required(rule: Rule, t: MessageType) -> MessageCheck:
+def _empty_required(rule: Rule, t: MessageType, among: tuple[str, ...] | None = None) -> MessageCheck:
     """A field the schema requires (minOccurs 1) that is present with empty content: the official
     schemas accept that in some fields (``xsd/src/empty.toml``), the rule says it is probably
-    not what the sender meant.  Business keys are left to :func:`_empty_key`."""
+    not what the sender meant.  Business keys are left to :func:`_empty_key`.  With ``among``
+    (a plain tree that passed the overlay, whose patterns rule out blank leaves): only the
+    elements of those Clark names are looked at."""
     flagged = _flagged_when_blank(t)
 
-    def check(root: etree._Element, out: list[Finding], among: tuple[str, ...] | None = None) -> None:
+    def check(root: etree._Element, out: list[Finding]) -> None:
         empty: Iterable[etree._Element]
         if among is None:
             empty = _EMPTY_LEAVES(root)
@@ -782,7 +784,7 @@ class CompiledRules:
         self.type = mtype
         self.field_rules: list[tuple[str, list[str], FieldCheck]] = []  # (code, tags, check)
         self.record_checks: list[RecordCheck] = []
-        self.message_checks: list[tuple[str, MessageCheck]] = []  # (code, check)
+        self.message_checks: list[tuple[Rule, MessageCheck]] = []
         self.root_attr_checks: list[tuple[Rule, str, Callable[[str], bool]]] = []
         head_names: list[str] = []
         line_names: list[str] = []
@@ -794,7 +796,7 @@ class CompiledRules:
                 self.field_rules.append((rule.code, tags, check))
                 self.root_attr_checks += [(rule, a, f) for a, f in _root_attr_checks(rule)]
             elif rule.kind in _MESSAGE_KINDS:
-                self.message_checks.append((rule.code, _COMPILERS[rule.kind](rule, mtype)))
+                self.message_checks.append((rule, _COMPILERS[rule.kind](rule, mtype)))
             else:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
                 head, line = _reads(rule)
@@ -818,9 +820,9 @@ class CompiledRules:
                            tuple("l" + c for c in columns), tuple(map(t.q, columns)))
             rest = [r for r in self.field_rules if r[0] not in facts.covered]
             # a covered message check (the presence rule, the one kind) looks at its suspects only
-            messages = [c if code not in facts.covered else partial(c, among=facts.blank_suspects)
-                        for code, c in self.message_checks
-                        if code not in facts.covered or facts.blank_suspects]
+            messages = [c if r.code not in facts.covered else _empty_required(r, t, facts.blank_suspects)
+                        for r, c in self.message_checks
+                        if r.code not in facts.covered or facts.blank_suspects]
             plan = self._checked_plans[facts] = _field_plan(rest, reads, messages)
         return plan
 
