@@ -38,20 +38,38 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only`` (a command module's name), that command's alone, so a
+    command does not pay for importing every other (the translation layer, the server...)."""
     parser = argparse.ArgumentParser(
         prog="cebgw",
         description="Validate, sign, verify and exchange CEB customs messages; run the gateway.")
     parser.add_argument("--version", action="version", version=f"cebgw {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"{__package__}.{name}").register(sub)
+        if only is None or name == only:
+            importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
 
 
+def _command_module(argv: Sequence[str]) -> str | None:
+    """The module of the command ``argv`` names (its first word), if it is one."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    name = first.replace("-", "_") if first else None
+    return name if name in COMMAND_MODULES else None
+
+
+def _offers(parser: argparse.ArgumentParser, command: str) -> bool:
+    return any(isinstance(a, argparse._SubParsersAction) and command in a.choices for a in parser._actions)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    only = _command_module(words)
+    parser = build_parser(only)
+    if only is not None and not _offers(parser, next(a for a in words if not a.startswith("-"))):
+        parser = build_parser()  # the module registers its command under another name
+    args = parser.parse_args(words)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

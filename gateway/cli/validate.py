@@ -94,13 +94,32 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+# Files per process below which --jobs (by default) stays in one process: starting a process
+# and handing it work costs about what validating this many files does.
+FILES_PER_PROCESS = 64
+
+
+def default_jobs(files: int) -> int:
+    """Processes for ``files`` files when --jobs is not given: one per CPU this process may use,
+    as long as each gets at least :data:`FILES_PER_PROCESS` files."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, files // FILES_PER_PROCESS))
+
+
 def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
     if workers <= 1 or len(jobs) < 2 or any(j.path == "-" for j in jobs):
         for job in jobs:
             yield _run(job)
         return
-    size = max(1, min(256, len(jobs) // (workers * 4) or 1))
-    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    # The first file here: the schemas it compiles are in memory before the pool forks, so the
+    # workers start with them instead of each compiling its own.
+    yield _run(jobs[0])
+    rest = jobs[1:]
+    size = max(1, min(256, len(rest) // (workers * 4) or 1))
+    chunks = [rest[i:i + size] for i in range(0, len(rest), size)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for chunk in pool.map(_run_chunk, chunks):
             yield from chunk
@@ -120,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     reports: list[Report] = []
     show_progress = args.format == "text" and sys.stderr.isatty() and len(jobs) >= PROGRESS_THRESHOLD
     paint = _Painter(sys.stdout)
-    for i, outcome in enumerate(_outcomes(jobs, args.jobs), 1):
+    workers = args.jobs if args.jobs is not None else default_jobs(len(jobs))
+    for i, outcome in enumerate(_outcomes(jobs, workers), 1):
         if outcome.report is None:
             io_errors.append(outcome.io_error or "cannot read")
         else:
@@ -181,7 +201,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--edition", choices=EDITIONS, action="append",
                    help="accept only this edition of the standard (repeatable; default: both, each message "
                         "checked against the one it follows)")
-    p.add_argument("--jobs", type=_positive, default=1, metavar="N", help="validate in N processes")
+    p.add_argument("--jobs", type=_positive, default=None, metavar="N",
+                   help=f"validate in N processes (default: one per CPU, each taking at least "
+                        f"{FILES_PER_PROCESS} files)")
     p.add_argument("--max-bytes", type=_positive, default=DEFAULT_MAX_BYTES, metavar="BYTES",
                    help=f"largest message accepted (default {DEFAULT_MAX_BYTES})")
     p.add_argument("--max-findings", type=_positive, default=DEFAULT_MAX_FINDINGS, metavar="N",

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import xmlschema
+if TYPE_CHECKING:
+    import xmlschema
 
 from ..catalog import CEB_NS, CURRENT_EDITION, MessageType
 from ..errors import ConfigError, MappingError
@@ -78,6 +79,8 @@ def _schema_key(mtype: MessageType, edition: str) -> str:
 
 @cache
 def _compile(path: str) -> xmlschema.XMLSchema10:
+    import xmlschema  # ~0.25 s to import: paid by the commands that translate, not by every command
+
     try:
         return xmlschema.XMLSchema10(path, base_url=str(Path(path).parent), allow="sandbox", defuse="always")
     except (OSError, xmlschema.XMLSchemaException) as exc:
@@ -110,6 +113,8 @@ def _leaf(name: str, xtype: Any, required: bool) -> Leaf:
 
 
 def _record(el: Any) -> Record:  # el: an xmlschema XsdElement
+    import xmlschema
+
     children: list[Leaf | Record] = []
     wildcard = False
     for item in el.type.content.iter_model():
