@@ -46,11 +46,16 @@ FUZZ_EXAMPLES ?= 2000
 fuzz: $(STAMP)
 	CEBGW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -o timeout=0 tests/service/test_fuzz.py
 
+# Each bench prints its figures and its rows of issue 14's table (ours, the C-library ceiling and the
+# peer, measured in the same run); the last command prints all those rows as one table.
+BENCH_ROWS ?= var/bench-rows.jsonl
 bench: $(STAMP) sysdeps
-	$(PY) bench/validate.py
-	$(PY) bench/sign.py
-	$(PY) bench/gateway.py
+	@mkdir -p $(dir $(BENCH_ROWS)) && rm -f $(BENCH_ROWS)
+	$(PY) bench/validate.py --rows $(BENCH_ROWS)
+	$(PY) bench/sign.py --rows $(BENCH_ROWS)
+	$(PY) bench/gateway.py --rows $(BENCH_ROWS)
 	$(PY) bench/demo.py
+	$(PY) bench/_table.py $(BENCH_ROWS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -11,8 +11,12 @@ none is an idempotent duplicate), then runs, each against a real server process:
 3. accepted/s with DXP envelope signing on (``sign_envelopes = true`` through ``--config``);
 4. memory over a longer run (``--count``, default 100,000; ``--quick`` 10,000), RSS at intervals;
 
-and, for comparison, the in-process pipeline (``pipeline.submit`` on the same messages with
-a SqliteStore, no HTTP).  Prints figures with the machine and the targets; asserts nothing.
+and, for comparison, on the same messages with the same wrk script and worker count: the ceiling,
+an empty aiohttp handler (``peer-empty``), and the peer, a plain aiohttp + signxml server that
+parses, verifies against the sender's certificate and commits each submission to SQLite before
+its 202 (``peer-signxml``, flat out and at the paced rate; both in bench/peers.py); and the
+in-process pipeline (``pipeline.submit`` with a SqliteStore, no HTTP).  Prints figures with the
+machine and the targets, last the issue-14 table rows (bench/_table.py); asserts nothing.
 
     .venv/bin/python bench/gateway.py [--quick] [--count N] [--workers 2] [--dir /real/disk]
 
@@ -38,6 +42,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -59,8 +64,12 @@ from gateway.dsig.keys import KeyProvider  # noqa: E402
 from gateway.sandbox import datadir, samplegen  # noqa: E402
 from gateway.store import open_store  # noqa: E402
 
+sys.path.append(str(ROOT / "bench"))  # for _table (after ROOT: bench/gateway.py must not hide the package)
+from _table import Row, emit  # noqa: E402
+
 CEBGW = [sys.executable, "-m", "gateway.cli.main"]
 LUA = ROOT / "bench" / "gateway_submit.lua"
+PEERS = ROOT / "bench" / "peers.py"
 COP_NO = re.compile(rb"(<ceb:copNo>COP\d{8})\d{6}(</ceb:copNo>)")
 TARGET_RATE, TARGET_P99_MS = 3000, 50
 
@@ -200,12 +209,18 @@ class Server:
 
     pg_url: str | None = None
     _pg: object | None = None
+    table: str = "outbox"       # the table whose ids count the accepted (a peer's own table)
+    counter: Path | None = None  # the empty peer's answer counters (one 8-byte slot per worker)
 
     def accepted(self) -> int:
         """Declarations stored so far, read from the database file (the outbox's ids run 1..n,
         nobody drains it during a run): asking the server 10 times a second would measure our
         polling too (``/healthz`` counts the pending outbox on the server's reader connections,
-        whose page caches then fill with that growing index)."""
+        whose page caches then fill with that growing index).  The empty peer stores nothing:
+        its workers count their answers in a shared file."""
+        if self.counter is not None:
+            raw = self.counter.read_bytes()
+            return sum(struct.unpack(f"{len(raw) // 8}q", raw))
         if self.pg_url is not None:
             import psycopg
 
@@ -216,18 +231,37 @@ class Server:
         if self._count is None:
             self._count = sqlite3.connect(self.db, timeout=30)
             self._count.execute("PRAGMA query_only=ON")
-        (n,) = self._count.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
+        (n,) = self._count.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.table}").fetchone()
         return int(n)
 
 
 @contextmanager
 def serve(args: list[str], log: Path, workers: int, db: Path, pg_url: str | None = None) -> Iterator[Server]:
     """``cebgw serve ARGS --workers N`` in its own process group; stopped (group-wide) on exit."""
+    with launch([*CEBGW, "serve", *args], log, workers, db, pg_url=pg_url) as server:
+        yield server
+
+
+@contextmanager
+def serve_peer(kind: str, args: list[str], log: Path, workers: int, db: Path, *, table: str = "outbox",
+               counter: Path | None = None) -> Iterator[Server]:
+    """``bench/peers.py KIND ARGS --workers N``, started and stopped like ``cebgw serve``."""
+    with launch([sys.executable, str(PEERS), kind, *args], log, workers, db, table=table,
+                counter=counter) as server:
+        yield server
+
+
+@contextmanager
+def launch(cmd: list[str], log: Path, workers: int, db: Path, *, pg_url: str | None = None,
+           table: str = "outbox", counter: Path | None = None) -> Iterator[Server]:
+    """``CMD --port P --workers N`` in its own process group, once healthy and every worker
+    listening; stopped (group-wide) on exit."""
     port = _free_port()
     with log.open("ab") as out:
-        proc = subprocess.Popen([*CEBGW, "serve", *args, "--port", str(port), "--workers", str(workers)],
+        proc = subprocess.Popen([*cmd, "--port", str(port), "--workers", str(workers)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    server = Server(proc, f"http://127.0.0.1:{port}", workers, db, pg_url=pg_url)
+    server = Server(proc, f"http://127.0.0.1:{port}", workers, db, pg_url=pg_url, table=table,
+                    counter=counter)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -423,8 +457,10 @@ def main() -> None:
                         help="postgresql://…: run the nodes comparison (SQLite, then 1-3 PostgreSQL nodes)")
     parser.add_argument("--nodes-count", type=int, default=3000,
                         help="messages per run of the nodes comparison")
-    parser.add_argument("--runs", default="flat,wide,rate,signed,one,inproc,memory",
-                        help="comma-separated subset of: flat,wide,rate,signed,one,inproc,memory")
+    parser.add_argument("--runs", default="flat,wide,rate,signed,peer-empty,peer-signxml,one,inproc,memory",
+                        help="comma-separated subset of: flat,wide,rate,signed,peer-empty,peer-signxml,"
+                             "one,inproc,memory (peer-signxml also runs paced when rate is in)")
+    parser.add_argument("--rows", metavar="FILE", help="append the issue-14 table rows to FILE (JSON lines)")
     args = parser.parse_args()
     runs = set(args.runs.split(","))
     if shutil.which("wrk") is None:
@@ -438,6 +474,8 @@ def main() -> None:
         nodes_comparison(args)
         return
     print("store: SQLite WAL, synchronous=FULL (a 202 is sent after the commit is synced)")
+    res: dict[str, LoadResult] = {}
+    workers = args.workers
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="cebgw-bench-") as tmp_s:
         tmp = Path(tmp_s)
         data = tmp / "sandbox"
@@ -455,7 +493,6 @@ def main() -> None:
         print()
 
         log = tmp / "server.log"
-        workers = args.workers
         print(f"{'run':<34} {'msgs':>7}    {'time':>6}    {'rate':>7}             {'':>5}"
               f"{'latency':>20}   target")
         # 1 + 2: the sandbox server (its own gateway.db), flat out, then paced.
@@ -472,15 +509,15 @@ def main() -> None:
         try:
             label = f"{workers} worker(s)"
             if "flat" in runs:
-                r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+                r = res["flat"] = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
                 print(_line(f"flat out, {args.connections} conn, {label}", r, f">= {TARGET_RATE} accepted/s"))
             if "wide" in runs:
                 wide = paths[n_tput + n_rate:2 * n_tput + n_rate]
                 r = drive(server, wide, tmp, token, connections=args.wide)
                 print(_line(f"flat out, {args.wide} conn, {label}", r, f">= {TARGET_RATE} accepted/s"))
             if "rate" in runs:
-                r = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
-                          connections=max(args.connections, 64), rate=args.rate)
+                r = res["rate"] = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
+                                        connections=max(args.connections, 64), rate=args.rate)
                 print(_line(f"offered {args.rate}/s, {label}", r,
                             f"p99 < {TARGET_P99_MS} ms at {args.rate}/s"))
             peak = server.rss_mb("VmHWM")
@@ -493,8 +530,27 @@ def main() -> None:
         if "signed" in runs:
             cfg = config_file(data, tmp / "signed.toml", tmp / "signed.db", sign_envelopes=True)
             with serve(["--config", str(cfg)], log, workers, tmp / "signed.db") as server:
-                r = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
+                r = res["signed"] = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
                 print(_line(f"flat out, signed envelopes, {label}", r, f">= {TARGET_RATE} accepted/s"))
+
+        # The ceiling and the peer (bench/peers.py): same messages, wrk script and worker count.
+        conn = args.connections
+        if "peer-empty" in runs:
+            counter = tmp / "empty.count"
+            with serve_peer("empty", ["--counter", str(counter)], log, workers, counter,
+                            counter=counter) as server:
+                r = res["peer-empty"] = drive(server, paths[:n_tput], tmp, token, connections=conn)
+                print(_line(f"peer empty aiohttp, {conn} conn", r, "(ceiling: the HTTP alone)"))
+        if "peer-signxml" in runs:
+            db = tmp / "peer.db"
+            peer_args = ["--cert", str(acc["cert"]), "--db", str(db), "--token", token]
+            with serve_peer("signxml", peer_args, log, workers, db, table="submissions") as server:
+                r = res["peer-signxml"] = drive(server, paths[:n_tput], tmp, token, connections=conn)
+                print(_line(f"peer aiohttp+signxml, {conn} conn", r, "(peer)"))
+                if "rate" in runs:
+                    r = res["peer-signxml-rate"] = drive(server, paths[n_tput:n_tput + n_rate], tmp, token,
+                                                         connections=max(conn, 64), rate=args.rate)
+                    print(_line(f"peer aiohttp+signxml, {args.rate}/s", r, "(peer)"))
 
         # SQLite serialises writers across processes: show what one process does
         if workers > 1 and "one" in runs:
@@ -512,22 +568,54 @@ def main() -> None:
             del bodies
 
         # 4: memory over the longer run (a fresh database).
-        if "memory" not in runs:
-            return
-        print()
-        cfg = config_file(data, tmp / "memory.toml", tmp / "memory.db", sign_envelopes=False)
-        with serve(["--config", str(cfg)], log, workers, tmp / "memory.db") as server:
-            r = drive(server, paths[:args.count], tmp, token, connections=args.connections, samples=10)
-            print(_line(f"memory run, {label}", r, "flat memory"))
-            print(f"  RSS (MB) per server process over {args.count} messages:")
-            for n, mb in r.rss:
-                print(f"  {n:>8} msgs  {'  '.join(f'{m:7.1f}' for m in mb)}   total {sum(mb):7.1f}")
-            if len(r.rss) > 2:
-                early, last = sum(r.rss[2][1]), sum(r.rss[-1][1])
-                print(f"  growth from {r.rss[2][0]} messages to the end: {last - early:+.1f} MB "
-                      f"({(last - early) / max(early, 1) * 100:+.1f} %); target: flat")
-            peak = server.rss_mb("VmHWM")
-            print(f"  peak RSS (VmHWM) per process: {', '.join(f'{m:.0f}' for m in peak)} MB")
+        if "memory" in runs:
+            memory_run(args, data, tmp, log, workers, paths, token)
+    summary(args, workers, res)
+
+
+def summary(args: argparse.Namespace, workers: int, res: dict[str, LoadResult]) -> None:
+    """The issue-14 rows: ours, the empty handler's ceiling, the aiohttp + signxml peer."""
+    def rate_of(key: str) -> float | None:
+        return res[key].rate if key in res else None
+
+    peer_rate = res.get("peer-signxml-rate")
+    peer_name = "aiohttp+signxml"
+    if peer_rate is not None and peer_rate.rate < 0.95 * args.rate:
+        peer_name += f" (fell behind: {peer_rate.rate:,.0f}/s)"
+    flat = f"{workers} workers, flat out ({args.connections} conn)"
+    p99 = res["rate"].p99_ms if "rate" in res else None
+    rows = [
+        Row(f"durable signed submissions over HTTP, {flat}, accepted/s", rate_of("flat"),
+            rate_of("peer-empty"), [("aiohttp+signxml", rate_of("peer-signxml"))], f">= {TARGET_RATE:,}/s"),
+        Row(f"p99 ms at {args.rate:,}/s offered, {workers} workers", p99, None,
+            [(peer_name, peer_rate.p99_ms if peer_rate else None)], f"< {TARGET_P99_MS} ms",
+            lower_is_better=True),
+        Row(f"the same with envelope signing on, {flat}, accepted/s", rate_of("signed"), None, [],
+            f">= {TARGET_RATE:,}/s"),
+    ]
+    print("\nceiling: an empty aiohttp handler (reads the body, answers 202); peer: aiohttp + lxml +"
+          "\nsignxml verify + SQLite INSERT, grouped commit (bench/peers.py); same wrk script and workers.")
+    emit("issue 14, submissions over HTTP (bench/gateway.py):", rows, args.rows)
+
+
+def memory_run(args: argparse.Namespace, data: Path, tmp: Path, log: Path, workers: int, paths: list[Path],
+               token: str) -> None:
+    """RSS of the server processes over ``--count`` messages (a fresh database)."""
+    label = f"{workers} worker(s)"
+    print()
+    cfg = config_file(data, tmp / "memory.toml", tmp / "memory.db", sign_envelopes=False)
+    with serve(["--config", str(cfg)], log, workers, tmp / "memory.db") as server:
+        r = drive(server, paths[:args.count], tmp, token, connections=args.connections, samples=10)
+        print(_line(f"memory run, {label}", r, "flat memory"))
+        print(f"  RSS (MB) per server process over {args.count} messages:")
+        for n, mb in r.rss:
+            print(f"  {n:>8} msgs  {'  '.join(f'{m:7.1f}' for m in mb)}   total {sum(mb):7.1f}")
+        if len(r.rss) > 2:
+            early, last = sum(r.rss[2][1]), sum(r.rss[-1][1])
+            print(f"  growth from {r.rss[2][0]} messages to the end: {last - early:+.1f} MB "
+                  f"({(last - early) / max(early, 1) * 100:+.1f} %); target: flat")
+        peak = server.rss_mb("VmHWM")
+        print(f"  peak RSS (VmHWM) per process: {', '.join(f'{m:.0f}' for m in peak)} MB")
 
 
 # ---------------------------------------------------------------- nodes on PostgreSQL

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark `cebgw validate` against a shell loop of `xmllint --noout --schema`.
+"""Benchmark `cebgw validate` against its C-library ceiling and a shell loop of `xmllint --schema`.
 
-Writes COUNT signed CEB621 files for each item count (2, 10, 99), runs `cebgw validate
---jobs J` over each folder (full validation: XSD + rules) and a shell loop of xmllint
-over a sample of the same files, and prints messages/s side by side with the ratio.
+Writes COUNT signed CEB621 files for each item count (default 8,000 files of 10 items), runs
+`cebgw validate --jobs J` over each folder (full validation: XSD + rules), the ceiling (lxml
+parse + `XMLSchema.validate` of the plain xsd/ceb-import.xsd over the same files, in this
+process, one core: libxml2 doing the schema part and nothing else) and a shell loop of xmllint
+over a sample of the same files, and prints messages/s side by side with the ratios.
 Then, in process, the microseconds one message of each size costs per stage (best of
-several runs): parse, the whole validation (`findings_of`), and its parts.
-Prints figures only; asserts nothing.
+several runs): parse, the whole validation (`findings_of`), and its parts.  Last, the
+issue-14 table row(s) (bench/_table.py).  Prints figures only; asserts nothing.
 
-    .venv/bin/python bench/validate.py [--count 10000] [--xmllint-sample 300] [--jobs 1 2]
+    .venv/bin/python bench/validate.py [--count 8000] [--items 10] [--xmllint-sample 300] [--jobs 1 2]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lxml import etree
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -34,6 +38,9 @@ from gateway.dsig.sign import sign  # noqa: E402
 from gateway.sandbox import samplegen  # noqa: E402
 from gateway.validate import findings_of, overlay, rules, xsd  # noqa: E402
 from gateway.xmlio import parse  # noqa: E402
+
+sys.path.append(str(ROOT / "bench"))  # for _table (after ROOT: bench/gateway.py must not hide the package)
+from _table import Row, emit  # noqa: E402
 
 CERTS = ROOT / "certs" / "sandbox"
 CEBGW = [sys.executable, "-m", "gateway.cli.main"]
@@ -80,6 +87,19 @@ def run_xmllint(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def run_ceiling(paths: list[Path]) -> tuple[float, int]:
+    """The C libraries alone, in process, one core: read, parse (lxml, hardened like the gateway's
+    parser) and validate against the plain import XSD, compiled once before the clock starts.
+    Returns the seconds and how many files were valid."""
+    schema = etree.XMLSchema(etree.parse(str(ROOT / "xsd" / "ceb-import.xsd")))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    valid = 0
+    started = time.perf_counter()
+    for path in paths:
+        valid += schema.validate(etree.fromstring(path.read_bytes(), parser))
+    return time.perf_counter() - started, valid
+
+
 def per_call_us(fn: Callable[[], object], budget: float = 0.2, repeats: int = 5) -> float:
     """Microseconds per call: the best of REPEATS runs of about BUDGET seconds each."""
     started, n = time.perf_counter(), 0
@@ -120,18 +140,20 @@ def in_process(items_list: list[int]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--count", type=int, default=8_000)
     parser.add_argument("--xmllint-sample", type=int, default=300)
-    parser.add_argument("--items", type=int, nargs="+", default=[2, 10, 99])
+    parser.add_argument("--items", type=int, nargs="+", default=[10])
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rows", metavar="FILE", help="append the issue-14 table rows to FILE (JSON lines)")
     args = parser.parse_args()
+    table: list[Row] = []
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     have_xmllint = shutil.which("xmllint") is not None
     if not have_xmllint:
         print("xmllint not found (Debian package libxml2-utils): the comparison column is left out")
     print(f"{'items':>5} {'jobs':>4} {'files':>6} {'cebgw msg/s':>12} {'per core':>9} "
-          f"{'xmllint msg/s':>14} {'ratio':>7}")
+          f"{'ceiling/core':>13} {'/ceiling':>8} {'xmllint msg/s':>14} {'ratio':>7}")
     with tempfile.TemporaryDirectory(prefix="cebgw-bench-") as tmp:
         for items in args.items:
             folder = Path(tmp) / f"items-{items}"
@@ -140,6 +162,10 @@ def main() -> int:
             if have_xmllint:
                 sample = paths[: args.xmllint_sample]
                 lint_rate = len(sample) / run_xmllint(sample)
+            ceil_s, ceil_valid = run_ceiling(paths)
+            if ceil_valid != args.count:
+                print(f"  warning: the ceiling found {args.count - ceil_valid} of {args.count} files invalid")
+            ceiling = args.count / ceil_s
             for jobs in args.jobs:
                 elapsed, summary = run_cebgw(folder, jobs)
                 if summary["valid"] != args.count:
@@ -147,11 +173,20 @@ def main() -> int:
                 rate = args.count / elapsed
                 lint = f"{lint_rate:14.0f}" if lint_rate else f"{'-':>14}"
                 ratio = f"{rate / lint_rate:6.1f}x" if lint_rate else f"{'-':>7}"
-                print(f"{items:>5} {jobs:>4} {args.count:>6} {rate:12.0f} {rate / jobs:9.0f} {lint} {ratio}")
+                print(f"{items:>5} {jobs:>4} {args.count:>6} {rate:12.0f} {rate / jobs:9.0f} "
+                      f"{ceiling:13.0f} {rate / jobs / ceiling:7.2f}x {lint} {ratio}")
+                table.append(Row(f"`cebgw validate`, rules on, {args.count:,} {items}-item CEB621 files, "
+                                 f"--jobs {jobs}, msgs/s per core",
+                                 rate / jobs, ceiling, [("xmllint loop", lint_rate)],
+                                 ">= 4,000/s per core; >= 15× xmllint"))
             shutil.rmtree(folder)
     print("cebgw: whole command incl. start-up, schema compile, file reads; full validation (XSD + rules).")
-    print(f"xmllint: one process per file, a shell loop over the first {args.xmllint_sample} files.")
+    print("ceiling: in this process, one core: read + lxml parse + XMLSchema.validate (plain ceb-import.xsd,")
+    print("compiled before the clock starts; no code lists, no rules); /ceiling = cebgw per core / ceiling.")
+    print(f"xmllint: one process per file, a shell loop over the first {args.xmllint_sample} files; "
+          "ratio = cebgw msg/s / xmllint msg/s (the table below divides per core).")
     in_process(args.items)
+    emit("issue 14, validation (bench/validate.py):", table, args.rows)
     return 0
 
 
