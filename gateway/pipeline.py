@@ -396,18 +396,16 @@ def prepare(verified: Verified, *, now: datetime | None = None,
                             receiver_ids=(receiver_for(mtype.flow),), cop_msg_id=cop_msg_id,
                             created=creat_time(now))
     # Unsigned, the envelope is head + base64(data) + tail: the store keeps just those parts,
-    # so it is not built here.  Signed, it is built and signed whole.
-    parts: tuple[bytes, bytes] | None = (head, tail)
-    envelope = b""
-    if gateway_key is not None:
-        envelope, parts = dsig_sign(head + base64.b64encode(data) + tail, gateway_key), None
+    # so it is not built here.  Signed, it is built and signed whole (sign_envelope).
     guids, docs = parcel_records(ident)
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
-        business_keys=mtype.business_keys(ident.root), envelope=envelope, cop_msg_id=cop_msg_id,
-        subscribers=subscribers_of(ident.root), envelope_parts=parts, edition=auth.validated.edition,
+        business_keys=mtype.business_keys(ident.root), envelope=b"", cop_msg_id=cop_msg_id,
+        subscribers=subscribers_of(ident.root), envelope_parts=(head, tail), edition=auth.validated.edition,
         record_guids=guids, parcel_docs=docs, held=held and bool(docs))
+    if gateway_key is not None:
+        message = sign_envelope(message, gateway_key)
     return Prepared(verified, message)
 
 
@@ -431,6 +429,7 @@ class SubmitDeps:
     editions: tuple[str, ...] = EDITIONS
     times: TimePolicy = TimePolicy()
     executor: Executor | None = None  # where bodies of limits.offload_bytes and more are checked
+    signer: Executor | None = None  # where envelopes are signed (None: inline, on the caller's thread)
     custody: CustodyKeys | None = None
     preflight: Preflight | None = None  # None: no pre-flight comparison
     lifecycle: bool = True  # refuse what the document's lifecycle does not allow (gateway.lifecycle)
@@ -482,8 +481,19 @@ def check_submission(data: bytes, account: Account,
     facts = lifecycle.facts_of(opened.ident) if deps.lifecycle else None
     pre = deps.preflight
     held = pre is not None and pre.active() and pre.holds(account.name, opened.type.code)
-    message = prepare(verified, now=now, gateway_key=deps.gateway_key, held=held).message
+    inline_key = deps.gateway_key if deps.signer is None else None  # else submit signs it off the loop
+    message = prepare(verified, now=now, gateway_key=inline_key, held=held).message
     return message, validated.warnings, facts
+
+
+def sign_envelope(message: NewMessage, key: KeyProvider) -> NewMessage:
+    """``message`` with its DxpMsg built and signed by ``key`` (the gateway's), from the parts
+    :func:`prepare` left; what ``prepare(..., gateway_key=key)`` would have made."""
+    if message.envelope_parts is None:
+        return message  # built (and signed, if it was to be) already
+    head, tail = message.envelope_parts
+    envelope = dsig_sign(head + base64.b64encode(message.data) + tail, key)
+    return replace(message, envelope=envelope, envelope_parts=None)
 
 
 async def check_lifecycle(message: NewMessage, facts: lifecycle.Facts, deps: SubmitDeps) -> None:
@@ -505,8 +515,21 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     # commit at once, their trees would otherwise stay alive and crowd the CPU caches.
     message, warnings, facts = await off_loop(lambda: check_submission(data, account, deps), len(data),
                                               deps.limits, deps.executor)
+    signed: asyncio.Future[NewMessage] | None = None
+    if deps.gateway_key is not None and deps.signer is not None:
+        # parsing, canonicalizing and RSA/SM2 release the GIL: the envelope is signed on another
+        # thread while this one checks the lifecycle and serves other requests
+        loop = asyncio.get_running_loop()
+        signed = loop.run_in_executor(deps.signer, sign_envelope, message, deps.gateway_key)
     if facts is not None:
-        await check_lifecycle(message, facts, deps)
+        try:
+            await check_lifecycle(message, facts, deps)
+        except BaseException:
+            if signed is not None:
+                signed.cancel()  # not needed now; a signature already under way just finishes
+            raise
+    if signed is not None:
+        message = await signed
     accepted = await persist(message, deps.store)
     if warnings:
         accepted = replace(accepted, warnings=warnings)

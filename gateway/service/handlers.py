@@ -41,6 +41,7 @@ from .keys import (
     PREFLIGHT,
     REGISTRY,
     SETTINGS,
+    SIGNER,
     STORE,
     TRANSPORT_METRICS,
     Signal,
@@ -174,7 +175,7 @@ async def post_message(request: web.Request) -> web.Response:
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
                                _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
                                editions=settings.accept_editions, executor=app[CHECKER],
-                               custody=app[CUSTODY], preflight=app[PREFLIGHT])
+                               signer=app[SIGNER], custody=app[CUSTODY], preflight=app[PREFLIGHT])
     metrics = app[METRICS]
     try:
         if request.content_type == "application/json":  # mapped and signed, then the XML path
