@@ -383,10 +383,12 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
 
 
 def prepare(verified: Verified, *, now: datetime | None = None,
-            gateway_key: KeyProvider | None = None, held: bool = False) -> Prepared:
+            gateway_key: KeyProvider | None = None, held: bool = False,
+            parcel_fields: bool = True) -> Prepared:
     """Stage 8: the store record and the DxpMsg for customs (CopMsgId kept from the sender's
     envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given;
-    with its records' guids and parcel documents, stored ``held`` back from customs if asked."""
+    with its records' guids and parcel documents (their fields too, with ``parcel_fields``),
+    stored ``held`` back from customs if asked."""
     auth = verified.authorised
     opened = auth.validated.opened
     ident, mtype = opened.ident, opened.type
@@ -397,7 +399,7 @@ def prepare(verified: Verified, *, now: datetime | None = None,
                             created=creat_time(now))
     # Unsigned, the envelope is head + base64(data) + tail: the store keeps just those parts,
     # so it is not built here.  Signed, it is built and signed whole (sign_envelope).
-    guids, docs = parcel_records(ident)
+    guids, docs = parcel_records(ident, with_fields=parcel_fields)
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
@@ -480,9 +482,10 @@ def check_submission(data: bytes, account: Account,
     now = deps.clock() if deps.clock is not None else None
     facts = lifecycle.facts_of(opened.ident) if deps.lifecycle else None
     pre = deps.preflight
-    held = pre is not None and pre.active() and pre.holds(account.name, opened.type.code)
+    comparing = pre is not None and pre.active()  # else the parcel documents' fields are not kept
+    held = comparing and pre is not None and pre.holds(account.name, opened.type.code)
     inline_key = deps.gateway_key if deps.signer is None else None  # else submit signs it off the loop
-    message = prepare(verified, now=now, gateway_key=inline_key, held=held).message
+    message = prepare(verified, now=now, gateway_key=inline_key, held=held, parcel_fields=comparing).message
     return message, validated.warnings, facts
 
 

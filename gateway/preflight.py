@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from lxml import etree
 
 from .accounts import Accounts
 from .catalog import BEIJING, CEB_NS, Catalog, Identified
+from .catalog import load as load_catalog
 from .reconcile import (
     INVENTORY,
     PARCEL_TYPES,
@@ -42,7 +44,7 @@ from .reconcile import (
 )
 from .state import State
 from .store import NewReceipt, ParcelDoc, ParcelVersion, Store
-from .xmlio import parse
+from .xmlio import parse, text
 
 PREFLIGHT_STATUS = "PREFLIGHT"  # returnStatus of a finding receipt: not a customs status, moves no state
 
@@ -58,18 +60,31 @@ _REQUIRED = frozenset({"guid", "preNo", "returnStatus", "returnTime", "returnInf
                        "orderNo", "payCode", "payTransactionId", "logisticsCode", "logisticsNo", "copNo"})
 
 
-def parcel_records(ident: Identified) -> tuple[list[str], list[ParcelDoc]]:
+def parcel_records(ident: Identified, *, with_fields: bool = True) -> tuple[list[str], list[ParcelDoc]]:
     """Each record's head guid, and the records that are parcel documents, as the store keeps
-    them (read from the tree the validate stage read)."""
+    them (read from the tree the validate stage read).  Without ``with_fields`` (no enterprise
+    asked for the comparison) a document's fields are not kept: :func:`document_of` reads them
+    from the declaration's bytes if they are ever needed."""
     mtype = ident.type
     guids: list[str] = []
+    heads: list[etree._Element | None] = []
     if mtype.record and mtype.head is not None:
         for rec in ident.root.iterchildren(mtype.q(mtype.record)):
             head = rec.find(mtype.q(mtype.head)) if mtype.head else rec
-            g = head.find(mtype.q("guid")) if head is not None else None
-            guids.append((g.text or "").strip() if g is not None else "")
-    docs = [ParcelDoc(d.record_no, d.key.ebp_code if d.type != WAYBILL else "", d.get("orderNo"), _fields(d))
-            for d in documents_of(ident) if d.get("orderNo")]
+            heads.append(head)
+            guids.append(text(head.find(mtype.q("guid"))) if head is not None else "")
+    if with_fields:
+        docs = [ParcelDoc(d.record_no, d.key.ebp_code if d.type != WAYBILL else "", d.get("orderNo"),
+                          _fields(d)) for d in documents_of(ident) if d.get("orderNo")]
+    elif mtype.code in PARCEL_TYPES:
+        docs = []
+        for no, head in enumerate(heads):
+            order_no = text(head.find(mtype.q("orderNo"))) if head is not None else ""
+            ebp = text(head.find(mtype.q("ebpCode"))) if head is not None and mtype.code != WAYBILL else ""
+            if order_no:
+                docs.append(ParcelDoc(no, ebp, order_no, ""))
+    else:
+        docs = []
     return guids, docs
 
 
@@ -79,9 +94,19 @@ def _fields(d: Document) -> str:
 
 
 def document_of(v: ParcelVersion) -> Document:
-    """The comparison's view of a stored version."""
+    """The comparison's view of a stored version (read from its declaration's bytes when its
+    fields were not kept)."""
+    if not v.fields and v.data is not None:
+        return _documents(v.data, v.message_type)[v.record_no]
     f = json.loads(v.fields)
     return Document(v.message_type, f["head"], tuple(f["lines"]), f.get("sender", ""), v.record_no)
+
+
+@lru_cache(maxsize=256)
+def _documents(data: bytes, message_type: str) -> tuple[Document, ...]:
+    """The documents of stored declaration bytes (validated when they were stored)."""
+    ident = load_catalog().identify(parse(data, source=f"stored {message_type}"))
+    return tuple(documents_of(ident))
 
 
 def current(versions: Sequence[ParcelVersion]) -> dict[str, ParcelVersion]:
@@ -91,7 +116,7 @@ def current(versions: Sequence[ParcelVersion]) -> dict[str, ParcelVersion]:
     for v in versions:  # oldest first: later ones replace
         if v.state == State.REJECTED:
             continue
-        if json.loads(v.fields)["head"].get("appType") == "3":
+        if document_of(v).get("appType") == "3":
             out.pop(v.message_type, None)
             continue
         out[v.message_type] = v

@@ -250,8 +250,10 @@ count as elements),
     start = _check_encoding(data, source)
     _check_prolog(data, start, source)
     # Every element, comment, PI and CDATA section opens with "<" not followed by "/": an
-    # upper bound on the nodes, counted in C before libxml2 builds anything.
-    opened = data.count(b"<")  # end tags too, as long as that is under the limit anyway
+    # upper bound on the nodes, counted in C before libxml2 builds anything.  No more bytes
+    # than the limit: no more "<" and "=" together either, nothing to count.
+    few = len(data) <= max_nodes
+    opened = 0 if few else data.count(b"<")  # end tags too, as long as that is under the limit anyway
     if opened > max_nodes:
         opened -= data.count(b"</")
         if opened > max_nodes:
@@ -284,7 +286,7 @@ count as elements),
         _check_markup(root, source)
     if equals > max_attributes:
         _check_attributes(root, max_attributes, source)
-    if opened + equals > max_nodes:
+    if not few and opened + equals > max_nodes:
         _check_nodes(data, root, max_nodes, source)
     if equals > max_namespaces:
         _check_namespaces(data, root, max_namespaces, source)

@@ -170,9 +170,10 @@ class ParcelVersion:
     guid: str
     state: State
     received_at: datetime
-    fields: str
+    fields: str  # "" when not kept at the time (see preflight.parcel_records): ``data`` has them
     held: bool
     sent: bool
+    data: bytes | None = None  # the declaration's bytes, given when ``fields`` is ""
 
 
 @dataclass(frozen=True)

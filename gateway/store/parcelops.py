@@ -21,14 +21,15 @@ def parcel_versions(conn: sqlite3.Connection, ebp_code: str, order_no: str) -> l
         "SELECT m.id, p.record_no, p.message_type, m.tenant, m.sender_code, COALESCE(g.guid, m.guid),"
         f" s.state, m.received_us, p.fields, EXISTS ({_OPEN_HOLD}),"
         " EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id"
-        " AND (o.acked_us IS NOT NULL OR o.attempts > 0))"
+        " AND (o.acked_us IS NOT NULL OR o.attempts > 0)),"
+        " CASE WHEN p.fields = '' THEN m.data END"
         " FROM parcel_doc p JOIN message m ON m.id = p.message_id"
         " JOIN declaration_state s ON s.message_id = m.id"
         " LEFT JOIN record_guid g ON g.message_id = p.message_id AND g.record_no = p.record_no"
         " WHERE p.order_no = ? AND (p.ebp_code = ? OR p.ebp_code = '' OR ? = '') ORDER BY m.id, p.record_no",
         (order_no, ebp_code, ebp_code)).fetchall()
     return [ParcelVersion(r[0], r[1], r[2], r[3], r[4], r[5], st.State(r[6]), to_dt(r[7]), r[8], bool(r[9]),
-                          bool(r[10])) for r in rows]
+                          bool(r[10]), bytes(r[11]) if r[11] is not None else None) for r in rows]
 
 
 def put_parcel_outcome(conn: sqlite3.Connection, ebp_code: str, order_no: str, basis: int, findings: str,

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
+from gateway import preflight
+from gateway.catalog import load as load_catalog
 from gateway.preflight import PREFLIGHT_STATUS
+from gateway.sandbox import datadir
+from gateway.store import open_store
 from gateway.xmlio import parse
 
 from .kit import Api, Sandbox, aio, running
@@ -237,3 +243,36 @@ async def test_documents_arriving_at_once_end_in_the_same_outcome(psb: Sandbox) 
             assert view["missing"] == [], view
             assert [f["code"] for f in view["findings"]] == ["CEBGW-RECON-AMOUNTPAID"], view
             assert view["held"] == [view["documents"]["CEB621"][0]["message_id"]], view
+
+
+@aio
+async def test_documents_stored_before_the_comparison_was_asked_for_are_read_from_their_bytes(
+        psb: Sandbox, sandbox_dir: Path) -> None:
+    """While no enterprise asks for the comparison, a document's fields are not kept; once one
+    does, the comparison reads them from the stored declaration and finds the same."""
+    info = datadir.ensure(sandbox_dir, url="http://127.0.0.1:0")
+    settings = datadir.settings_for(sandbox_dir).with_(store_url=psb.settings.store_url)
+    off = Sandbox(sandbox_dir, info, settings)
+    order_no = "PF-LAZY-01"
+    docs = order_set(order_no, seed=7)
+    docs["CEB411"] = changed(docs["CEB411"], amountPaid="1.00")
+    async with running(off.settings) as api:
+        for code in ("CEB311", "CEB411", "CEB621"):
+            status, body = await submit(api, off, docs[code])
+            assert status == 202 and "preflight" not in body, (code, body)
+    store = open_store(psb.settings.store_url)
+    try:
+        versions = await store.parcel_versions(EBP, order_no)
+    finally:
+        await store.close()
+    assert [v.message_type for v in versions] == ["CEB311", "CEB411", "CEB621"]
+    for v in versions:
+        assert v.fields == "" and v.data is not None
+        kept = preflight.parcel_records(load_catalog().identify(parse(v.data)))[1][v.record_no]
+        assert preflight.document_of(v) == preflight.document_of(replace(v, fields=kept.fields, data=None))
+    async with running(psb.settings) as api:
+        status, body = await submit(api, psb, docs["CEB511"])
+        assert status == 202, body
+        (evaluation,) = body["preflight"]  # type: ignore[misc]
+        assert evaluation["missing"] == [], evaluation
+        assert {f["code"] for f in evaluation["findings"]} == {"CEBGW-RECON-AMOUNTPAID"}, evaluation

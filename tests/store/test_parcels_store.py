@@ -4,6 +4,7 @@ over, outcomes kept by basis, buyers' totals as exact decimals."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import uuid
@@ -90,3 +91,16 @@ def test_parcel_docs_are_append_only(db: str) -> None:
     mid = asyncio.run(fill())
     with sqlite3.connect(db) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute("UPDATE parcel_doc SET order_no = 'X' WHERE message_id = ?", (mid,))
+
+
+@aio
+async def test_a_version_without_kept_fields_comes_with_its_bytes(db: str, clock: FakeClock) -> None:
+    async with any_store(db, clock=clock) as store:
+        kept = _doc("CEB311", "E1", "O9")
+        bare = _doc("CEB411", "E1", "O9")
+        bare = dataclasses.replace(bare, parcel_docs=[ParcelDoc(0, "E1", "O9", "")])
+        await store.put_message(kept)
+        await store.put_message(bare)
+        first, second = await store.parcel_versions("E1", "O9")
+        assert first.fields == kept.parcel_docs[0].fields and first.data is None
+        assert second.fields == "" and second.data == bare.data and isinstance(second.data, bytes)
