@@ -40,7 +40,7 @@ from .accounts import Account, Accounts, CustodyKeys
 from .catalog import CEB_NS, CURRENT_EDITION, DS_NS, DXP_NS, Catalog, Identified, MessageType
 from .catalog import load as load_catalog
 from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, DEFAULT_OFFLOAD_BYTES, Settings
-from .dsig import KeyProvider, Policy, Registry, signature_required
+from .dsig import KeyProvider, Policy, Registry, sign_around, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
 from .envelope import Unwrapped, creat_time, new_cop_msg_id, receiver_for, unwrap, wrap_parts
@@ -490,13 +490,17 @@ def check_submission(data: bytes, account: Account,
 
 
 def sign_envelope(message: NewMessage, key: KeyProvider) -> NewMessage:
-    """``message`` with its DxpMsg built and signed by ``key`` (the gateway's), from the parts
-    :func:`prepare` left; what ``prepare(..., gateway_key=key)`` would have made."""
+    """``message`` with its DxpMsg signed by ``key`` (the gateway's): the parts :func:`prepare`
+    left, the tail now carrying the signature; what ``prepare(..., gateway_key=key)`` makes."""
     if message.envelope_parts is None:
         return message  # built (and signed, if it was to be) already
     head, tail = message.envelope_parts
-    envelope = dsig_sign(head + base64.b64encode(message.data) + tail, key)
-    return replace(message, envelope=envelope, envelope_parts=None)
+    middle = base64.b64encode(message.data)
+    try:
+        # only the envelope's head and tail are parsed; it stays head + base64 + (signed) tail
+        return replace(message, envelope_parts=(head, sign_around(head, middle, tail, key)))
+    except ValueError:  # pragma: no cover - wrap_parts' envelopes always take the signature in the tail
+        return replace(message, envelope=dsig_sign(head + middle + tail, key), envelope_parts=None)
 
 
 async def check_lifecycle(message: NewMessage, facts: lifecycle.Facts, deps: SubmitDeps) -> None:

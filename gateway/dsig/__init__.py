@@ -8,7 +8,7 @@ from .algorithms import DEFAULT_POLICY, Algorithm, Policy, Suite
 from .keys import KeyProvider, RemoteSigner, SoftwareKey, load_key
 from .registry import Entry, Registry
 from .registry import load as load_registry
-from .sign import sign
+from .sign import sign, sign_around
 from .verify import VerifiedSignature, signature_required, verify
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "load_key",
     "load_registry",
     "sign",
+    "sign_around",
     "signature_required",
     "verify",
 ]
