@@ -74,6 +74,10 @@ class Settings:
     # that take random inserts (guid, business keys) outgrow a small cache as the store grows;
     # a larger one keeps their pages in memory, at the cost of that much RSS.
     cache_mb: int = 2
+    # Threads per serving process that sign DXP envelopes (sign_envelopes) off the event loop;
+    # 0 signs on it.  The signing releases the GIL, so threads pay off where a process has a
+    # core to spare; with a worker per core they only add hand-overs (docs/performance.md).
+    sign_threads: int = 0
     # The editions of the standard this deployment takes declarations in (both by default).
     accept_editions: tuple[str, ...] = EDITIONS
     # Certificates are checked at the sender's appTime and at the time the gateway receives the
@@ -131,6 +135,8 @@ class Settings:
             raise ConfigError("commit_delay_ms must be between 0 and 100", field="commit_delay_ms")
         if not 1 <= self.cache_mb <= 65536:
             raise ConfigError("cache_mb must be between 1 and 65536", field="cache_mb")
+        if not 0 <= self.sign_threads <= 64:
+            raise ConfigError("sign_threads must be between 0 and 64", field="sign_threads")
         if not self.accept_editions or set(self.accept_editions) - set(EDITIONS):
             raise ConfigError(f"accept_editions must name one or both of {', '.join(EDITIONS)}; "
                               f"got {list(self.accept_editions)}", field="accept_editions")
@@ -165,7 +171,8 @@ _PATHS = ("registry_path", "accounts_path", "gateway_key", "gateway_cert", "tls_
 _FLOATS = ("lease_timeout_s", "long_poll_max_s", "accounts_check_interval_s", "commit_delay_ms",
            "header_timeout_s", "body_timeout_s", "cert_grace_s", "app_time_window_s", "audit_checkpoint_s")
 _INTS = ("max_body_bytes", "max_depth", "min_rsa_bits", "outbox_max_batch", "mailbox_max_batch",
-         "cache_mb", "max_nodes", "max_attributes", "max_namespaces", "max_findings", "offload_bytes")
+         "cache_mb", "sign_threads", "max_nodes", "max_attributes", "max_namespaces", "max_findings",
+         "offload_bytes")
 _BOOLS = ("require_customs_signature", "sign_envelopes")
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -112,8 +111,8 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
     # own and the event loop's, see xmlio.per_thread_cache), made before the first request.
     app[CHECKER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cebgw-check")
     app[CHECKER].submit(_preload)  # its first task, so it compiles in the background before any check
-    # Envelopes are signed on these threads, one per CPU (their work runs without the GIL).
-    app[SIGNER] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cebgw-sign")
+    if settings.sign_threads and settings.sign_envelopes:  # else envelopes are signed on the loop
+        app[SIGNER] = ThreadPoolExecutor(max_workers=settings.sign_threads, thread_name_prefix="cebgw-sign")
     app.on_cleanup.append(_stop_checker)
     if store is None:
         store = open_store(settings.store_url, commit_delay_s=settings.commit_delay_ms / 1000,
@@ -196,7 +195,8 @@ def _preload() -> None:
 
 async def _stop_checker(app: web.Application) -> None:
     app[CHECKER].shutdown(wait=True)
-    app[SIGNER].shutdown(wait=True)
+    if SIGNER in app:
+        app[SIGNER].shutdown(wait=True)
 
 
 class RunnerOptions(TypedDict):

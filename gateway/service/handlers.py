@@ -175,7 +175,7 @@ async def post_message(request: web.Request) -> web.Response:
     deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
                                _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
                                editions=settings.accept_editions, executor=app[CHECKER],
-                               signer=app[SIGNER], custody=app[CUSTODY], preflight=app[PREFLIGHT])
+                               signer=app.get(SIGNER), custody=app[CUSTODY], preflight=app[PREFLIGHT])
     metrics = app[METRICS]
     try:
         if request.content_type == "application/json":  # mapped and signed, then the XML path

@@ -62,7 +62,7 @@ METRICS = web.AppKey("metrics", Metrics)
 OUTBOX_SIGNAL = web.AppKey("outbox_signal", Signal)
 # The one thread that parses and checks large bodies off the event loop (pipeline.off_loop).
 CHECKER = web.AppKey("checker", ThreadPoolExecutor)
-# The threads that sign DXP envelopes when sign_envelopes is on (the signing releases the GIL).
+# The threads that sign DXP envelopes (sign_envelopes with sign_threads > 0; absent otherwise).
 SIGNER = web.AppKey("signer", ThreadPoolExecutor)
 CUSTODY = web.AppKey("custody", CustodyKeys)  # the keys accounts let the gateway sign with
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run

@@ -1,12 +1,14 @@
-"""``sign_envelopes = true``: each DxpMsg customs takes is signed by the gateway key (the signing
-runs on the signer threads while the request goes on), verified here by signxml, an
-independent XML-DSig, against the gateway certificate; Data is the exact submitted bytes."""
+"""``sign_envelopes = true``: each DxpMsg customs takes is signed by the gateway key (on the event
+loop, or with ``sign_threads`` on signer threads while the request goes on), verified here by
+signxml, an independent XML-DSig, against the gateway certificate; Data is the exact submitted
+bytes."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 
+import pytest
 from lxml import etree
 
 from gateway.catalog import DS_NS
@@ -27,9 +29,10 @@ def _verify_with_signxml(envelope: str, cert_pem: str) -> etree._Element:
     return signed
 
 
+@pytest.mark.parametrize("threads", [0, 2], ids=["on-the-loop", "signer-threads"])
 @aio
-async def test_envelopes_are_signed_off_the_loop_and_verify_independently(sb: Sandbox) -> None:
-    settings = sb.settings.with_(sign_envelopes=True)
+async def test_signed_envelopes_verify_independently(sb: Sandbox, threads: int) -> None:
+    settings = sb.settings.with_(sign_envelopes=True, sign_threads=threads)
     assert settings.gateway_cert is not None
     cert_pem = settings.gateway_cert.read_text()
     owner, first = declaration(sb, "CEB621", seed=1)
