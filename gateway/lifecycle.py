@@ -33,7 +33,7 @@ from .errors import InputError, register
 from .reconcile import documents_of
 from .state import RANK, State
 from .store import DeclarationRef, Store
-from .xmlio import leaf_texts, parse, text
+from .xmlio import parse, text
 
 register("CEBGW-LIFECYCLE-DUPLICATE", 409, 1, "-2999",
          "already declared by this enterprise: send a change (appType 2) instead",
@@ -72,8 +72,8 @@ _AFTER_ACCEPTANCE = {
 
 @dataclass(frozen=True)
 class Record:
-    """What the lifecycle needs of one record: its head fields, business keys and (CEB625) its
-    return lines as (gnum, qty)."""
+    """What the lifecycle needs of one record: its head fields (:data:`HEAD_FIELDS`), business
+    keys and (CEB625) its return lines as (gnum, qty)."""
 
     head: dict[str, str]
     keys: dict[str, str]
@@ -90,10 +90,17 @@ class Facts:
     records: tuple[Record, ...]
 
 
+# The head fields the checks read: the version's kind, the parcel it belongs to, the list it names.
+HEAD_FIELDS = ("appType", "invtNo", "orderNo", "ebpCode")
+
+
 def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     mtype = ident.type
     el = rec.find(mtype.q(mtype.head)) if mtype.head else rec
-    return leaf_texts(el) if el is not None else {}
+    if el is None:
+        return {}
+    found = ((name, el.find(mtype.q(name))) for name in HEAD_FIELDS)
+    return {name: text(field) for name, field in found if field is not None}
 
 
 def facts_of(ident: Identified) -> Facts | None:
