@@ -26,7 +26,7 @@ from lxml import etree
 from ..catalog import DS_NS, Catalog, MessageType
 from ..catalog import load as load_catalog
 from ..errors import SignatureError
-from ..xmlio import parse
+from ..xmlio import parse, parse_own
 from . import certutil, layout
 from .algorithms import DEFAULT_SUITE_FOR, Algorithm, Suite, suite
 from .keys import KeyProvider
@@ -83,7 +83,7 @@ def canonical_signed_info(root: etree._Element, signed_info: str) -> bytes:
     the signer's own parse of the message and is left as it was.
     """
     text = f'<ds:Signature xmlns:ds="{DS_NS}">{signed_info}</ds:Signature>'
-    sig = parse(text.encode("utf-8"), source="SignedInfo").root  # our own markup, still the one parser
+    sig = parse_own(text.encode("utf-8"))  # our own markup
     root.append(sig)
     try:
         return etree.tostring(sig[0], method="c14n", exclusive=False, with_comments=False)
