@@ -183,6 +183,9 @@ class SqliteStore:
             self._pool = ThreadPoolExecutor(readers, thread_name_prefix="store-read")
         self._mail_events: dict[str, asyncio.Event] = {}
         self._closed = False
+        self._local = threading.local()  # each thread's connection for lookups (_lookup)
+        self._lookup_conns: list[sqlite3.Connection] = []
+        self._lookup_guard = threading.Lock()
 
     # ------------------------------------------------------------ plumbing
 
@@ -198,6 +201,28 @@ class SqliteStore:
         if self._pool is None:
             return await self._writer.submit(fn)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run_read, fn)
+
+    async def _lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read of a few rows by index (finding a declaration by its keys): here, on the
+        calling thread, with a connection of that thread's own.  Handing it to a reader thread
+        and back costs several times what such a read does (docs/performance.md); reads that
+        may be long (lists, audits, bodies) go through :meth:`_read`."""
+        self._check_open()
+        if self._pool is None:  # in memory: every read goes through the writer's connection
+            return await self._writer.submit(fn)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self._path, read_only=True)
+            with self._lookup_guard:
+                self._lookup_conns.append(conn)
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._readers.get()
@@ -261,19 +286,19 @@ class SqliteStore:
     async def find_declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
         """See :meth:`gateway.store.Store.find_declarations`; ValueError when ``keys`` is empty."""
         keys = dict(keys)
-        return await self._read(lambda c: sqlops.find_declarations(c, message_type, keys, self._parcels))
+        return await self._lookup(lambda c: sqlops.find_declarations(c, message_type, keys, self._parcels))
 
     async def declaration(self, message_id: int) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.declaration`."""
-        return await self._read(lambda c: sqlops.declaration(c, message_id))
+        return await self._lookup(lambda c: sqlops.declaration(c, message_id))
 
     async def declarations_by_cop_msg_id(self, cop_msg_id: str) -> list[DeclarationRef]:
         """See :meth:`gateway.store.Store.declarations_by_cop_msg_id`."""
-        return await self._read(lambda c: sqlops.declarations_by_cop_msg_id(c, cop_msg_id))
+        return await self._lookup(lambda c: sqlops.declarations_by_cop_msg_id(c, cop_msg_id))
 
     async def find_by_cop_msg_id(self, cop_msg_id: str) -> DeclarationRef | None:
         """See :meth:`gateway.store.Store.find_by_cop_msg_id`."""
-        return await self._read(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))
+        return await self._lookup(lambda c: sqlops.find_by_cop_msg_id(c, cop_msg_id))
 
     async def put_receipt(self, r: NewReceipt) -> ReceiptResult:
         """See :meth:`gateway.store.Store.put_receipt`; wakes mailbox waiters once committed."""
@@ -421,6 +446,10 @@ class SqliteStore:
             self._pool.shutdown(wait=True)
         for rc in self._reader_conns:
             rc.close()
+        with self._lookup_guard:
+            for lc in self._lookup_conns:
+                lc.close()
+            self._lookup_conns.clear()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.close)
 
