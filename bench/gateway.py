@@ -377,7 +377,12 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
     elapsed = last_change - start  # the last new row seen (polled every 0.1 s)
     if wrk.poll() is None:
         wrk.send_signal(signal.SIGINT)  # wrk prints its summary (and our done()) on SIGINT
-    out = wrk.communicate(timeout=60)[0].decode(errors="replace")
+    try:
+        # with 100,000 bodies in its Lua state wrk takes a while to wind down (its GC)
+        out = wrk.communicate(timeout=300)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        wrk.kill()  # never left running to load the next runs
+        out = wrk.communicate()[0].decode(errors="replace")
     m = re.search(r"WRK_RESULT (.*)", out)
     if m is None:
         raise RuntimeError(f"wrk gave no result:\n{out}")
