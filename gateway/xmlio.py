@@ -114,8 +114,9 @@ def _too_deep(root: etree._Element, max_depth: int) -> bool:
 
 
 def _check_encoding(data: bytes, source: str) -> int:
-    """The bytes are UTF-8 and say nothing else (no UTF-16/32 byte-order mark or pattern, no
-    other encoding declared); returns where the document starts (after a UTF-8 BOM).
+    """The bytes say nothing but UTF-8 (no UTF-16/32 byte-order mark or pattern, no other
+    encoding declared); returns where the document starts (after a UTF-8 BOM).  That every
+    byte is UTF-8 is checked by libxml2, told so, and explained by :func:`_check_utf8`.
 
     The bytes and the declaration are read together: a UTF-8 BOM with ``encoding="GBK"``
     means two stages could read two texts, so it is refused like any other non-UTF-8.
@@ -131,18 +132,29 @@ def _check_encoding(data: bytes, source: str) -> int:
     head = data[start:start + 4]
     if b"\x00" in head:
         raise refuse("NUL bytes where the document starts (UTF-16 or UTF-32 without a byte-order mark?)")
+    decl = _XML_DECL.match(data, start)
+    if decl is not None:
+        enc = _DECL_ENCODING.search(decl.group())
+        name = enc.group(2).decode("utf-8", errors="replace") if enc is not None else "UTF-8"
+        if name.strip().lower() not in ("utf-8", "utf8"):
+            raise refuse(f"declared encoding {name!r}", 1)
+    return start
+
+
+def _check_utf8(data: bytes, start: int, source: str) -> None:
+    """Every byte from ``start`` is UTF-8, else ``CEBGW-PARSE-ENCODING`` naming the first that is not.
+
+    Run when libxml2 refuses a document: libxml2, told the input is UTF-8, refuses any byte
+    sequence that is not (in content, attributes, comments, PIs, CDATA, names, before and after
+    the root; tests/test_xmlio.py), so a document it accepts needs no second pass over its bytes.
+    """
     try:
         data[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
         at = start + exc.start
-        raise refuse(f"byte {at} (0x{data[at]:02X}) is not UTF-8", data.count(b"\n", 0, at) + 1) from None
-    decl = _XML_DECL.match(data, start)
-    if decl is not None:
-        enc = _DECL_ENCODING.search(decl.group())
-        name = enc.group(2).decode("utf-8") if enc is not None else "UTF-8"
-        if name.strip().lower() not in ("utf-8", "utf8"):
-            raise refuse(f"declared encoding {name!r}", 1)
-    return start
+        line = data.count(b"\n", 0, at) + 1
+        raise ParseError(f"{source}:{line}: byte {at} (0x{data[at]:02X}) is not UTF-8; CEB messages must be "
+                         "UTF-8", code="CEBGW-PARSE-ENCODING") from None
 
 
 def _check_prolog(data: bytes, pos: int, source: str) -> None:
@@ -266,6 +278,7 @@ count as elements),
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
+        _check_utf8(data, start, source)  # bytes that are not UTF-8: say which, as the encoding error
         msg = str(exc.msg or exc)
         code = "CEBGW-PARSE-SYNTAX"
         low = msg.lower()

@@ -151,3 +151,30 @@ def test_the_node_limit_counts_elements_and_attributes_exactly() -> None:
     with pytest.raises(ParseError) as info:
         parse(doc, max_nodes=2000)
     assert info.value.code == "CEBGW-PARSE-TOO-MANY-NODES"
+
+
+_NOT_UTF8 = b"\xc0\xaf"  # an overlong "/": not UTF-8
+
+
+@pytest.mark.parametrize("doc", [
+    b"<a>x" + _NOT_UTF8 + b"</a>",
+    b'<a x="' + _NOT_UTF8 + b'"/>',
+    b"<!--" + _NOT_UTF8 + b"--><a/>",
+    b"<?pi " + _NOT_UTF8 + b"?><a/>",
+    b"<a/><!--" + _NOT_UTF8 + b"-->",
+    b"<a><![CDATA[" + _NOT_UTF8 + b"]]></a>",
+    b"<a" + _NOT_UTF8 + b"/>",
+    b"<a/>\n" + _NOT_UTF8,
+    b'<a x="\xed\xa0\x80"/>',  # a UTF-16 surrogate written as UTF-8
+    b"<a>\xf4\x90\x80\x80</a>",  # above U+10FFFF
+], ids=["text", "attribute", "prolog-comment", "prolog-pi", "epilog-comment", "cdata", "name", "epilog",
+        "surrogate", "above-10ffff"])
+def test_bytes_that_are_not_utf8_are_refused_wherever_they_are(doc: bytes) -> None:
+    """The parser leaves the byte-by-byte UTF-8 check to libxml2 (told the input is UTF-8) and
+    explains a refusal: wherever such bytes sit, the answer is the encoding error naming the byte."""
+    with pytest.raises(ParseError) as info:
+        parse(doc)
+    assert info.value.code == "CEBGW-PARSE-ENCODING"
+    with pytest.raises(UnicodeDecodeError) as bad:
+        doc.decode("utf-8")
+    assert f"byte {bad.value.start} " in info.value.message
