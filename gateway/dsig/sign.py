@@ -130,11 +130,19 @@ def sign(
     (``CEBGW-SIG-MULTIPLE``) or an algorithm the key cannot do, and whatever the key
     provider raises.
     """
+    if replace:
+        data = unsign(data, source=source)
+    s, root, offset = _placed(data, key, alg, message_type, catalog, source)
+    return data[:offset] + _signature_over(s, key, root, _canonical_document(root, source)) + data[offset:]
+
+
+def _placed(data: bytes, key: KeyProvider, alg: Suite | str | None, message_type: MessageType | None,
+            catalog: Catalog | None, source: str) -> tuple[Suite, etree._Element, int]:
+    """The suite, the parsed root and the byte offset where the signature of ``data`` goes;
+    raises as :func:`sign` does for what it cannot sign."""
     s = _resolve_suite(alg, key)
     if s.family != key.family:
         raise SignatureError(f"a {key.family.upper()} key cannot sign {s.name}", code="CEBGW-SIG-ALGORITHM")
-    if replace:
-        data = unsign(data, source=source)
     parsed = parse(data, source=source)
     root = parsed.root
     mtype = message_type or (catalog or load_catalog()).identify(parsed).type
@@ -151,14 +159,16 @@ def sign(
         raise SignatureError(
             f"{source}: cannot place the signature: {exc}", code="CEBGW-SIG-MALFORMED"
         ) from None
+    return s, root, offset
 
-    digest_b64 = base64.b64encode(s.digest_bytes(_canonical_document(root, source))).decode("ascii")
+
+def _signature_over(s: Suite, key: KeyProvider, root: etree._Element, canonical: bytes) -> bytes:
+    """The ``ds:Signature`` text by ``key`` over ``canonical``, the document's canonical form."""
+    digest_b64 = base64.b64encode(s.digest_bytes(canonical)).decode("ascii")
     kname, cert_b64 = _key_info_text(key.certificate)
     signed_info = _signed_info(s, digest_b64)
-    to_sign = canonical_signed_info(root, signed_info)
-    value_b64 = base64.b64encode(key.sign(to_sign, s)).decode("ascii")
-    sig_text = _signature(signed_info, value_b64, kname, cert_b64)
-    return parsed.data[:offset] + sig_text + parsed.data[offset:]
+    value_b64 = base64.b64encode(key.sign(canonical_signed_info(root, signed_info), s)).decode("ascii")
+    return _signature(signed_info, value_b64, kname, cert_b64)
 
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
@@ -179,27 +189,14 @@ def sign_around(head: bytes, middle: bytes, tail: bytes, key: KeyProvider, *,
     """
     if middle.translate(None, _BASE64_ALPHABET):
         raise ValueError("the middle part is not base64 text")
-    s = _resolve_suite(alg, key)
-    if s.family != key.family:
-        raise SignatureError(f"a {key.family.upper()} key cannot sign {s.name}", code="CEBGW-SIG-ALGORITHM")
-    parsed = parse(head + _MARK + tail, source=source)
-    root = parsed.root
-    mtype = (catalog or load_catalog()).identify(parsed).type
-    if next(root.iter(layout.SIGNATURE_TAG), None) is not None:
-        raise SignatureError(f"{source}: the message is already signed", code="CEBGW-SIG-MULTIPLE")
-    if root.tag == layout.SIGNATURE_TAG or any(str(name).startswith(_XML_NS) for name in root.attrib):
-        raise ValueError("not a document sign_around handles")
-    offset = layout.insertion_offset(parsed.data, root, mtype) - len(head) - len(_MARK)
+    s, root, offset = _placed(head + _MARK + tail, key, alg, None, catalog, source)
+    offset -= len(head) + len(_MARK)
     canonical = _canonical_document(root, source)
     at = canonical.find(_MARK)
     if offset < 0 or at < 0 or canonical.count(_MARK) != 1 or (head + tail).find(_MARK) >= 0:
         raise ValueError("the signature would not go into the tail, or the mark is not unique")
     whole = canonical[:at] + middle + canonical[at + len(_MARK):]
-    digest_b64 = base64.b64encode(s.digest_bytes(whole)).decode("ascii")
-    kname, cert_b64 = _key_info_text(key.certificate)
-    signed_info = _signed_info(s, digest_b64)
-    value_b64 = base64.b64encode(key.sign(canonical_signed_info(root, signed_info), s)).decode("ascii")
-    return tail[:offset] + _signature(signed_info, value_b64, kname, cert_b64) + tail[offset:]
+    return tail[:offset] + _signature_over(s, key, root, whole) + tail[offset:]
 
 
 def unsign(data: bytes, *, source: str = "-") -> bytes:
