@@ -50,6 +50,18 @@ from .writer import Bulk, FileLock, GroupCommitWriter
 T = TypeVar("T")
 
 
+def _snapshot_read(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` on one read snapshot (BEGIN ... COMMIT); SQLite errors as StoreError."""
+    try:
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"read failed: {exc}") from exc
+
+
 def _connect(path: str, *, read_only: bool) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -215,25 +227,12 @@ class SqliteStore:
             conn = self._local.conn = _connect(self._path, read_only=True)
             with self._lookup_guard:
                 self._lookup_conns.append(conn)
-        try:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"read failed: {exc}") from exc
+        return _snapshot_read(conn, fn)
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._readers.get()
         try:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"read failed: {exc}") from exc
+            return _snapshot_read(conn, fn)
         finally:
             self._readers.put(conn)
 
