@@ -341,22 +341,11 @@ def element_path(el: etree._Element) -> str:
     return base + "/" + re.sub(r"\{[^}]*\}", "", rel)
 
 
-_LOCAL_NAMES: dict[str, str] = {}  # {ns}name -> name, for the tags leaf_texts meets
-
-
 def leaf_texts(el: etree._Element) -> dict[str, str]:
     """Each child element without children of ``el`` by local name, its text read as :func:`text`
     reads it (stripped, ``""`` when empty); a later child of the same name wins."""
-    names = _LOCAL_NAMES
-    if len(names) > 4096:  # tags come from validated messages; bound it all the same
-        names.clear()
-    return {names.get(tag) or _local_name_cached(tag): (c.text or "").strip()
-            for c in el.iterchildren(tag=etree.Element) if not len(c) for tag in (c.tag,)}
-
-
-def _local_name_cached(tag: str) -> str:
-    name = _LOCAL_NAMES[tag] = tag.rpartition("}")[2]
-    return name
+    return {local_name(c.tag): (c.text or "").strip()
+            for c in el.iterchildren(tag=etree.Element) if not len(c)}
 
 
 def text(el: etree._Element | None) -> str:
