@@ -17,6 +17,7 @@ from typing import Any
 from .catalog import EDITIONS
 from .dsig.algorithms import DEFAULT_ALLOWED, DEFAULT_MIN_RSA_BITS, SUITES, Policy
 from .errors import DEFAULT_MAX_FINDINGS, ConfigError
+from .intake import DEFAULT_OFFLOAD_BYTES
 from .transportconfig import TransportSettings
 from .transportconfig import from_mapping as transport_from_mapping
 from .xmlio import (
@@ -26,8 +27,6 @@ from .xmlio import (
     DEFAULT_MAX_NAMESPACES,
     DEFAULT_MAX_NODES,
 )
-
-DEFAULT_OFFLOAD_BYTES = 64 * 1024
 
 DEFAULT_CERT_GRACE_S = 3600.0          # a message signed just before expiry may still be in transit
 DEFAULT_APP_TIME_WINDOW_S = 86400.0    # appTime further than a day from the receiving time: a warning

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -37,16 +36,13 @@ from lxml import etree
 
 from . import ceb900, lifecycle, mapping, routing
 from .accounts import Account, Accounts, CustodyKeys
-from .catalog import CEB_NS, CURRENT_EDITION, DS_NS, DXP_NS, Catalog, Identified, MessageType
-from .catalog import load as load_catalog
-from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, DEFAULT_OFFLOAD_BYTES, Settings
+from .catalog import CEB_NS, CURRENT_EDITION, DS_NS, Catalog, MessageType
+from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, Settings
 from .dsig import KeyProvider, Policy, Registry, sign_around, signature_required
 from .dsig import sign as dsig_sign
 from .dsig import verify as dsig_verify
-from .envelope import Unwrapped, creat_time, new_cop_msg_id, receiver_for, unwrap, wrap_parts
+from .envelope import creat_time, new_cop_msg_id, receiver_for, wrap_parts
 from .errors import (
-    DEFAULT_MAX_FINDINGS,
-    EnvelopeError,
     Finding,
     ForbiddenError,
     GatewayError,
@@ -56,23 +52,55 @@ from .errors import (
     ParseError,
     SignatureError,
     UsageError,
-    ValidationFailed,
-    cap_findings,
+)
+
+# The stages of intake.py, re-exported: callers name them as stages of the one pipeline.
+from .intake import (
+    Limits as Limits,
+)
+from .intake import (
+    Opened as Opened,
+)
+from .intake import (
+    Validated as Validated,
+)
+from .intake import (
+    check_message as check_message,
+)
+from .intake import (
+    identify as identify,
+)
+from .intake import (
+    open_envelope as open_envelope,
+)
+from .intake import (
+    parse_body as parse_body,
+)
+from .intake import (
+    require_kind as require_kind,
+)
+from .intake import (
+    signed as signed,
+)
+from .intake import (
+    validate as validate,
+)
+from .intake import (
+    validate_bytes as validate_bytes,
+)
+from .intake import (
+    validate_receipt as validate_receipt,
+)
+from .intake import (
+    without_signature as without_signature,
 )
 from .mapping.jsonschema import json_schema, markdown
 from .preflight import Evaluation, Preflight, document_of, parcel_records
 from .reconcile import ParcelKey
 from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
-from .validate import EDITIONS, Checked, Report, apptime, detect, findings_of
+from .validate import EDITIONS, apptime, detect
 from .validate.xsd import schema_path as xsd_path
 from .xmlio import (
-    DEFAULT_MAX_ATTRIBUTES,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_NAMESPACES,
-    DEFAULT_MAX_NODES,
-    Parsed,
-    element_path,
     parse,
     text,
 )
@@ -94,19 +122,6 @@ class Rejected(InputError):
         return self.cause.http_status
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Size and depth bounds for untrusted bytes."""
-
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_depth: int = DEFAULT_MAX_DEPTH
-    max_nodes: int = DEFAULT_MAX_NODES
-    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
-    max_namespaces: int = DEFAULT_MAX_NAMESPACES
-    max_findings: int = DEFAULT_MAX_FINDINGS
-    offload_bytes: int = DEFAULT_OFFLOAD_BYTES
-
-
 def limits_of(settings: Settings) -> Limits:
     """The limits a server's settings give every message."""
     s = settings
@@ -121,33 +136,6 @@ class TimePolicy:
 
     cert_grace: timedelta = timedelta(seconds=DEFAULT_CERT_GRACE_S)
     app_time_window: timedelta = timedelta(seconds=DEFAULT_APP_TIME_WINDOW_S)
-
-
-@dataclass(frozen=True)
-class Opened:
-    """The business message, and the envelope it came in (if any): its header, and the
-    envelope itself as identified."""
-
-    ident: Identified
-    envelope: Unwrapped | None = None
-    envelope_ident: Identified | None = None
-
-    @property
-    def type(self) -> MessageType:
-        return self.ident.type
-
-    @property
-    def cop_msg_id(self) -> str | None:
-        return self.envelope.trans.cop_msg_id if self.envelope is not None else None
-
-
-@dataclass(frozen=True)
-class Validated:
-    """Passed XSD and rules under ``edition``; ``warnings`` are kept for the answer."""
-
-    opened: Opened
-    warnings: tuple[Finding, ...]
-    edition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,142 +178,10 @@ class Accepted:
     preflight: tuple[Evaluation, ...] = ()  # the comparisons of its parcels this submission ran
 
 
-# ---------------------------------------------------------------- shared stages
-
-def parse_body(data: bytes, limits: Limits, source: str = "request") -> Parsed:
-    """Stage 1: the hardened parser. Raises ParseError."""
-    return parse(data, source=source, max_bytes=limits.max_bytes, max_depth=limits.max_depth,
-                 max_nodes=limits.max_nodes, max_attributes=limits.max_attributes,
-                 max_namespaces=limits.max_namespaces)
-
-
-def identify(parsed: Parsed, catalog: Catalog) -> Identified:
-    """Stage 2: name the message type by its root. Raises IdentifyError."""
-    return catalog.identify(parsed)
-
-
-def open_envelope(ident: Identified, catalog: Catalog, limits: Limits) -> Opened:
-    """Stage 3: a bare CEB message passes; a DxpMsg/DxpMsgSv is checked against its XSD and opened."""
-    if not ident.type.is_envelope:
-        return Opened(ident)
-    if ident.type.code not in ("DxpMsg", "DxpMsgSv"):
-        raise IdentifyError(f"{ident.type.code} does not carry a CEB message", field=ident.type.root)
-    _raise_errors(findings_of(ident, schema_only=True, limit=limits.max_findings), limits.max_findings)
-    inner = unwrap(ident.parsed, max_bytes=limits.max_bytes, max_depth=limits.max_depth,
-                   max_nodes=limits.max_nodes, max_attributes=limits.max_attributes,
-                   max_namespaces=limits.max_namespaces)
-    inner_ident = catalog.identify(inner.inner)
-    if inner_ident.type.is_envelope:
-        raise EnvelopeError("an envelope inside an envelope", code="CEBGW-ENV-NESTED", field="Data")
-    return Opened(inner_ident, inner, ident)
-
-
-def require_kind(opened: Opened, kind: str) -> Opened:
-    """Stage 4: only declarations may be submitted, only receipts posted by customs."""
-    if opened.type.kind != kind:
-        raise IdentifyError(f"{opened.type.root} is a {opened.type.kind}; this endpoint takes a {kind}",
-                            field=opened.type.root)
-    return opened
-
-
-def validate(opened: Opened, editions: tuple[str, ...] = EDITIONS,
-             max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
-    """Stage 5: XSD (of the edition the message follows, one of ``editions``) and rules;
-    raises one ValidationFailed with the findings (the first ``max_findings``, and how many more)."""
-    checked = findings_of(opened.ident, accept=editions, limit=max_findings)
-    _raise_errors(checked, max_findings)
-    return Validated(opened, tuple(checked.findings), checked.edition)
-
-
-def _without_signature(ident: Identified) -> Identified:
-    """A signed receipt as its schema sees it: receipt schemas have no place for ``ds:Signature``."""
-    if not _signed(ident.root) or ident.type.signature != "none":
-        return ident
-    bare = copy.deepcopy(ident.root)
-    for el in list(bare.iterchildren(f"{{{DS_NS}}}Signature")):
-        bare.remove(el)
-    return Identified(replace(ident.parsed, root=bare), ident.type)
-
-
-def validate_receipt(opened: Opened, max_findings: int = DEFAULT_MAX_FINDINGS) -> Validated:
-    """Stage 5 for receipts: receipt schemas have no place for ``ds:Signature``, yet customs may
-    sign a bare receipt (enveloped, spec §10).  The signature covers the document without it,
-    so that is what is checked against the XSD and rules; :func:`verify_customs` then checks
-    the signature itself, its position included."""
-    checked = findings_of(_without_signature(opened.ident), limit=max_findings)
-    _raise_errors(checked, max_findings)
-    return Validated(opened, tuple(checked.findings), checked.edition)
-
-
-def _raise_errors(checked: Checked, max_findings: int = DEFAULT_MAX_FINDINGS) -> None:
-    found = checked.findings
-    errors = [f for f in found if f.severity == "error"]
-    if errors:
-        first = errors[0]
-        kept, omitted = cap_findings(found, max_findings)
-        raise ValidationFailed(f"{len(errors)} error(s); first: {first.field or ''} {first.message}".strip(),
-                               code=first.code, findings=kept, omitted=omitted + checked.omitted)
-
+# ---------------------------------------------------------------- declarations
 
 _COP_CODE = etree.XPath("string(c:BaseTransfer/c:copCode)", namespaces={"c": CEB_NS})
 
-
-def check_message(ident: Identified, *, schema_only: bool = False,
-                  editions: tuple[str, ...] = EDITIONS, limit: int | None = None) -> Checked:
-    """The validate stage's findings without raising: a receipt as its schema sees it (no
-    ``ds:Signature``), a declaration as it is."""
-    if ident.type.kind == "receipt":
-        ident = _without_signature(ident)
-    return findings_of(ident, schema_only=schema_only, accept=editions, limit=limit)
-
-
-def _inside(findings: Sequence[Finding], data_el: etree._Element | None) -> list[Finding]:
-    """Findings of the message inside an envelope, placed at the envelope's ``Data`` element."""
-    prefix = element_path(data_el) if data_el is not None else "/DxpMsg/Data"
-    line: object = data_el.sourceline if data_el is not None else None
-    out = []
-    for f in findings:
-        where = f" (line {f.line} of the message in Data)" if f.line else ""
-        out.append(Finding(f.code, f.message + where, f.severity, line if isinstance(line, int) else None,
-                           prefix + (f.path or ""), f.field, f.message_zh))
-    return out
-
-
-def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False, limits: Limits = Limits(),
-                   catalog: Catalog | None = None, with_keys: bool = True,
-                   editions: tuple[str, ...] = EDITIONS) -> Report:
-    """Parse, identify, open and validate, as :func:`submit` and :func:`receive` do, but report
-    every problem as a finding instead of raising (``cebgw validate``, the benchmarks): the first
-    ``limits.max_findings`` of them, ``Report.omitted`` counting the rest.
-
-    A DxpMsg/DxpMsgSv is checked against its schema and opened, and the message inside it is
-    validated too (its findings carry paths under ``/DxpMsg/Data``).  ``with_keys`` adds each
-    record's business keys to the report.
-    """
-    catalog = catalog or load_catalog()
-    mtype: MessageType | None = None
-    try:
-        ident = identify(parse_body(data, limits, source), catalog)
-        mtype = ident.type
-        limit = limits.max_findings
-        if mtype.code not in ("DxpMsg", "DxpMsgSv"):
-            checked = check_message(ident, schema_only=schema_only, editions=editions, limit=limit)
-            keys = tuple(mtype.business_keys(ident.root)) if with_keys else ()
-            kept, omitted = cap_findings(checked.findings, limit)
-            return Report(source, mtype.code, kept, None, keys, checked.edition, omitted + checked.omitted)
-        opened = open_envelope(ident, catalog, limits)
-        inner = opened.ident
-        checked = check_message(inner, schema_only=schema_only, editions=editions, limit=limit)
-        data_el = next(ident.root.iter(f"{{{DXP_NS}}}Data"), None)
-        keys = tuple(inner.type.business_keys(inner.root)) if with_keys else ()
-        kept, omitted = cap_findings(_inside(checked.findings, data_el), limit)
-        return Report(source, mtype.code, kept, inner.type.code, keys, checked.edition,
-                      omitted + checked.omitted)
-    except InputError as exc:
-        return Report(source, mtype.code if mtype else None, exc.findings, omitted=exc.omitted)
-
-
-# ---------------------------------------------------------------- declarations
 
 def authorise(validated: Validated, account: Account) -> Authorised:
     """Stage 6: BaseTransfer/copCode must be the account's, its roles must send this type,
@@ -344,10 +200,6 @@ def authorise(validated: Validated, account: Account) -> Authorised:
     return Authorised(validated, account, cop)
 
 
-def _signed(root: etree._Element) -> bool:
-    return root.find(f"{{{DS_NS}}}Signature") is not None
-
-
 def check_app_time(validated: Validated, received: datetime, window: timedelta) -> Validated:
     """Stage 5b: a warning for each ``appTime`` further than ``window`` from ``received``,
     the time the gateway received the message (the code ``CEBGW-APPTIME-SKEW``)."""
@@ -362,7 +214,7 @@ def verify_signature(authorised: Authorised, registry: Registry, policy: Policy,
     (when ``received`` is given) at the receiving time give or take ``grace``.
     Raises SignatureError."""
     ident = authorised.validated.opened.ident
-    if not _signed(ident.root):
+    if not signed(ident.root):
         if signature_required(ident.type, ident.root):
             raise SignatureError(f"{ident.type.code} must be signed", code="CEBGW-SIG-MISSING",
                                  field="Signature")
@@ -660,14 +512,14 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
     opened = validated.opened
     signer: str | None = None
     env = opened.envelope_ident
-    if env is not None and _envelope_signed(env.root):
+    if env is not None and _envelopesigned(env.root):
         v = dsig_verify(env, registry, policy=policy, received_at=received, grace=grace)
         acc = accounts.by_dxp_id(v.signer)
         if acc is None or not acc.is_customs:
             raise SignatureError(f"envelope signed for {v.signer!r}, which is not a customs account",
                                  code="CEBGW-SIG-CERT-UNREGISTERED", field="SenderId")
         signer = v.entry.name
-    if _signed(opened.ident.root):
+    if signed(opened.ident.root):
         if not customs.is_customs:
             raise SignatureError(f"account {customs.name!r} is not a customs account",
                                  code="CEBGW-SIG-CERT-UNREGISTERED", field="Signature")
@@ -680,7 +532,7 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
     return CheckedReceipt(validated, signer)
 
 
-def _envelope_signed(root: etree._Element) -> bool:
+def _envelopesigned(root: etree._Element) -> bool:
     return any(el.tag == f"{{{DS_NS}}}Signature" for el in root.iterchildren())
 
 
@@ -744,7 +596,7 @@ async def receive(data: bytes, deps: ReceiptDeps, customs: Account) -> tuple[str
 def receipt_json(data: bytes, record_no: int, catalog: Catalog) -> dict[str, object]:
     """Record ``record_no`` of a stored receipt message as the JSON :mod:`gateway.mapping` writes
     (its type, edition and that one record; ``returnInfo`` parsed into code and text)."""
-    ident = _without_signature(identify(parse(data, source="stored receipt"), catalog))
+    ident = without_signature(identify(parse(data, source="stored receipt"), catalog))
     edition = detect(ident)[0] or CURRENT_EDITION
     doc = mapping.to_json(ident.root, ident.type, edition)
     top = mapping.model(ident.type, edition).body.children[0]

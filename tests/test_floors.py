@@ -1,7 +1,7 @@
 """The package keeps its floors: no module imports from a floor above its own (DEVELOPERS.md).
 
 cli/ → service/ → pipeline.py → routing.py, sandbox/, audit.py, lifecycle.py, preflight.py → config.py,
-accounts.py, validate/, mapping/, reconcile/
+accounts.py, intake.py, validate/, mapping/, reconcile/
 → dsig/, envelope.py → catalog/ → store/, xmlio.py → state.py, errors.py
 """
 
@@ -18,7 +18,7 @@ FLOORS = (
     ("service", "transport"),
     ("pipeline",),
     ("routing", "sandbox", "audit", "lifecycle", "preflight"),
-    ("config", "transportconfig", "accounts", "validate", "mapping", "reconcile"),
+    ("config", "transportconfig", "accounts", "intake", "validate", "mapping", "reconcile"),
     ("dsig", "envelope", "ceb900"),
     ("catalog",),
     ("store", "xmlio"),

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from ..catalog import EDITIONS
 from ..errors import DEFAULT_MAX_FINDINGS, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Finding
-from ..pipeline import Limits, validate_bytes
+from ..intake import Limits, validate_bytes
 from ..validate import Report
 from ..xmlio import DEFAULT_MAX_BYTES
 
