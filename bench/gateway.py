@@ -71,6 +71,7 @@ CEBGW = [sys.executable, "-m", "gateway.cli.main"]
 LUA = ROOT / "bench" / "gateway_submit.lua"
 PEERS = ROOT / "bench" / "peers.py"
 COP_NO = re.compile(rb"(<ceb:copNo>COP\d{8})\d{6}(</ceb:copNo>)")
+APP_TIME = re.compile(rb"<ceb:appTime>\d{14}</ceb:appTime>")
 TARGET_RATE, TARGET_P99_MS = 3000, 50
 
 
@@ -91,6 +92,11 @@ def _write_one(job: tuple[int, str]) -> None:
     # samplegen's copNo repeats every 1000 seeds; make it unique (orderNo and guid already are).
     data, n = COP_NO.subn(rb"\g<1>%06d\g<2>" % (seed % 10**6), data)
     assert n == 1, "CEB621 layout changed: no copNo"
+    # appTime when the bench runs, as a sender writes it: samplegen's fixed date is soon more than
+    # the gateway's window (a day) away, and every submission would then carry the skew warning.
+    now = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + 8 * 3600)).encode()  # Beijing time
+    data, n = APP_TIME.subn(b"<ceb:appTime>" + now + b"</ceb:appTime>", data)
+    assert n == 1, "CEB621 layout changed: no appTime"
     Path(path).write_bytes(sign(data, _KEY, alg="rsa-sha1"))
 
 

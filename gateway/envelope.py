@@ -13,7 +13,6 @@ import html
 import os
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -120,7 +119,8 @@ def new_cop_msg_id() -> str:
     rand = _ID_BITS.getrandbits(74)  # 12 bits for rand_a, 62 for rand_b
     value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
              | 0b10 << 62 | rand & (1 << 62) - 1)
-    return str(uuid.UUID(int=value)).upper()
+    h = f"{value:032X}"  # what str(uuid.UUID(int=value)).upper() writes, without the object
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def creat_time(now: datetime | None = None) -> str:

@@ -103,12 +103,14 @@ def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     return {name: text(field) for name, field in found if field is not None}
 
 
-def facts_of(ident: Identified) -> Facts | None:
-    """The lifecycle's view of a declaration, ``None`` for a type it does not check."""
+def facts_of(ident: Identified, keys_of: list[dict[str, str]] | None = None) -> Facts | None:
+    """The lifecycle's view of a declaration, ``None`` for a type it does not check
+    (``keys_of``: its records' business keys, if the caller has read them already)."""
     mtype = ident.type
     if mtype.code not in TYPES or not mtype.record:
         return None
-    keys_of = mtype.business_keys(ident.root)
+    if keys_of is None:
+        keys_of = mtype.business_keys(ident.root)
     returns = mtype.code in RETURN_LINES  # only return lines are checked line by line
     records = []
     for no, rec in enumerate(ident.root.iterchildren(mtype.q(mtype.record))):

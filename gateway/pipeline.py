@@ -236,11 +236,12 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
 
 def prepare(verified: Verified, *, now: datetime | None = None,
             gateway_key: KeyProvider | None = None, held: bool = False,
-            parcel_fields: bool = True) -> Prepared:
+            parcel_fields: bool = True, business_keys: list[dict[str, str]] | None = None) -> Prepared:
     """Stage 8: the store record and the DxpMsg for customs (CopMsgId kept from the sender's
     envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given;
     with its records' guids and parcel documents (their fields too, with ``parcel_fields``),
-    stored ``held`` back from customs if asked."""
+    stored ``held`` back from customs if asked (``business_keys``: its records' keys, if the
+    caller has read them already)."""
     auth = verified.authorised
     opened = auth.validated.opened
     ident, mtype = opened.ident, opened.type
@@ -255,7 +256,8 @@ def prepare(verified: Verified, *, now: datetime | None = None,
     message = NewMessage(
         tenant=auth.account.name, sender_code=auth.sender_code, message_type=mtype.code,
         guid=ident.root.get("guid", ""), data=data,
-        business_keys=mtype.business_keys(ident.root), envelope=b"", cop_msg_id=cop_msg_id,
+        business_keys=mtype.business_keys(ident.root) if business_keys is None else business_keys,
+        envelope=b"", cop_msg_id=cop_msg_id,
         subscribers=subscribers_of(ident.root), envelope_parts=(head, tail), edition=auth.validated.edition,
         record_guids=guids, parcel_docs=docs, held=held and bool(docs))
     if gateway_key is not None:
@@ -332,12 +334,14 @@ def check_submission(data: bytes, account: Account,
                                ori_message_type=known.root if known else None, now=now)
         raise Rejected(exc, receipt, known.code if known else None) from exc
     now = deps.clock() if deps.clock is not None else None
-    facts = lifecycle.facts_of(opened.ident) if deps.lifecycle else None
+    keys = opened.type.business_keys(opened.ident.root)  # read once: the lifecycle and the record
+    facts = lifecycle.facts_of(opened.ident, keys) if deps.lifecycle else None
     pre = deps.preflight
     comparing = pre is not None and pre.active()  # else the parcel documents' fields are not kept
     held = comparing and pre is not None and pre.holds(account.name, opened.type.code)
     inline_key = deps.gateway_key if deps.signer is None else None  # else submit signs it off the loop
-    message = prepare(verified, now=now, gateway_key=inline_key, held=held, parcel_fields=comparing).message
+    message = prepare(verified, now=now, gateway_key=inline_key, held=held, parcel_fields=comparing,
+                      business_keys=keys).message
     return message, validated.warnings, facts
 
 

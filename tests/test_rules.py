@@ -365,6 +365,9 @@ def test_checked_view_reads_what_the_xpath_view_reads() -> None:
             assert fast.line_texts(name) == slow.line_texts(name), name
         for name in ("tradeMode", "emsNo", "trafNo", "billNo", "freight"):
             assert fast.head_text(name) == slow.head_text(name), name
+        for name in (*t.keys, "tradeMode", "freight", "note"):  # the keys are prefetched as elements
+            assert fast.head_el(name) is slow.head_el(name), name
+        assert {f"e{k}" for k in t.keys} <= set(fast._cache)
         assert fast.line_count() == slow.line_count() == 4
 
 

@@ -301,6 +301,10 @@ class RecordView:
         return value
 
     def head_el(self, name: str) -> etree._Element | None:
+        key = "e" + name
+        if key in self._cache:  # prefetched (CheckedRecordView)
+            el: etree._Element | None = self._cache[key]
+            return el
         found = _xpath(f"{self.head_path}c:{name}")(self.rec)
         return found[0] if found else None
 
@@ -387,6 +391,7 @@ class CheckedRecordView(RecordView):
             heads = (rec[0],)
         elif reads.head_tag:
             heads = rec.iterchildren(reads.head_tag)
+        first: dict[str, etree._Element] = {}
         for head in heads:
             for el in head.iterchildren(*reads.head_tags):
                 if len(el):
@@ -394,9 +399,12 @@ class CheckedRecordView(RecordView):
                 tag = el.tag
                 if found.get(tag) is None:  # the first text in document order, as head_text
                     found[tag] = el.text
+                if tag not in first:  # the first element in document order, as head_el
+                    first[tag] = el
         cache = self._cache
         for key, tag in zip(reads.head_keys, reads.head_tags, strict=True):
             cache[key] = found.get(tag)
+            cache["e" + key[1:]] = first.get(tag)
 
 
 _NOT_ELEMENTS = (etree.Comment, etree.ProcessingInstruction, etree.Entity)
@@ -726,10 +734,12 @@ _FIELD_KINDS = ("codelist", "format")
 _MESSAGE_KINDS = ("empty_required",)
 
 
-def _reads(rule: Rule) -> tuple[list[str], list[str]]:
+def _reads(rule: Rule, mtype: MessageType) -> tuple[list[str], list[str]]:
     """The head fields and the line fields a record rule reads (a hint for prefetching:
     a field left out is still read, one XPath call at a time)."""
     s = rule.spec
+    if rule.kind == "empty_key":
+        return list(mtype.keys), []
     if rule.kind == "sum":
         return [s["target"], *s.get("plus", []), *s.get("minus", [])], []
     if rule.kind == "product":
@@ -799,7 +809,7 @@ class CompiledRules:
                 self.message_checks.append((rule, _COMPILERS[rule.kind](rule, mtype)))
             else:
                 self.record_checks.append(_COMPILERS[rule.kind](rule, mtype))
-                head, line = _reads(rule)
+                head, line = _reads(rule, mtype)
                 head_names += head
                 line_names += line
         self.head_names = tuple(dict.fromkeys(head_names))
