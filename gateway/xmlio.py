@@ -157,6 +157,29 @@ def _check_utf8(data: bytes, start: int, source: str) -> None:
                          "UTF-8", code="CEBGW-PARSE-ENCODING") from None
 
 
+# The XML declarations most messages open with: each says UTF-8, or nothing (UTF-8 then).
+_USUAL_DECLS = (b'<?xml version="1.0" encoding="UTF-8"?>', b'<?xml version="1.0" encoding="utf-8"?>',
+                b"<?xml version='1.0' encoding='UTF-8'?>", b"<?xml version='1.0' encoding='utf-8'?>",
+                b'<?xml version="1.0"?>')
+_XML_SPACE = frozenset(b" \t\r\n")
+
+
+def _usual_start(data: bytes) -> bool:
+    """``data`` opens with one of :data:`_USUAL_DECLS`, white space, then a start tag (``<`` and
+    neither ``!`` nor ``?``): :func:`_check_encoding` would find UTF-8 from byte 0 and
+    :func:`_check_prolog` no DOCTYPE.  False only means the two checks must look."""
+    for decl in _USUAL_DECLS:
+        if data.startswith(decl):
+            i = len(decl)
+            break
+    else:
+        return False
+    n = len(data)
+    while i < n and data[i] in _XML_SPACE:
+        i += 1
+    return data[i:i + 1] == b"<" and data[i + 1:i + 2] not in (b"!", b"?", b"")
+
+
 def _check_prolog(data: bytes, pos: int, source: str) -> None:
     while True:
         m = _PROLOG_ITEM.match(data, pos)
@@ -270,8 +293,11 @@ count as elements),
     body = data[3:] if data.startswith(_BOM) else data
     if not body or body.isspace():
         raise ParseError(f"{source}: empty message", code="CEBGW-PARSE-EMPTY")
-    start = _check_encoding(data, source)
-    _check_prolog(data, start, source)
+    if _usual_start(data):
+        start = 0  # what the two checks below would find, without their regular expressions
+    else:
+        start = _check_encoding(data, source)
+        _check_prolog(data, start, source)
     # Every element, comment, PI and CDATA section opens with "<" not followed by "/": an
     # upper bound on the nodes, counted in C before libxml2 builds anything.  No more bytes
     # than the limit: no more "<" and "=" together either, nothing to count.

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from gateway.cli.validate import xml_files
+
 ROOT = Path(__file__).resolve().parents[1]
 VALID = ROOT / "samples" / "valid"
 INVALID = ROOT / "samples" / "invalid"
@@ -161,3 +163,21 @@ def test_cli_ids_are_ascii_digits_only(cli: Run, bad_id: str) -> None:
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         cli(*base, "1", "--message-id", bad_id)
+
+
+def test_directory_walk_lists_what_pathlib_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``xml_files`` spells and orders the files as ``sorted(Path(d).rglob("*.xml"))`` would."""
+    for rel in ("a.xml", "a-b/x.xml", "a/x.xml", "a/b/c.xml", "A/z.xml", "a/.hidden.xml", "a/n.XML",
+                "a/n.xml.bak", "a b/y.xml", "a.b/q.xml", "deep/er/est/one.xml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("<x/>")
+    (tmp_path / "dir.xml").mkdir()  # a directory named like a file: left out
+    (tmp_path / "linked").symlink_to(tmp_path / "a", target_is_directory=True)  # not entered
+    (tmp_path / "link.xml").symlink_to(tmp_path / "a.xml")  # a link to a file: listed
+    (tmp_path / "broken.xml").symlink_to(tmp_path / "nowhere.xml")  # a broken one: not
+    monkeypatch.chdir(tmp_path)
+    for top in (str(tmp_path), str(tmp_path) + "/", ".", "./a", "a//b", "a"):
+        expected = [str(f) for f in sorted(Path(top).rglob("*.xml")) if f.is_file()]
+        assert xml_files(top) == expected, top
+    listed = xml_files(".")
+    assert listed.index("a/x.xml") < listed.index("a-b/x.xml")  # by parts: "a" < "a-b"; by characters, not

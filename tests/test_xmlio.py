@@ -193,3 +193,33 @@ def test_markup_prefilter_is_the_exact_test(body: bytes) -> None:
         if doc.startswith(b"<?xml") and doc.find(b">") != doc.find(b"?>") + 1:
             continue
         assert xmlio._may_hold_markup(doc) == exact, doc
+
+
+_PROLOG_PARTS = st.sampled_from([
+    b'<?xml version="1.0" encoding="UTF-8"?>', b'<?xml version="1.0"?>',
+    b"<?xml version='1.0' encoding='utf-8'?>",
+    b'<?xml version="1.0" encoding="GBK"?>', b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+    b"\xef\xbb\xbf", b"\xff\xfe", b" ", b"\n", b"\t", b"\r\n", b"<!-- c -->", b"<?pi x?>", b"<!DOCTYPE r>",
+    b"<!ENTITY x 'y'>", b"<r/>", b"<ceb:CEB311Message>", b"<", b"<!", b"<?", b"\x00", b""])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_PROLOG_PARTS, max_size=6).map(b"".join))
+def test_usual_start_implies_what_the_encoding_and_prolog_checks_find(data: bytes) -> None:
+    """The fast path skips the two checks only where they would let the bytes through from byte 0."""
+    if xmlio._usual_start(data):
+        assert xmlio._check_encoding(data, "-") == 0
+        xmlio._check_prolog(data, 0, "-")  # raises on a DOCTYPE
+
+
+@pytest.mark.parametrize(("data", "usual"), [
+    (b'<?xml version="1.0" encoding="UTF-8"?>\n<r/>', True),
+    (b'<?xml version="1.0"?><r/>', True),
+    (b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE r>\n<r/>', False),
+    (b'<?xml version="1.0" encoding="UTF-8"?><!-- c --><r/>', False),
+    (b'<?xml version="1.0" encoding="GBK"?><r/>', False),
+    (b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?><r/>', False),
+    (b"<r/>", False),
+])
+def test_usual_start_cases(data: bytes, usual: bool) -> None:
+    assert xmlio._usual_start(data) is usual
