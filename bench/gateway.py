@@ -371,9 +371,9 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
     split: list[int] | None = None
     while done < target and wrk.poll() is None and time.monotonic() - last_change < 10:
         time.sleep(0.1)
-        if split is None and time.monotonic() - start > 0.5:
-            split = _connections_per_worker(server)
         done = server.accepted()
+        if not split and done > base:  # once the load is under way: wrk may take seconds to load its list
+            split = _connections_per_worker(server)
         if done != seen:
             seen, last_change = done, time.monotonic()
         while marks and done >= marks[0]:

@@ -209,11 +209,17 @@ class GroupCommitWriter:
             batch: list[_Job[Any]] = []
             try:
                 await self._take_lock()
+                released = False
                 try:
                     batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-                    committed = _begin_and_run(self.conn, batch) and await self._commit(batch)
+                    committed = False
+                    if _begin_and_run(self.conn, batch):
+                        commit = self._commit(batch)
+                        released = True  # the helper thread lets the lock go as soon as COMMIT returns
+                        committed = await commit
                 finally:
-                    self._release_lock()
+                    if not released:
+                        self._release_lock()
             except BaseException as exc:  # cancelled (the loop is stopping) or a bug: nobody may hang
                 _fail_all(batch + self._pending, StoreError(f"store writer stopped: {type(exc).__name__}"))
                 self._settle_all(batch + self._pending)
@@ -234,8 +240,12 @@ class GroupCommitWriter:
         if self._lock is not None:
             self._lock.release()
 
-    async def _commit(self, batch: list[_Job[Any]]) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _commit, self.conn, batch)
+    def _commit(self, batch: list[_Job[Any]]) -> asyncio.Future[bool]:
+        """COMMIT on the helper thread, which then releases the write lock itself: the other
+        processes' writers get their turn when the data is durable, not when this loop next
+        gets round to it (a few requests' checking later, under load)."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, _commit_releasing, self.conn, batch,
+                                                          self._lock)
 
     @staticmethod
     def _settle_all(jobs: list[_Job[Any]]) -> None:
@@ -288,6 +298,15 @@ def _commit(conn: sqlite3.Connection, batch: Sequence[Work[Any]]) -> bool:
         _fail_all(batch, StoreError(f"commit failed: {exc}"))
         return False
     return True
+
+
+def _commit_releasing(conn: sqlite3.Connection, batch: Sequence[Work[Any]], lock: FileLock | None) -> bool:
+    """:func:`_commit`, then the write lock released (when there is one), whatever happened."""
+    try:
+        return _commit(conn, batch)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _fail_all(batch: Sequence[Work[Any]], error: StoreError) -> None:

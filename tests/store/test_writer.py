@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from storekit import aio, message
 
 from gateway.errors import StoreError
 from gateway.store.sqlite import SqliteStore, _Checkpointer
-from gateway.store.writer import GroupCommitWriter
+from gateway.store.writer import FileLock, GroupCommitWriter
 
 
 @aio
@@ -96,6 +97,38 @@ async def test_writes_queued_while_waiting_for_the_lock_join_the_batch(tmp_path:
         fcntl.flock(fd, fcntl.LOCK_UN)
         await asyncio.wait_for(asyncio.gather(first, *rest), 10)
         assert (w.stats.batches, w.stats.jobs) == (1, 4)
+    finally:
+        os.close(fd)
+        await w.close()
+
+
+@aio
+async def test_the_lock_is_let_go_by_the_commit_not_by_the_loop(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's writer gets its turn as soon as the COMMIT returns: the helper thread
+    lets the lock go, not the loop once it resumes the writer (under load, a few requests'
+    checking later).  Every batch, with a failed job or not, lets it go."""
+    lock = str(tmp_path / "w.db-writelock")
+    released_by: list[int] = []
+    release = FileLock.release
+
+    def recording(self: FileLock) -> None:
+        released_by.append(threading.get_ident())
+        release(self)
+
+    monkeypatch.setattr(FileLock, "release", recording)
+    w = _writer(tmp_path, lock_path=lock)
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        assert await w.submit(_insert(1)) == 1
+
+        def bad(conn: sqlite3.Connection) -> int:
+            raise sqlite3.OperationalError("no such table: nowhere")
+        with pytest.raises(StoreError):
+            await w.submit(bad)
+        assert len(released_by) == 2 and threading.get_ident() not in released_by
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: nothing kept it
+        fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
         await w.close()
