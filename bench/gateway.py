@@ -369,7 +369,12 @@ def drive(server: Server, bodies: list[Path], tmp: Path, token: str, *, connecti
     done, last_change, seen = base, start, base
     wrk_cpu = 0.0
     split: list[int] | None = None
-    while done < target and wrk.poll() is None and time.monotonic() - last_change < 10:
+    # Stalled: nothing new stored for 10 s once the load is under way; before the first row, wrk
+    # may still be loading its bodies (100,000 of them take tens of seconds on a slow machine).
+    def stalled() -> bool:
+        return time.monotonic() - last_change >= (10 if done > base else 180)
+
+    while done < target and wrk.poll() is None and not stalled():
         time.sleep(0.1)
         done = server.accepted()
         if not split and done > base:  # once the load is under way: wrk may take seconds to load its list

@@ -17,7 +17,8 @@ Receipts::
 Each stage is a function from one frozen result to the next, so the type checker keeps
 the order.  Lookups (store, registry, accounts, clock, key) come in as parameters.
 A declaration rejected for its content raises :class:`Rejected`, which carries the
-CEB900 receipt the e-port would have sent.
+CEB900 receipt the e-port would have sent.  The stages up to validate (stage 5) live in
+``intake.py``, which needs no keys or store; they are re-exported here.
 """
 
 from __future__ import annotations
