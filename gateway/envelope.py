@@ -150,6 +150,12 @@ def wrap(data: bytes, *, msg_type: str, sender_id: str, receiver_ids: tuple[str,
     return head + base64.b64encode(data) + tail
 
 
+def _escape(value: str) -> str:
+    """``&``, ``<`` and ``>`` as references: xml.sax.saxutils.escape's set, without importing it
+    (it imports urllib and http.client)."""
+    return html.escape(value, quote=False)
+
+
 def wrap_parts(*, msg_type: str, sender_id: str, receiver_ids: tuple[str, ...],
                cop_msg_id: str | None = None, created: str | None = None,
                file_name: str | None = None) -> tuple[bytes, bytes]:
@@ -159,9 +165,7 @@ def wrap_parts(*, msg_type: str, sender_id: str, receiver_ids: tuple[str, ...],
     cop_msg_id = cop_msg_id or new_cop_msg_id()
     # Written as text, not built as a tree: on the hot path of every submission, and the
     # only variable parts are escaped header values and base64 (which needs no escaping).
-    def e(value: str) -> str:  # &, < and > (xml.sax.saxutils.escape's set; it imports urllib)
-        return html.escape(value, quote=False)
-
+    e = _escape
     receivers = "".join(f"<dxp:ReceiverId>{e(r)}</dxp:ReceiverId>" for r in receiver_ids)
     head = (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<dxp:DxpMsg xmlns:dxp="{DXP_NS}" ver="1.0">'

@@ -37,7 +37,7 @@ from lxml import etree
 
 from . import ceb900, lifecycle, mapping, routing
 from .accounts import Account, Accounts, CustodyKeys
-from .catalog import CEB_NS, CURRENT_EDITION, DS_NS, Catalog, MessageType
+from .catalog import CEB_NS, CURRENT_EDITION, Catalog, MessageType
 from .config import DEFAULT_APP_TIME_WINDOW_S, DEFAULT_CERT_GRACE_S, Settings
 from .dsig import KeyProvider, Policy, Registry, sign_around, signature_required
 from .dsig import sign as dsig_sign
@@ -517,7 +517,7 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
     opened = validated.opened
     signer: str | None = None
     env = opened.envelope_ident
-    if env is not None and _envelopesigned(env.root):
+    if env is not None and signed(env.root):
         v = dsig_verify(env, registry, policy=policy, received_at=received, grace=grace)
         acc = accounts.by_dxp_id(v.signer)
         if acc is None or not acc.is_customs:
@@ -535,10 +535,6 @@ def verify_customs(validated: Validated, registry: Registry, policy: Policy, acc
         raise SignatureError("receipts must be signed by customs", code="CEBGW-SIG-MISSING",
                              field="Signature")
     return CheckedReceipt(validated, signer)
-
-
-def _envelopesigned(root: etree._Element) -> bool:
-    return any(el.tag == f"{{{DS_NS}}}Signature" for el in root.iterchildren())
 
 
 @dataclass(frozen=True)
