@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.cli.validate import xml_files
+from gateway.cli.validate import read_file, xml_files
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = ROOT / "samples" / "valid"
@@ -181,3 +181,18 @@ def test_directory_walk_lists_what_pathlib_lists(tmp_path: Path, monkeypatch: py
         assert xml_files(top) == expected, top
     listed = xml_files(".")
     assert listed.index("a/x.xml") < listed.index("a-b/x.xml")  # by parts: "a" < "a-b"; by characters, not
+
+
+def test_read_file_reads_up_to_the_limit(tmp_path: Path) -> None:
+    """``read_file`` returns the whole file when it is shorter than the limit, the first ``limit``
+    bytes otherwise, and reads files whose size the file system does not report."""
+    path = tmp_path / "m.xml"
+    for size in (0, 1, 4096, 70_000):
+        body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        path.write_bytes(body)
+        for limit in (1, 4097, 70_001, 1 << 20):
+            assert read_file(str(path), limit) == body[:limit], (size, limit)
+    if Path("/proc/self/status").exists():  # Linux: st_size 0, yet it has lines
+        assert b"Pid:" in read_file("/proc/self/status", 1 << 20)
+    with pytest.raises(OSError):
+        read_file(str(tmp_path / "missing.xml"), 10)

@@ -42,19 +42,36 @@ class _Outcome:
 
 def _run(job: _Job) -> _Outcome:
     try:
-        if job.path == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(job.path, "rb") as fh:
-                # read(n) would allocate n bytes up front: size the read by the file instead
-                size = os.fstat(fh.fileno()).st_size
-                data = fh.read(min(size, job.max_bytes) + 1)
+        data = sys.stdin.buffer.read() if job.path == "-" else read_file(job.path, job.max_bytes + 1)
     except OSError as exc:
         return _Outcome(None, f"{job.path}: cannot read: {exc.strerror or exc}")
     report = validate_bytes(data, source=job.path, schema_only=job.schema_only,
                             limits=Limits(max_bytes=job.max_bytes, max_findings=job.max_findings),
                             with_keys=False, editions=job.editions)
     return _Outcome(report)
+
+
+def read_file(path: str, limit: int) -> bytes:
+    """The first ``limit`` bytes of the file at ``path`` (all of it when shorter), read through
+    the file descriptor: a buffered file object costs more to make than a message to read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # read(n) would allocate n bytes up front: size the first read by the file instead
+        want = min(os.fstat(fd).st_size, limit)
+        data = os.read(fd, want) if want else b""
+        if len(data) < limit:  # a file that grew, a short read, or one that has no size (a pipe)
+            rest = [data]
+            got = len(data)
+            while got < limit:
+                more = os.read(fd, min(limit - got, 1 << 20))
+                if not more:
+                    break
+                rest.append(more)
+                got += len(more)
+            data = b"".join(rest)
+        return data
+    finally:
+        os.close(fd)
 
 
 def _run_chunk(jobs: list[_Job]) -> list[_Outcome]:
@@ -67,13 +84,21 @@ def xml_files(top: str) -> list[str]:
     Path object per file: sorting thousands of those costs more than reading the files."""
     top = str(Path(top))
     skip = 2 if top == "." else 0  # Path(".") / "a.xml" is "a.xml"
-    found = []
-    for root, _dirs, names in os.walk(top):
-        for name in names:
-            if name.endswith(".xml"):
-                path = os.path.join(root, name)
-                if os.path.isfile(path):
-                    found.append(path[skip:])
+    found: list[str] = []
+    folders = [top]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    # DirEntry answers from the directory listing, without a stat per file,
+                    # except for symbolic links, which it follows as Path.is_file does
+                    if entry.is_dir():
+                        if not entry.is_symlink():  # rglob does not enter linked directories
+                            folders.append(entry.path)
+                    elif entry.name.endswith(".xml") and entry.is_file():
+                        found.append(entry.path[skip:])
+        except OSError:
+            continue  # a folder that cannot be listed is skipped, as os.walk and rglob skip it
     found.sort(key=lambda path: path.split(os.sep))  # pathlib orders by parts, not by characters
     return found
 
