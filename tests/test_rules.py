@@ -302,6 +302,28 @@ def test_overlay_path_same_findings_on_edge_cases(data: bytes) -> None:
     assert _overlay_path(data) == _plain_path(data)
 
 
+MAIN_SAMPLES = [p for p in SAMPLES if p.parent.name == "valid" and re.fullmatch(r"CEB\d+\.xml", p.name)]
+
+
+@pytest.mark.parametrize("path", MAIN_SAMPLES, ids=lambda p: p.stem)
+def test_every_field_blanked_is_judged_alike_on_both_paths(path: Path) -> None:
+    """Each CEB field of a message, left empty or blank in turn, gets the same findings from the
+    overlay as from the plain path: whether the overlay rules a blank value out by a pattern
+    or by the field's type (a number, a date), it never passes one the presence rule refuses."""
+    root = parse(path.read_bytes()).root
+    ident = load().identify(parse(path.read_bytes()))
+    if overlay.validate(ident.root, ident.type) is None:
+        pytest.skip("this sample takes the plain path as it is")
+    leaves = [i for i, el in enumerate(root.iter(f"{{{CEB_NS}}}*")) if not len(el)]
+    assert leaves
+    for n, index in enumerate(leaves):
+        tree = etree.fromstring(etree.tostring(root))
+        field = list(tree.iter(f"{{{CEB_NS}}}*"))[index]
+        field.text = "" if n % 2 else " \t "
+        data = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+        assert _overlay_path(data) == _plain_path(data), etree.QName(field).localname
+
+
 def test_ceb_element_in_extend_message_is_still_checked() -> None:
     root = parse(samplegen.build("CEB621", lines=2, seed=4)).root
     ext = samplegen.extend_message()

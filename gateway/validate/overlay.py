@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ _KNOWN = frozenset({
 # (xsi:nil, a default filled in for empty content, a substitute, an unqualified name): no overlay.
 _UNSAFE = frozenset({"nillable", "default", "fixed", "substitutionGroup", "abstract", "form"})
 _MAX_INLINE_ROUNDS = 16  # nesting depth of named complex types; deeper means recursive
+_Simple = Mapping[str, etree._Element]  # the schema's named simple types by name
 
 
 class _Unsupported(Exception):
@@ -113,7 +115,7 @@ def _derive(schema: etree._Element) -> dict[str, SchemaFacts]:
     tns = schema.get("targetNamespace") or ""
     _check_supported(schema)
     named = {str(ct.get("name")): ct for ct in schema.iterchildren(_XS + "complexType")}
-    simple = frozenset(str(st.get("name")) for st in schema.iterchildren(_XS + "simpleType"))
+    simple = {str(st.get("name")): st for st in schema.iterchildren(_XS + "simpleType")}
     facts: dict[str, SchemaFacts] = {}
     for t in load_catalog():
         if t.is_envelope or t.namespace != tns:
@@ -165,7 +167,7 @@ def _inline(decl: etree._Element, named: dict[str, etree._Element], tns: str) ->
     raise _Unsupported("named complex types nest too deep (recursive?)")
 
 
-def _narrow_message(decl: etree._Element, t: MessageType, tns: str, simple: frozenset[str]) -> SchemaFacts:
+def _narrow_message(decl: etree._Element, t: MessageType, tns: str, simple: _Simple) -> SchemaFacts:
     """Add the patterns of the type's schema checks to its element declarations; the facts."""
     checks = schema_checks(t.code)
     uncovered: set[str] = set()
@@ -200,7 +202,7 @@ def _narrow_message(decl: etree._Element, t: MessageType, tns: str, simple: froz
 
 
 def _narrow_blank(decl: etree._Element, flagged: frozenset[tuple[str, str]], tns: str,
-                  simple: frozenset[str]) -> tuple[str, ...]:
+                  simple: _Simple) -> tuple[str, ...]:
     """Give every leaf declaration of a (parent, field) pair in ``flagged`` the pattern
     :data:`~.rules.NON_BLANK`, so no such leaf of a tree passing the overlay is blank.  Returns
     the Clark names of the flagged complex elements whose content may be empty (a wildcard
@@ -211,10 +213,45 @@ def _narrow_blank(decl: etree._Element, flagged: frozenset[tuple[str, str]], tns
         if name is None or (_parent_name(el), name) not in flagged:
             continue
         if _is_leaf(el, tns, simple):
-            _narrow(el, NON_BLANK)
+            if _builtin_base(el, tns, simple) not in _NEVER_BLANK:
+                _narrow(el, NON_BLANK)
         elif not _requires_child(el):
             suspects.add(f"{{{tns}}}{name}")
     return tuple(sorted(suspects))
+
+
+# Built-in types whose lexical space has no blank string (their whitespace is collapsed, and
+# none of them may be empty): a leaf of such a type that passes the schema is not blank, and
+# needs no presence pattern (each pattern checked costs libxml2 more than the type itself).
+_NEVER_BLANK = frozenset({
+    "decimal", "integer", "nonPositiveInteger", "negativeInteger", "long", "int", "short", "byte",
+    "nonNegativeInteger", "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte",
+    "positiveInteger", "float", "double", "boolean", "dateTime", "time", "date", "gYearMonth",
+    "gYear", "gMonthDay", "gDay", "gMonth", "duration",
+})
+
+
+def _builtin_base(el: etree._Element, tns: str, simple: _Simple) -> str | None:
+    """The local name of the XML Schema built-in type a leaf declaration's type restricts
+    (through the schema's named simple types and inline restrictions), or None when it is
+    not found that way (a list, a union, a type of another namespace)."""
+    ref, where = el.get("type"), el  # a type's QName, and the element its prefix resolves at
+    inline = el.find(_XS + "simpleType")
+    for _ in range(_MAX_INLINE_ROUNDS):
+        if ref is None:
+            step = inline.find(_XS + "restriction") if inline is not None else None
+            if step is None:
+                return None
+            ref, where = step.get("base"), step
+            inline = step.find(_XS + "simpleType")  # no base: it restricts an inline type
+            continue
+        ns, local = _qname(where, ref)
+        if ns == _XS_NS:
+            return local
+        if ns != tns or local not in simple:
+            return None
+        ref, inline = None, simple[local]
+    return None
 
 
 def _requires_child(el: etree._Element) -> bool:
@@ -231,7 +268,7 @@ def _parent_name(el: etree._Element) -> str | None:
     return holder.get("name") if holder is not None else None
 
 
-def _is_leaf(el: etree._Element, tns: str, simple: frozenset[str]) -> bool:
+def _is_leaf(el: etree._Element, tns: str, simple: _Simple) -> bool:
     """The declaration gives its element a simple type (text only)."""
     if el.find(_XS + "complexType") is not None:
         return False
@@ -291,7 +328,7 @@ def _once(particle: etree._Element) -> bool:
     return particle.get("minOccurs", "1") == "1" and particle.get("maxOccurs", "1") == "1"
 
 
-def _columns(decl: etree._Element, t: MessageType, tns: str, simple: frozenset[str]) -> tuple[str, ...]:
+def _columns(decl: etree._Element, t: MessageType, tns: str, simple: _Simple) -> tuple[str, ...]:
     """The line fields every line holds exactly once, in order, named nowhere else in the record."""
     record = _child(decl, t.record) if t.record else None
     lines = _child(record, t.lines) if record is not None and t.lines else None
