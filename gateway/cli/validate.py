@@ -58,18 +58,18 @@ def read_file(path: str, limit: int) -> bytes:
     try:
         # read(n) would allocate n bytes up front: size the first read by the file instead
         want = min(os.fstat(fd).st_size, limit)
-        data = os.read(fd, want) if want else b""
-        if len(data) < limit:  # a file that grew, a short read, or one that has no size (a pipe)
-            rest = [data]
-            got = len(data)
-            while got < limit:
-                more = os.read(fd, min(limit - got, 1 << 20))
-                if not more:
-                    break
-                rest.append(more)
-                got += len(more)
-            data = b"".join(rest)
-        return data
+        data = os.read(fd, want)
+        if want and len(data) == want:  # the whole file as its size says, or all that was asked for
+            return data
+        rest = [data]  # a short read, or a file that reports no size (/proc, a pipe): read on
+        got = len(data)
+        while got < limit:
+            more = os.read(fd, min(limit - got, 1 << 20))
+            if not more:
+                break
+            rest.append(more)
+            got += len(more)
+        return b"".join(rest)
     finally:
         os.close(fd)
 
