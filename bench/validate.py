@@ -70,26 +70,10 @@ def make_files(folder: Path, items: int, count: int) -> list[Path]:
     return paths
 
 
-def cli_env(cache: Path) -> dict[str, str]:
-    """The environment `cebgw` runs in here: with its modules' bytecode cached (in CACHE), as an
-    installed package has it.  Without it (PYTHONDONTWRITEBYTECODE, which some sandboxes and
-    CI images set, with the editable install), every run compiles the gateway's modules first."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(cache)
-    return env
-
-
-def warm_up(folder: Path, env: dict[str, str]) -> None:
-    """One run over one file, untimed: it writes the bytecode cache the timed runs read."""
-    first = min(folder.glob("*.xml"))
-    subprocess.run([*CEBGW, "validate", "--format", "json", str(first)], capture_output=True, check=False,
-                   cwd=ROOT, env=env)
-
-
-def run_cebgw(folder: Path, jobs: int, env: dict[str, str]) -> tuple[float, dict[str, int]]:
+def run_cebgw(folder: Path, jobs: int) -> tuple[float, dict[str, int]]:
     started = time.perf_counter()
     proc = subprocess.run([*CEBGW, "validate", "--format", "json", "--jobs", str(jobs), str(folder)],
-                          capture_output=True, check=False, cwd=ROOT, env=env)
+                          capture_output=True, check=False, cwd=ROOT)
     elapsed = time.perf_counter() - started
     summary: dict[str, int] = json.loads(proc.stdout)["summary"]
     return elapsed, summary
@@ -182,10 +166,8 @@ def main() -> int:
             if ceil_valid != args.count:
                 print(f"  warning: the ceiling found {args.count - ceil_valid} of {args.count} files invalid")
             ceiling = args.count / ceil_s
-            env = cli_env(Path(tmp) / "pycache")
-            warm_up(folder, env)
             for jobs in args.jobs:
-                elapsed, summary = run_cebgw(folder, jobs, env)
+                elapsed, summary = run_cebgw(folder, jobs)
                 if summary["valid"] != args.count:
                     print(f"  warning: {summary['invalid']} of {args.count} files were invalid")
                 rate = args.count / elapsed
@@ -198,8 +180,7 @@ def main() -> int:
                                  rate / jobs, ceiling, [("xmllint loop", lint_rate)],
                                  ">= 4,000/s per core; >= 15× xmllint"))
             shutil.rmtree(folder)
-    print("cebgw: whole command incl. start-up, schema compile, file reads; full validation (XSD + rules);")
-    print("its bytecode cached as an installed package's is (one untimed run first writes the cache).")
+    print("cebgw: whole command incl. start-up, schema compile, file reads; full validation (XSD + rules).")
     print("ceiling: in this process, one core: read + lxml parse + XMLSchema.validate (plain ceb-import.xsd,")
     print("compiled before the clock starts; no code lists, no rules); /ceiling = cebgw per core / ceiling.")
     print(f"xmllint: one process per file, a shell loop over the first {args.xmllint_sample} files; "
