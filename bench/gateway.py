@@ -73,6 +73,7 @@ PEERS = ROOT / "bench" / "peers.py"
 COP_NO = re.compile(rb"(<ceb:copNo>COP\d{8})\d{6}(</ceb:copNo>)")
 APP_TIME = re.compile(rb"<ceb:appTime>\d{14}</ceb:appTime>")
 TARGET_RATE, TARGET_P99_MS = 3000, 50
+TARGET_SIGNED_RATE = 2500  # issue 14: with envelope signing on
 
 
 # ---------------------------------------------------------------- messages
@@ -556,7 +557,7 @@ def main() -> None:
             cfg = config_file(data, tmp / "signed.toml", tmp / "signed.db", sign_envelopes=True)
             with serve(["--config", str(cfg)], log, workers, tmp / "signed.db") as server:
                 r = res["signed"] = drive(server, paths[:n_tput], tmp, token, connections=args.connections)
-                print(_line(f"flat out, signed envelopes, {label}", r, f">= {TARGET_RATE} accepted/s"))
+                print(_line(f"flat out, signed envelopes, {label}", r, f">= {TARGET_SIGNED_RATE} accepted/s"))
 
         # The ceiling and the peer (bench/peers.py): same messages, wrk script and worker count.
         conn = args.connections
@@ -616,7 +617,7 @@ def summary(args: argparse.Namespace, workers: int, res: dict[str, LoadResult]) 
             [(peer_name, peer_rate.p99_ms if peer_rate else None)], f"< {TARGET_P99_MS} ms",
             lower_is_better=True),
         Row(f"the same with envelope signing on, {flat}, accepted/s", rate_of("signed"), None, [],
-            f">= {TARGET_RATE:,}/s"),
+            f">= {TARGET_SIGNED_RATE:,}/s"),
     ]
     print("\nceiling: an empty aiohttp handler (reads the body, answers 202); peer: aiohttp + lxml +"
           "\nsignxml verify + SQLite INSERT, grouped commit (bench/peers.py); same wrk script and workers."

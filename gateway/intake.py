@@ -34,6 +34,7 @@ from .xmlio import (
     DEFAULT_MAX_NAMESPACES,
     DEFAULT_MAX_NODES,
     Parsed,
+    child,
     element_path,
     parse,
 )
@@ -214,4 +215,7 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
 
 def signed(root: etree._Element) -> bool:
     """``root`` carries an enveloped ``ds:Signature`` as its child."""
-    return root.find(f"{{{DS_NS}}}Signature") is not None
+    return child(root, _SIGNATURE) is not None
+
+
+_SIGNATURE = f"{{{DS_NS}}}Signature"

@@ -33,7 +33,7 @@ from .errors import InputError, register
 from .reconcile import documents_of
 from .state import RANK, State
 from .store import DeclarationRef, Store
-from .xmlio import parse, text
+from .xmlio import child, first_children, parse, text
 
 register("CEBGW-LIFECYCLE-DUPLICATE", 409, 1, "-2999",
          "already declared by this enterprise: send a change (appType 2) instead",
@@ -96,11 +96,11 @@ HEAD_FIELDS = ("appType", "invtNo", "orderNo", "ebpCode")
 
 def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     mtype = ident.type
-    el = rec.find(mtype.q(mtype.head)) if mtype.head else rec
+    el = child(rec, mtype.q(mtype.head)) if mtype.head else rec
     if el is None:
         return {}
-    found = ((name, el.find(mtype.q(name))) for name in HEAD_FIELDS)
-    return {name: text(field) for name, field in found if field is not None}
+    found = first_children(el, [mtype.q(name) for name in HEAD_FIELDS])
+    return {name: text(found[q]) for name in HEAD_FIELDS if (q := mtype.q(name)) in found}
 
 
 def facts_of(ident: Identified, keys_of: list[dict[str, str]] | None = None) -> Facts | None:

@@ -102,6 +102,7 @@ from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import EDITIONS, apptime, detect
 from .validate.xsd import schema_path as xsd_path
 from .xmlio import (
+    first_children,
     parse,
     text,
 )
@@ -225,11 +226,16 @@ def verify_signature(authorised: Authorised, registry: Registry, policy: Policy,
     return Verified(authorised, v.entry.name)
 
 
+_SUBSCRIBE = f"{{{CEB_NS}}}BaseSubscribe"
+_SUBSCRIBER_FIELDS = (f"{{{CEB_NS}}}status", f"{{{CEB_NS}}}dxpAddress")
+
+
 def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
     """The BaseSubscribe entries with a known status."""
     out: list[Subscriber] = []
-    for el in root.iterfind("c:BaseSubscribe", namespaces={"c": CEB_NS}):
-        status, address = text(el.find(f"{{{CEB_NS}}}status")), text(el.find(f"{{{CEB_NS}}}dxpAddress"))
+    for el in root.iterchildren(_SUBSCRIBE):
+        found = first_children(el, _SUBSCRIBER_FIELDS)
+        status, address = text(found.get(_SUBSCRIBER_FIELDS[0])), text(found.get(_SUBSCRIBER_FIELDS[1]))
         if status in ("ALL", "DATA", "RET") and address:
             out.append(Subscriber(address, status))  # type: ignore[arg-type]  # checked just above
     return tuple(out)

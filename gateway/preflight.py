@@ -44,7 +44,7 @@ from .reconcile import (
 )
 from .state import State
 from .store import NewReceipt, ParcelDoc, ParcelVersion, Store
-from .xmlio import parse, text
+from .xmlio import child, first_children, parse, text
 
 PREFLIGHT_STATUS = "PREFLIGHT"  # returnStatus of a finding receipt: not a customs status, moves no state
 
@@ -67,20 +67,22 @@ def parcel_records(ident: Identified, *, with_fields: bool = True) -> tuple[list
     from the declaration's bytes if they are ever needed."""
     mtype = ident.type
     guids: list[str] = []
-    heads: list[etree._Element | None] = []
+    fields: list[dict[str, etree._Element]] = []  # each head's guid, orderNo and ebpCode, read in one pass
+    wanted = [mtype.q("guid"), mtype.q("orderNo"), mtype.q("ebpCode")]
     if mtype.record and mtype.head is not None:
         for rec in ident.root.iterchildren(mtype.q(mtype.record)):
-            head = rec.find(mtype.q(mtype.head)) if mtype.head else rec
-            heads.append(head)
-            guids.append(text(head.find(mtype.q("guid"))) if head is not None else "")
+            head = child(rec, mtype.q(mtype.head)) if mtype.head else rec
+            found = first_children(head, wanted) if head is not None else {}
+            fields.append(found)
+            guids.append(text(found.get(wanted[0])))
     if with_fields:
         docs = [ParcelDoc(d.record_no, d.key.ebp_code if d.type != WAYBILL else "", d.get("orderNo"),
                           _fields(d)) for d in documents_of(ident) if d.get("orderNo")]
     elif mtype.code in PARCEL_TYPES:
         docs = []
-        for no, head in enumerate(heads):
-            order_no = text(head.find(mtype.q("orderNo"))) if head is not None else ""
-            ebp = text(head.find(mtype.q("ebpCode"))) if head is not None and mtype.code != WAYBILL else ""
+        for no, found in enumerate(fields):
+            order_no = text(found.get(wanted[1]))
+            ebp = text(found.get(wanted[2])) if mtype.code != WAYBILL else ""
             if order_no:
                 docs.append(ParcelDoc(no, ebp, order_no, ""))
     else:

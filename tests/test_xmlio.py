@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from gateway import xmlio
 from gateway.catalog import load
@@ -223,3 +224,20 @@ def test_usual_start_implies_what_the_encoding_and_prolog_checks_find(data: byte
 ])
 def test_usual_start_cases(data: bytes, usual: bool) -> None:
     assert xmlio._usual_start(data) is usual
+
+
+# Children as the generator writes them: a tag in one of two namespaces (or none), a comment
+# or a processing instruction; the same tag may repeat, so "first" is what is being tested.
+_CHILD = st.sampled_from(["<a:x/>", "<a:y>1</a:y>", "<b:x/>", "<x/>", "<a:z><a:x/></a:z>", "<!--c-->",
+                          "<?p q?>"])
+_TAGS = ["{urn:a}x", "{urn:a}y", "{urn:b}x", "x", "{urn:a}z", "{urn:a}missing"]
+
+
+@given(st.lists(_CHILD, max_size=12), st.lists(st.sampled_from(_TAGS), max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_child_and_first_children_answer_what_find_answers(children: list[str], tags: list[str]) -> None:
+    root = etree.fromstring(f'<r xmlns:a="urn:a" xmlns:b="urn:b">{"".join(children)}</r>'.encode())
+    for tag in _TAGS:
+        assert xmlio.child(root, tag) is root.find(tag)
+    found = xmlio.first_children(root, tags)
+    assert found == {t: root.find(t) for t in tags if root.find(t) is not None}
