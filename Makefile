@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,postgres]'
 	touch $(STAMP)
 
-# System tools used by the interoperability tests and benchmarks (xmlsec1, xmllint, wrk).
+# System tools used by the interoperability tests and benchmarks (xmlsec1, xmllint, wrk, valgrind).
 sysdeps:
-	@if ! command -v xmlsec1 >/dev/null || ! command -v xmllint >/dev/null || ! command -v wrk >/dev/null; then \
+	@if ! command -v xmlsec1 >/dev/null || ! command -v xmllint >/dev/null || ! command -v wrk >/dev/null \
+	    || ! command -v valgrind >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 libxml2-utils wrk) >/dev/null 2>&1 \
-	      || echo "warning: could not install xmlsec1/xmllint/wrk; interop tests will say why they skip"; \
-	  else echo "note: xmlsec1/xmllint/wrk missing and cannot apt-get here"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 libxml2-utils wrk valgrind) >/dev/null 2>&1 \
+	      || echo "warning: could not install xmlsec1/xmllint/wrk/valgrind; interop tests will say why they skip"; \
+	  else echo "note: xmlsec1/xmllint/wrk/valgrind missing and cannot apt-get here"; fi; \
 	fi
 
 run: $(STAMP)
@@ -55,6 +56,7 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/sign.py --rows $(BENCH_ROWS)
 	$(PY) bench/gateway.py --rows $(BENCH_ROWS)
 	$(PY) bench/demo.py
+	$(PY) bench/instructions.py --rows $(BENCH_ROWS)
 	$(PY) bench/_table.py $(BENCH_ROWS)
 
 clean:

@@ -260,9 +260,9 @@ def serve_peer(kind: str, args: list[str], log: Path, workers: int, db: Path, *,
 
 @contextmanager
 def launch(cmd: list[str], log: Path, workers: int, db: Path, *, pg_url: str | None = None,
-           table: str = "outbox", counter: Path | None = None) -> Iterator[Server]:
+           table: str = "outbox", counter: Path | None = None, startup_s: float = 60) -> Iterator[Server]:
     """``CMD --port P --workers N`` in its own process group, once healthy and every worker
-    listening; stopped (group-wide) on exit."""
+    listening (within ``startup_s``); stopped (group-wide) on exit."""
     port = _free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([*cmd, "--port", str(port), "--workers", str(workers)],
@@ -270,7 +270,7 @@ def launch(cmd: list[str], log: Path, workers: int, db: Path, *, pg_url: str | N
     server = Server(proc, f"http://127.0.0.1:{port}", workers, db, pg_url=pg_url, table=table,
                     counter=counter)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + startup_s
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
@@ -279,14 +279,15 @@ def launch(cmd: list[str], log: Path, workers: int, db: Path, *, pg_url: str | N
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not healthy after 60 s; see {log}") from None
+                    raise RuntimeError(f"server not healthy after {startup_s:.0f} s; see {log}") from None
                 time.sleep(0.05)
         # With workers, each must be listening before load starts: the kernel spreads new
         # connections over the sockets listening at that moment, and a worker that binds after
         # wrk has connected would get none of them (seen: all 32 connections on one worker).
         while workers > 1 and _listeners(port) < workers:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{_listeners(port)} of {workers} workers listening after 60 s; see {log}")
+                raise RuntimeError(f"{_listeners(port)} of {workers} workers listening after"
+                                   f" {startup_s:.0f} s; see {log}")
             time.sleep(0.05)
         yield server
     finally:

@@ -140,6 +140,11 @@ class TimePolicy:
     app_time_window: timedelta = timedelta(seconds=DEFAULT_APP_TIME_WINDOW_S)
 
 
+def time_policy_of(settings: Settings) -> TimePolicy:
+    """The time policy of a server's settings."""
+    return TimePolicy(timedelta(seconds=settings.cert_grace_s), timedelta(seconds=settings.app_time_window_s))
+
+
 @dataclass(frozen=True)
 class Authorised:
     """A declaration the account may send: ``sender_code`` is its BaseTransfer/copCode."""

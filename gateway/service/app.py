@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from aiohttp import web
 
-from .. import audit
+from .. import audit, pipeline
 from ..accounts import AccountFile, CustodyKeys
 from ..catalog import load as load_catalog
 from ..config import Settings
@@ -46,6 +46,7 @@ from .keys import (
     SETTINGS,
     SIGNER,
     STORE,
+    SUBMIT_DEPS,
     TRANSPORT_METRICS,
     RequestIds,
     Signal,
@@ -119,6 +120,12 @@ def build_app(settings: Settings, *, store: Store | None = None, transports: boo
                            cache_mb=settings.cache_mb)
         app.on_cleanup.append(_close_store)
     app[STORE] = store
+    # Everything a submission is checked against is the app's, fixed from here on: built once,
+    # not per request (the accounts, which may change, are looked up per request).
+    app[SUBMIT_DEPS] = pipeline.SubmitDeps(
+        app[CATALOG], app[REGISTRY], settings.policy, store, pipeline.limits_of(settings),
+        app.get(GATEWAY_KEY), editions=settings.accept_editions, times=pipeline.time_policy_of(settings),
+        executor=app[CHECKER], signer=app.get(SIGNER), custody=app[CUSTODY], preflight=app[PREFLIGHT])
     if transports and transport_workers.configured(settings):
         app[TRANSPORT_METRICS] = TransportMetrics()
         app.cleanup_ctx.append(_transports)   # stopped before the store closes

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import timedelta
 from typing import Any, TypeGuard
 
 from aiohttp import web
@@ -17,7 +16,6 @@ from aiohttp import web
 from .. import pipeline, preflight
 from ..accounts import Account
 from ..catalog import Catalog
-from ..config import Settings
 from ..errors import (
     ForbiddenError,
     GatewayError,
@@ -34,15 +32,13 @@ from .keys import (
     ACCOUNTS,
     CATALOG,
     CHECKER,
-    CUSTODY,
-    GATEWAY_KEY,
     METRICS,
     OUTBOX_SIGNAL,
     PREFLIGHT,
     REGISTRY,
     SETTINGS,
-    SIGNER,
     STORE,
+    SUBMIT_DEPS,
     TRANSPORT_METRICS,
     Signal,
 )
@@ -86,6 +82,10 @@ async def read_xml(request: web.Request, *, json_ok: bool = False) -> bytes:
 
 
 async def _read_body(request: web.Request, limit: int, length: int | None) -> bytes:
+    content = request.content
+    if length is not None and content.is_eof() and content.total_bytes == length:
+        # the whole body has arrived with its headers (the usual small request): nothing to wait for
+        return await content.readexactly(length) if length else b""
     timeout = request.app[SETTINGS].body_timeout_s
     try:
         async with asyncio.timeout(timeout):
@@ -171,11 +171,7 @@ async def post_message(request: web.Request) -> web.Response:
     """Submit one declaration: 202 once durable, 200 for the same bytes again."""
     app, account = request.app, request[ACCOUNT]
     data = await read_xml(request, json_ok=True)
-    settings = app[SETTINGS]
-    deps = pipeline.SubmitDeps(app[CATALOG], app[REGISTRY], settings.policy, app[STORE],
-                               _limits(request), app.get(GATEWAY_KEY), times=_times(settings),
-                               editions=settings.accept_editions, executor=app[CHECKER],
-                               signer=app.get(SIGNER), custody=app[CUSTODY], preflight=app[PREFLIGHT])
+    deps = app[SUBMIT_DEPS]
     metrics = app[METRICS]
     try:
         if request.content_type == "application/json":  # mapped and signed, then the XML path
@@ -210,10 +206,6 @@ def _evaluation_view(e: preflight.Evaluation) -> dict[str, object]:
     return {"ebpCode": e.key.ebp_code, "orderNo": e.key.order_no,
             "missing": [c for c in PARCEL_TYPES if c not in e.versions],
             "findings": [f.as_dict() for f in e.findings], "held": list(e.held), "released": list(e.released)}
-
-
-def _times(s: Settings) -> pipeline.TimePolicy:
-    return pipeline.TimePolicy(timedelta(seconds=s.cert_grace_s), timedelta(seconds=s.app_time_window_s))
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -330,7 +322,7 @@ async def post_receipts(request: web.Request) -> web.Response:
     data = await read_xml(request)
     deps = pipeline.ReceiptDeps(app[CATALOG], app[REGISTRY], s.policy, app[STORE], app[STORE],
                                 app[ACCOUNTS].current(), _limits(request), s.require_customs_signature,
-                                times=_times(s), executor=app[CHECKER])
+                                times=pipeline.time_policy_of(s), executor=app[CHECKER])
     mtype, delivered = await pipeline.receive(data, deps, request[ACCOUNT])
     out = []
     for d in delivered:

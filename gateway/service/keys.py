@@ -13,6 +13,7 @@ from ..accounts import Account, AccountFile, CustodyKeys
 from ..catalog import Catalog
 from ..config import Settings
 from ..dsig import KeyProvider, Registry
+from ..pipeline import SubmitDeps
 from ..preflight import Preflight
 from ..store import Store
 from ..transport.common import TransportMetrics
@@ -67,6 +68,7 @@ SIGNER = web.AppKey("signer", ThreadPoolExecutor)
 CUSTODY = web.AppKey("custody", CustodyKeys)  # the keys accounts let the gateway sign with
 TRANSPORT_METRICS = web.AppKey("transport_metrics", TransportMetrics)  # present when transports run
 PREFLIGHT = web.AppKey("preflight", Preflight)  # the three-order comparison before customs
+SUBMIT_DEPS = web.AppKey("submit_deps", SubmitDeps)  # what a submission is checked against: the app's own
 
 ACCOUNT = web.RequestKey("account", Account)
 REQUEST_ID = web.RequestKey("request_id", str)
