@@ -556,6 +556,20 @@ _KEY_MATCH = ("(SELECT message_id, record_no FROM message_key WHERE name = ? AND
               " UNION SELECT message_id, record_no FROM assigned_key WHERE name = ? AND value = ?)")
 
 
+_KEY_HELD = ("(EXISTS (SELECT 1 FROM message_key WHERE name = ? AND value = ?)"
+             " OR EXISTS (SELECT 1 FROM assigned_key WHERE name = ? AND value = ?))")
+
+
+def _each_key_held(conn: sqlite3.Connection, pairs: list[tuple[str, str]]) -> bool:
+    """Whether every (name, value) of ``pairs`` is held by some record, declared or assigned.
+    When one is held by none, no record holds them all, and :func:`find_declarations` has
+    nothing to find: two index probes per pair instead of its join, which materialises a UNION
+    per key (counted with callgrind: ~24,000 instructions against ~95,000 for one key)."""
+    (held,) = conn.execute("SELECT " + " AND ".join([_KEY_HELD] * len(pairs)),
+                           [p for name, value in pairs for p in (name, value, name, value)]).fetchone()
+    return bool(held)
+
+
 def find_declarations(conn: sqlite3.Connection, message_type: str,
                       keys: dict[str, str], guids: bool = True) -> list[DeclarationRef]:
     """Declarations of ``message_type`` with one record holding every pair of ``keys``, declared
@@ -564,6 +578,8 @@ def find_declarations(conn: sqlite3.Connection, message_type: str,
     pairs = sorted(keys.items())
     if not pairs:
         raise ValueError("find_declarations needs at least one key")
+    if not _each_key_held(conn, pairs):
+        return []  # the usual new declaration: answered by index probes, without the join below
     joins = "".join(f" JOIN {_KEY_MATCH} k{i} ON k{i}.message_id = k0.message_id"
                     f" AND k{i}.record_no = k0.record_no" for i in range(1, len(pairs)))
     params: list[str] = [p for name, value in pairs for p in (name, value, name, value)]
