@@ -27,15 +27,22 @@ def _run(args: argparse.Namespace) -> int:
                   f"status={body['status']}{edition}{again}")
             for f in body.get("warnings", []):
                 where = f":{f['line']}" if f.get("line") else ""
-                print(f"  {name}{where}: {f.get('field') or ''} {f['message']} [{f['code']}] (warning)")
+                print(f"  {name}{where}: {_described(f)} [{f['code']}] (warning)")
             continue
         worst = EXIT_INVALID
         err = body.get("error", {})
         print(f"{name}: rejected {status} {err.get('code')}: {err.get('message')}", file=sys.stderr)
         for f in err.get("errors", []):
             where = f":{f['line']}" if f.get("line") else ""
-            print(f"  {name}{where}: {f.get('field') or ''} {f['message']} [{f['code']}]", file=sys.stderr)
+            print(f"  {name}{where}: {_described(f)} [{f['code']}]", file=sys.stderr)
     return worst
+
+
+def _described(finding: dict[str, Any]) -> str:
+    """A finding's field and message, the field left out when the message starts with it
+    ("appTime 2026... is more than 1 day before", not "appTime appTime 2026...")."""
+    field, message = finding.get("field") or "", str(finding["message"])
+    return message if not field or message.startswith(f"{field} ") else f"{field} {message}"
 
 
 def register(subparsers: Any) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from gateway.cli.send import _described
 from gateway.sandbox import datadir
 from gateway.service.app import build_app
 
@@ -103,3 +104,11 @@ def test_customs_answer_plays_the_customs_side(sb: Sandbox, server: str, tmp_pat
     assert cli(*play)[1] == ""                            # nothing left: the envelopes were acknowledged
     code, out, err = cli(*play[:4], "--token", sb.token("ecommerce"), *play[6:])
     assert code == 1 and "403" in err                     # only customs may play customs
+
+
+def test_send_names_a_findings_field_once() -> None:
+    assert _described({"field": "appTime", "message": "appTime 20261123100722 (Beijing time) is far"}) \
+        == "appTime 20261123100722 (Beijing time) is far"
+    assert _described({"field": "orderNo", "message": "is required"}) == "orderNo is required"
+    assert _described({"field": "app", "message": "appTime is far"}) == "app appTime is far"
+    assert _described({"field": None, "message": "no field"}) == "no field"
