@@ -83,17 +83,17 @@ async def read_xml(request: web.Request, *, json_ok: bool = False) -> bytes:
 
 async def _read_body(request: web.Request, limit: int, length: int | None) -> bytes:
     content = request.content
-    if length is not None and content.is_eof() and content.total_bytes == length:
-        # the whole body has arrived with its headers (the usual small request): nothing to wait for
-        return await content.readexactly(length) if length else b""
     timeout = request.app[SETTINGS].body_timeout_s
     try:
+        if length is not None and content.is_eof() and content.total_bytes == length:
+            # the whole body arrived with its headers (the usual small request): no timer needed
+            return await content.readexactly(length) if length else b""
         async with asyncio.timeout(timeout):
             if length is not None:
-                return await request.content.readexactly(length) if length else b""
+                return await content.readexactly(length) if length else b""
             chunks: list[bytes] = []
             size = 0
-            async for chunk in request.content.iter_chunked(65536):
+            async for chunk in content.iter_chunked(65536):
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
