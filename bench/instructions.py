@@ -164,10 +164,6 @@ def _callgrind(out: Path) -> list[str]:
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONHASHSEED": "0"}
-
-
 def _instructions(prefix: Path) -> int:
     """The instructions counted in every dump callgrind wrote under ``prefix`` (``prefix``, ``prefix.N``)."""
     total = 0
@@ -190,7 +186,7 @@ def in_process(name: str, folder: Path, count: int) -> float:
     out, go = folder / f"cg-{name}.out", folder / f"go-{name}"
     cmd = [*_callgrind(out), sys.executable, str(Path(__file__).resolve()), "--child", name,
            "--dir", str(folder), "--messages", str(count)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                             text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -261,7 +257,7 @@ def main() -> None:
     if any(m in SERVERS for m in only) and shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `make sysdeps` (or apt-get install -y wrk)")
     gw = _bench_module("gateway")
-    os.environ["PYTHONHASHSEED"] = "0"  # the servers' too: the same count every run
+    os.environ["PYTHONHASHSEED"] = "0"  # every measured process inherits it: the same count every run
     from gateway.sandbox import datadir
 
     started = time.perf_counter()

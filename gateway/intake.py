@@ -213,9 +213,9 @@ def validate_bytes(data: bytes, *, source: str = "-", schema_only: bool = False,
         return Report(source, mtype.code if mtype else None, exc.findings, omitted=exc.omitted)
 
 
+_SIGNATURE = f"{{{DS_NS}}}Signature"
+
+
 def signed(root: etree._Element) -> bool:
     """``root`` carries an enveloped ``ds:Signature`` as its child."""
     return child(root, _SIGNATURE) is not None
-
-
-_SIGNATURE = f"{{{DS_NS}}}Signature"

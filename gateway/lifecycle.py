@@ -99,8 +99,9 @@ def _head(rec: etree._Element, ident: Identified) -> dict[str, str]:
     el = child(rec, mtype.q(mtype.head)) if mtype.head else rec
     if el is None:
         return {}
-    found = first_children(el, [mtype.q(name) for name in HEAD_FIELDS])
-    return {name: text(found[q]) for name in HEAD_FIELDS if (q := mtype.q(name)) in found}
+    tags = [mtype.q(name) for name in HEAD_FIELDS]
+    found = first_children(el, tags)
+    return {name: text(found[tag]) for name, tag in zip(HEAD_FIELDS, tags, strict=True) if tag in found}
 
 
 def facts_of(ident: Identified, keys_of: list[dict[str, str]] | None = None) -> Facts | None:
