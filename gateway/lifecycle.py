@@ -19,6 +19,11 @@ cover the declarations of both flows that have business keys (``TYPES``): the im
 documents and the export ones (order, collection, waybill, inventory list, arrival and
 departure reports, load list, summary application), and the cancellations and returns of an
 inventory list of either flow (``LIST_OF``).  Receipts and customs-issued messages pass.
+
+Where they run: the version checks (duplicate, no original, accepted) as the store's guard in
+the transaction that stores the declaration (:func:`guard`), so that what they read cannot
+change before the declaration is stored; a cancellation's or return's checks before the store
+(:func:`check`), since the inventory list it names is never deleted.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from .catalog import Catalog, Identified
 from .errors import InputError, register
 from .reconcile import documents_of
 from .state import RANK, State
-from .store import DeclarationRef, Store
+from .store import DeclarationRef, Guard, Store, Versions
 from .xmlio import child, first_children, parse, text
 
 register("CEBGW-LIFECYCLE-DUPLICATE", 409, 1, "-2999",
@@ -122,31 +127,49 @@ def facts_of(ident: Identified, keys_of: list[dict[str, str]] | None = None) -> 
     return Facts(mtype.code, ident.root.get("guid", ""), tuple(records))
 
 
+def guard(facts: Facts, tenant: str, catalog: Catalog) -> Guard | None:
+    """The version checks of the declaration ``facts`` describes (of ``tenant``, validated), for
+    the store to run in the transaction that stores it (:attr:`~gateway.store.NewMessage.guard`):
+    judged there, two declarations of the same keys in flight at once cannot both pass as new,
+    nor a change pass while customs' acceptance of what it changes is being stored.  ``None``
+    when there is nothing to check (a cancellation or return: :func:`check`; keys incomplete).
+    The guard raises :class:`LifecycleError` naming the record and the keys."""
+    if facts.code in LIST_OF:
+        return None
+    mtype = catalog[facts.code]
+    records = [(no, rec) for no, rec in enumerate(facts.records)
+               if mtype.keys and len(rec.keys) == len(mtype.keys)]
+    if not records:
+        return None  # keys incomplete: nothing to compare versions by
+
+    def check_versions(versions: Versions) -> None:
+        for no, rec in records:
+            found = [r for r in versions.declarations(facts.code, rec.keys)
+                     if r.tenant == tenant and r.guid != facts.guid]
+            withdrawn = _held_back(facts.code, rec.head, versions) if found else set()
+            _check_versions(rec.head.get("appType", ""), found, rec.keys, f"{facts.code} record {no + 1}",
+                            facts.code, withdrawn)
+
+    return check_versions
+
+
 async def check(facts: Facts, tenant: str, store: Store, catalog: Catalog) -> None:
-    """Refuse the declaration ``facts`` describes (of ``tenant``, validated) if its lifecycle does
-    not allow it now. Raises :class:`LifecycleError` naming the record and the keys."""
+    """Refuse the cancellation or return ``facts`` describes (of ``tenant``, validated) if it does
+    not name an inventory list of ``tenant``, or (a return) returns what the list does not hold.
+    Raises :class:`LifecycleError` naming the record.  The other types' checks are :func:`guard`'s."""
+    if facts.code not in LIST_OF:
+        return
     for no, rec in enumerate(facts.records):
-        where = f"{facts.code} record {no + 1}"
-        if facts.code in LIST_OF:
-            await _check_invt(facts.code, rec, tenant, store, catalog, where)
-            continue
-        keys = rec.keys
-        mtype = catalog[facts.code]
-        if len(keys) != len(mtype.keys) or not mtype.keys:
-            continue  # keys incomplete: nothing to compare versions by
-        found = [r for r in await store.find_declarations(facts.code, keys)
-                 if r.tenant == tenant and r.guid != facts.guid]
-        withdrawn = await _held_back(facts.code, rec.head, store) if found else set()
-        _check_versions(rec.head.get("appType", ""), found, keys, where, facts.code, withdrawn)
+        await _check_invt(facts.code, rec, tenant, store, catalog, f"{facts.code} record {no + 1}")
 
 
-async def _held_back(code: str, head: dict[str, str], store: Store) -> set[int]:
+def _held_back(code: str, head: dict[str, str], versions: Versions) -> set[int]:
     """The versions of this inventory list the pre-flight comparison held back and customs never
     got: a corrected list replaces them with a new declaration (appType 1), not a change."""
     if code != "CEB621" or not head.get("orderNo"):
         return set()
-    versions = await store.parcel_versions(head.get("ebpCode", ""), head["orderNo"])
-    return {v.message_id for v in versions if v.message_type == code and v.held and not v.sent}
+    found = versions.parcel_versions(head.get("ebpCode", ""), head["orderNo"])
+    return {v.message_id for v in found if v.message_type == code and v.held and not v.sent}
 
 
 def _check_versions(app_type: str, found: list[DeclarationRef], keys: dict[str, str], where: str,

@@ -5,8 +5,9 @@ Declarations::
     JSON → translate (map to CEB XML, sign with the account's custody key) → the XML path below
     bytes → parse → identify → open (unwrap DxpMsg/DxpMsgSv) → declaration? → validate
           → appTime near the receiving time? (a warning) → authorise (copCode is the account's)
-          → verify signature (certificate valid at appTime and at receipt) → lifecycle (appType against
-          the enterprise's earlier versions) → prepare (record + DXP envelope) → persist (durable)
+          → verify signature (certificate valid at appTime and at receipt) → prepare (record + DXP
+          envelope) → lifecycle (a cancellation or return: the list it names) → persist (durable;
+          appType against the enterprise's earlier versions, in the same transaction)
           → pre-flight (the parcel's documents compared; warn or hold) → Accepted
 
 Receipts::
@@ -98,7 +99,7 @@ from .intake import (
 from .mapping.jsonschema import json_schema, markdown
 from .preflight import Evaluation, Preflight, document_of, parcel_records
 from .reconcile import ParcelKey
-from .store import NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
+from .store import Guard, NewMessage, NewReceipt, ReceiptResult, Store, Subscriber
 from .validate import EDITIONS, apptime, detect
 from .validate.xsd import schema_path as xsd_path
 from .xmlio import (
@@ -248,12 +249,13 @@ def subscribers_of(root: etree._Element) -> tuple[Subscriber, ...]:
 
 def prepare(verified: Verified, *, now: datetime | None = None,
             gateway_key: KeyProvider | None = None, held: bool = False,
-            parcel_fields: bool = True, business_keys: list[dict[str, str]] | None = None) -> Prepared:
+            parcel_fields: bool = True, business_keys: list[dict[str, str]] | None = None,
+            guard: Guard | None = None) -> Prepared:
     """Stage 8: the store record and the DxpMsg for customs (CopMsgId kept from the sender's
     envelope, else new; Data = the exact submitted bytes), signed by ``gateway_key`` if given;
     with its records' guids and parcel documents (their fields too, with ``parcel_fields``),
     stored ``held`` back from customs if asked (``business_keys``: its records' keys, if the
-    caller has read them already)."""
+    caller has read them already), checked by ``guard`` as it is stored."""
     auth = verified.authorised
     opened = auth.validated.opened
     ident, mtype = opened.ident, opened.type
@@ -271,7 +273,7 @@ def prepare(verified: Verified, *, now: datetime | None = None,
         business_keys=mtype.business_keys(ident.root) if business_keys is None else business_keys,
         envelope=b"", cop_msg_id=cop_msg_id,
         subscribers=subscribers_of(ident.root), envelope_parts=(head, tail), edition=auth.validated.edition,
-        record_guids=guids, parcel_docs=docs, held=held and bool(docs))
+        record_guids=guids, parcel_docs=docs, held=held and bool(docs), guard=guard)
     if gateway_key is not None:
         message = sign_envelope(message, gateway_key)
     return Prepared(verified, message)
@@ -325,8 +327,9 @@ async def off_loop(fn: Callable[[], T], size: int, limits: Limits, executor: Exe
 
 def check_submission(data: bytes, account: Account,
                      deps: SubmitDeps) -> tuple[NewMessage, tuple[Finding, ...], lifecycle.Facts | None]:
-    """Every stage of a declaration before the store: the record to persist, the warnings and
-    what the lifecycle stage needs of the message (``None``: not checked). Raises Rejected
+    """Every stage of a declaration before the store: the record to persist (its lifecycle
+    guard with it, :func:`lifecycle.guard`), the warnings and what the lifecycle stage before
+    the store needs of the message (a cancellation or return; else ``None``). Raises Rejected
     (400/422, with CEB900), ForbiddenError."""
     known: MessageType | None = None  # the type, as far as identified
     cop_msg_id: str | None = None
@@ -352,9 +355,11 @@ def check_submission(data: bytes, account: Account,
     comparing = pre is not None and pre.active()  # else the parcel documents' fields are not kept
     held = comparing and pre is not None and pre.holds(account.name, opened.type.code)
     inline_key = deps.gateway_key if deps.signer is None else None  # else submit signs it off the loop
+    guard = lifecycle.guard(facts, account.name, deps.catalog) if facts is not None else None
     message = prepare(verified, now=now, gateway_key=inline_key, held=held, parcel_fields=comparing,
-                      business_keys=keys).message
-    return message, validated.warnings, facts
+                      business_keys=keys, guard=guard).message
+    before_store = facts if facts is not None and facts.code in lifecycle.LIST_OF else None
+    return message, validated.warnings, before_store
 
 
 def sign_envelope(message: NewMessage, key: KeyProvider) -> NewMessage:
@@ -372,15 +377,20 @@ def sign_envelope(message: NewMessage, key: KeyProvider) -> NewMessage:
 
 
 async def check_lifecycle(message: NewMessage, facts: lifecycle.Facts, deps: SubmitDeps) -> None:
-    """Stage 7b: ``appType`` against the enterprise's earlier versions of the same documents
-    (:mod:`gateway.lifecycle`). Raises Rejected (409/422, with CEB900)."""
+    """Stage 7b: a cancellation or return against the inventory list it names (:mod:`gateway.
+    lifecycle`; the other checks run as the message is stored). Raises Rejected (409/422, with CEB900)."""
     try:
         await lifecycle.check(facts, message.tenant, deps.store, deps.catalog)
     except lifecycle.LifecycleError as exc:
-        now = deps.clock() if deps.clock is not None else None
-        receipt = ceb900.build(exc, original=message.data, ori_cop_msg_id=message.cop_msg_id,
-                               ori_message_type=deps.catalog[message.message_type].root, now=now)
-        raise Rejected(exc, receipt, message.message_type) from exc
+        raise _refused(exc, message, deps) from exc
+
+
+def _refused(exc: lifecycle.LifecycleError, message: NewMessage, deps: SubmitDeps) -> Rejected:
+    """The lifecycle's refusal of ``message``, with its CEB900."""
+    now = deps.clock() if deps.clock is not None else None
+    receipt = ceb900.build(exc, original=message.data, ori_cop_msg_id=message.cop_msg_id,
+                           ori_message_type=deps.catalog[message.message_type].root, now=now)
+    return Rejected(exc, receipt, message.message_type)
 
 
 async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
@@ -393,7 +403,7 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
     signed: asyncio.Future[NewMessage] | None = None
     if deps.gateway_key is not None and deps.signer is not None:
         # parsing, canonicalizing and RSA/SM2 release the GIL: the envelope is signed on another
-        # thread while this one checks the lifecycle and serves other requests
+        # thread while this one serves other requests (and checks a cancellation's list)
         loop = asyncio.get_running_loop()
         signed = loop.run_in_executor(deps.signer, sign_envelope, message, deps.gateway_key)
     if facts is not None:
@@ -405,7 +415,10 @@ async def submit(data: bytes, account: Account, deps: SubmitDeps) -> Accepted:
             raise
     if signed is not None:
         message = await signed
-    accepted = await persist(message, deps.store)
+    try:
+        accepted = await persist(message, deps.store)  # the lifecycle's guard judges it there
+    except lifecycle.LifecycleError as exc:
+        raise _refused(exc, message, deps) from exc
     if warnings:
         accepted = replace(accepted, warnings=warnings)
     pre = deps.preflight

@@ -84,11 +84,33 @@ class NewMessage:
     record_guids: Sequence[str] = ()  # each record's head guid, in record order
     parcel_docs: Sequence[ParcelDoc] = ()  # its records that are documents of a parcel
     held: bool = False  # stored held back from customs (an inventory list the pre-flight holds)
+    # run inside the write transaction, before anything of the message is written: raising a
+    # GatewayError refuses the message (nothing written) and leaves the rest of a batch alone
+    guard: Guard | None = field(default=None, compare=False)
 
     @property
     def sha256(self) -> str:
         """Hex SHA-256 of the exact submitted bytes (computed, so it cannot disagree)."""
         return hashlib.sha256(self.data).hexdigest()
+
+
+class Versions(Protocol):
+    """What a :attr:`NewMessage.guard` may read, inside the write transaction that stores the
+    message: the store as it stands, with the messages written before it in the same
+    transaction (the same group commit) included, each of them still ``declared``."""
+
+    def declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
+        """:meth:`Store.find_declarations`, at this point of the transaction."""
+        ...
+
+    def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
+        """:meth:`Store.parcel_versions`, at this point of the transaction."""
+        ...
+
+
+Guard = Callable[[Versions], None]
+"""A check :meth:`Store.put_message` runs in its transaction (see :attr:`NewMessage.guard`), so
+that what it judges cannot change before the message is stored: the document lifecycle's."""
 
 
 @dataclass(frozen=True)
@@ -363,7 +385,9 @@ class Store(Protocol):
         """Store, index, chain and queue a declaration in one durable transaction.
 
         Raises ConflictError (``CEBGW-CONFLICT-GUID``) when the tenant used ``m.guid``
-        for different bytes, StoreError when the store cannot commit.
+        for different bytes, what ``m.guard`` raises when it refuses the message (the same
+        bytes again are answered as a duplicate first, unguarded), StoreError when the store
+        cannot commit.
         """
         ...
 

@@ -29,6 +29,7 @@ from . import (
     NewMessage,
     NewReceipt,
     OutboxItem,
+    ParcelVersion,
     PutResult,
     ReceiptResult,
     Subscriber,
@@ -244,11 +245,18 @@ def put_messages(conn: sqlite3.Connection,
     heads: dict[tuple[str, str], str] = {}  # each sender's chain head, as this batch moves it
     rows = _NewRows()
     out: list[PutResult | GatewayError] = []
+    view = _BatchVersions(conn)
     for m, now_us, d in items:
         seen = stored.get((m.tenant, m.guid))
         if seen is not None:
             out.append(_repeat(m, d, seen))
             continue
+        if m.guard is not None:
+            try:
+                m.guard(view)
+            except GatewayError as exc:
+                out.append(exc)
+                continue
         sender = (m.tenant, m.sender_code)
         prev = heads.get(sender) or _chain_head(conn, *sender)
         last_id += 1
@@ -258,9 +266,44 @@ def put_messages(conn: sqlite3.Connection,
         heads[sender] = row.chain_hash
         stored[(m.tenant, m.guid)] = _Stored(row.id, row.sha256, now_us, row.chain_hash)
         rows.add(row, m, d)
+        view.pending.append((row.id, m, now_us))
         out.append(PutResult(row.id, False, to_dt(now_us), row.chain_hash))
     rows.insert(conn)
     return out
+
+
+class _BatchVersions:
+    """:class:`~gateway.store.Versions` inside :func:`put_messages`: the store through ``conn``
+    (the write transaction), and the messages of the batch stored so far, whose rows are
+    written only at its end, as their rows will read (declared, not yet sent; held if
+    stored held).  ``record_guid`` is not given."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pending: list[tuple[int, NewMessage, int]] = []  # (id, message, received_us), oldest first
+
+    def declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
+        found = [DeclarationRef(mid, m.tenant, m.message_type, m.guid, m.sender_code, no, st.State.DECLARED,
+                                to_dt(now_us), tuple(m.subscribers))
+                 for mid, m, now_us in reversed(self.pending) if m.message_type == message_type
+                 for no, rec in enumerate(m.business_keys)
+                 if all(rec.get(k) == v for k, v in keys.items())]
+        return found + find_declarations(self.conn, message_type, keys, guids=False)
+
+    def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
+        from .parcelops import parcel_versions  # parcelops builds on this module
+
+        found = parcel_versions(self.conn, ebp_code, order_no)
+        return found + [ParcelVersion(mid, p.record_no, m.message_type, m.tenant, m.sender_code,
+                                      _record_guid(m, p.record_no), st.State.DECLARED, to_dt(now_us),
+                                      p.fields, m.held, False, None if p.fields else m.data)
+                        for mid, m, now_us in self.pending for p in m.parcel_docs
+                        if p.order_no == order_no and (p.ebp_code in (ebp_code, "") or not ebp_code)]
+
+
+def _record_guid(m: NewMessage, record_no: int) -> str:
+    """The head guid of record ``record_no`` of ``m`` (its root guid if not known)."""
+    return (m.record_guids[record_no] if record_no < len(m.record_guids) else "") or m.guid
 
 
 def _stored(conn: sqlite3.Connection, messages: Sequence[NewMessage]) -> dict[tuple[str, str], _Stored]:

@@ -4,6 +4,7 @@ the version they answer, each version with its own timeline."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -84,6 +85,25 @@ async def test_a_second_new_declaration_of_the_same_keys_is_refused_with_a_ceb90
         # another enterprise declaring the same keys is its own business (routing keeps tenants apart)
         platform = as_sender(changed(order), "3301964J31", "沙箱跨境商城平台")
         assert (await submit(api, sb, platform))[0] == 202
+
+
+@pytest.mark.parametrize("code", ["CEB311", "CEB621"])
+@aio
+async def test_new_declarations_of_the_same_keys_in_flight_at_once_pass_once(sb: Sandbox, code: str) -> None:
+    """Five versions of one document, each appType 1, posted at once: the lifecycle judges each
+    in the transaction that stores it, so one is declared and four are refused, not five."""
+    async with running(sb.settings) as api:
+        first = order_set(f"LC-RACE-{code}", seed=13)[code]
+        versions = [first, *(changed(first) for _ in range(4))]
+        answers = await asyncio.gather(*(submit(api, sb, v) for v in versions))
+        statuses = sorted(status for status, _ in answers)
+        assert statuses == [202, 409, 409, 409, 409], answers
+        refused = [body for status, body in answers if status == 409]
+        assert all(body["error"]["code"] == "CEBGW-LIFECYCLE-DUPLICATE" and "<returnStatus>" in body["ceb900"]
+                   for body in refused), refused
+        # the one declared is the one the refusals name
+        (declared,) = [body for status, body in answers if status == 202]
+        assert all(f"message {declared['id']}," in body["error"]["message"] for body in refused), refused
 
 
 @aio
