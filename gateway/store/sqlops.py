@@ -276,29 +276,54 @@ class _BatchVersions:
     """:class:`~gateway.store.Versions` inside :func:`put_messages`: the store through ``conn``
     (the write transaction), and the messages of the batch stored so far, whose rows are
     written only at its end, as their rows will read (declared, not yet sent; held if
-    stored held).  ``record_guid`` is not given."""
+    stored held).  ``record_guid`` is not given.  The batch's messages are indexed by key and
+    by order number as a guard first asks (a batch can hold a thousand messages: looking
+    through all of them for each would cost the square of its size)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.pending: list[tuple[int, NewMessage, int]] = []  # (id, message, received_us), oldest first
+        self._indexed = 0  # how many of pending are in the indexes
+        self._records: dict[tuple[str, str, str], list[tuple[int, int]]] = {}  # (type, key, value) -> at, no
+        self._parcels: dict[str, list[tuple[int, int]]] = {}  # order_no -> (at in pending, parcel_docs index)
+
+    def _index(self) -> None:
+        for at in range(self._indexed, len(self.pending)):
+            m = self.pending[at][1]
+            for no, rec in enumerate(m.business_keys):
+                for k, v in rec.items():
+                    self._records.setdefault((m.message_type, k, v), []).append((at, no))
+            for i, p in enumerate(m.parcel_docs):
+                self._parcels.setdefault(p.order_no, []).append((at, i))
+        self._indexed = len(self.pending)
 
     def declarations(self, message_type: str, keys: dict[str, str]) -> list[DeclarationRef]:
-        found = [DeclarationRef(mid, m.tenant, m.message_type, m.guid, m.sender_code, no, st.State.DECLARED,
-                                to_dt(now_us), tuple(m.subscribers))
-                 for mid, m, now_us in reversed(self.pending) if m.message_type == message_type
-                 for no, rec in enumerate(m.business_keys)
-                 if all(rec.get(k) == v for k, v in keys.items())]
+        if not keys:
+            return find_declarations(self.conn, message_type, keys)  # ValueError, as the store's
+        self._index()
+        k0, v0 = next(iter(keys.items()))
+        found = []
+        for at, no in reversed(self._records.get((message_type, k0, v0), ())):
+            mid, m, now_us = self.pending[at]
+            rec = m.business_keys[no]
+            if all(rec.get(k) == v for k, v in keys.items()):
+                found.append(DeclarationRef(mid, m.tenant, m.message_type, m.guid, m.sender_code, no,
+                                            st.State.DECLARED, to_dt(now_us), tuple(m.subscribers)))
         return found + find_declarations(self.conn, message_type, keys, guids=False)
 
     def parcel_versions(self, ebp_code: str, order_no: str) -> list[ParcelVersion]:
         from .parcelops import parcel_versions  # parcelops builds on this module
 
+        self._index()
         found = parcel_versions(self.conn, ebp_code, order_no)
-        return found + [ParcelVersion(mid, p.record_no, m.message_type, m.tenant, m.sender_code,
-                                      _record_guid(m, p.record_no), st.State.DECLARED, to_dt(now_us),
-                                      p.fields, m.held, False, None if p.fields else m.data)
-                        for mid, m, now_us in self.pending for p in m.parcel_docs
-                        if p.order_no == order_no and (p.ebp_code in (ebp_code, "") or not ebp_code)]
+        for at, i in self._parcels.get(order_no, ()):
+            mid, m, now_us = self.pending[at]
+            p = m.parcel_docs[i]
+            if p.ebp_code in (ebp_code, "") or not ebp_code:
+                found.append(ParcelVersion(mid, p.record_no, m.message_type, m.tenant, m.sender_code,
+                                           _record_guid(m, p.record_no), st.State.DECLARED, to_dt(now_us),
+                                           p.fields, m.held, False, None if p.fields else m.data))
+        return found
 
 
 def _record_guid(m: NewMessage, record_no: int) -> str:
