@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeVar
 
 from .. import state as st
-from ..errors import ConflictError, GatewayError, NotFoundError
+from ..errors import ConflictError, GatewayError, NotFoundError, StoreError
 from . import (
     MAX_ID,
     ChainBreak,
@@ -38,6 +39,7 @@ from . import (
 
 GENESIS = "0" * 64
 T = TypeVar("T")
+log = logging.getLogger("gateway.store")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -256,6 +258,12 @@ def put_messages(conn: sqlite3.Connection,
                 m.guard(view)
             except GatewayError as exc:
                 out.append(exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug in a guard fails its own message, not the batch
+                log.exception("the guard of message %s (%s) failed", m.guid, m.message_type)
+                failed = StoreError(f"the check of message {m.guid} as it was stored failed: {exc!r}")
+                failed.__cause__ = exc
+                out.append(failed)
                 continue
         sender = (m.tenant, m.sender_code)
         prev = heads.get(sender) or _chain_head(conn, *sender)

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 from storekit import FakeClock, aio, any_store, message
 
-from gateway.errors import ConflictError, InputError
+from gateway.errors import ConflictError, InputError, StoreError
 from gateway.store import Guard, NewMessage, ParcelDoc, Versions
 from gateway.store.migrations import MIGRATIONS, migrate
 from gateway.store.sqlops import _BatchVersions
@@ -107,3 +107,21 @@ def test_the_batch_view_of_a_message_with_no_parcel_documents_is_empty() -> None
     view.pending.append((1, message(1), 0))
     assert view.parcel_versions("", "O1") == []
     assert [r.message_id for r in view.declarations("CEB621", {"copNo": "COP1"})] == [1]
+
+
+@aio
+async def test_a_guard_that_breaks_fails_its_own_message_only(db: str, clock: FakeClock,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    def broken(v: Versions) -> None:
+        raise RuntimeError("a bug")
+
+    bad = dataclasses.replace(message(1), guard=broken)
+    async with any_store(db, clock=clock) as store:
+        results = await asyncio.gather(store.put_message(message(0)), store.put_message(bad),
+                                       store.put_message(message(2)), return_exceptions=True)
+        first, failed, last = results
+        assert isinstance(failed, StoreError) and "RuntimeError('a bug')" in str(failed), results
+        assert not isinstance(first, BaseException) and not isinstance(last, BaseException), results
+        assert await store.find_declarations("CEB621", {"copNo": "COP1"}) == []
+        assert [len(await store.find_declarations("CEB621", {"copNo": f"COP{n}"})) for n in (0, 2)] == [1, 1]
+    assert "the guard of message" in caplog.text
