@@ -15,7 +15,7 @@ against the same enterprise's (tenant's) earlier versions of the same business k
   of that list, each quantity at most the declared one (``CEBGW-LIFECYCLE-RETURN-LINE``).
 
 The same bytes again are not refused here: the store answers them as a duplicate.  The checks
-cover the declarations of both flows that have business keys (``TYPES``): the import parcel's
+cover the parcel documents of both flows (``TYPES``): the import parcel's
 documents and the export ones (order, collection, waybill, inventory list, arrival and
 departure reports, load list, summary application), and the cancellations and returns of an
 inventory list of either flow (``LIST_OF``).  Receipts and customs-issued messages pass.
