@@ -7,6 +7,7 @@ the middleware.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from typing import Any, TypeGuard
@@ -84,11 +85,10 @@ async def read_xml(request: web.Request, *, json_ok: bool = False) -> bytes:
 async def _read_body(request: web.Request, limit: int, length: int | None) -> bytes:
     content = request.content
     timeout = request.app[SETTINGS].body_timeout_s
+    # the whole body arrived with its headers (the usual small request): no timer needed
+    arrived = length is not None and content.is_eof() and content.total_bytes == length
     try:
-        if length is not None and content.is_eof() and content.total_bytes == length:
-            # the whole body arrived with its headers (the usual small request): no timer needed
-            return await content.readexactly(length) if length else b""
-        async with asyncio.timeout(timeout):
+        async with contextlib.nullcontext() if arrived else asyncio.timeout(timeout):
             if length is not None:
                 return await content.readexactly(length) if length else b""
             chunks: list[bytes] = []
