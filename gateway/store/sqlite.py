@@ -71,6 +71,11 @@ def _connect(path: str, *, read_only: bool) -> sqlite3.Connection:
                 raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # A savepoint keeps the original of every page it changes in a sub-journal, which SQLite
+        # spills to a temporary file (created, written and deleted per transaction) once it
+        # passes 64 KiB: a group commit of a dozen 12 KB messages always does.  Kept in memory it
+        # costs a copy and no system calls (issue 14: +5 % flat out); nothing durable is in it.
+        conn.execute("PRAGMA temp_store=MEMORY")
         if read_only:
             conn.execute("PRAGMA query_only=ON")
     except sqlite3.Error as exc:

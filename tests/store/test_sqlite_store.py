@@ -493,3 +493,16 @@ def test_acknowledged_puts_survive_sigkill(db: str) -> None:
         stored = conn.execute("SELECT COUNT(*) FROM message").fetchone()[0]
     assert all(queued.get(mid) == 1 for mid in acked)
     assert len(queued) == stored >= len(set(acked)) == len(acked)
+
+
+@aio
+async def test_every_connection_keeps_savepoint_journals_in_memory(tmp_path: Path) -> None:
+    # a group commit's savepoint journal passes 64 KiB with a dozen messages: on disk it would be a
+    # temporary file created, written and deleted per transaction (issue 14)
+    async with SqliteStore(str(tmp_path / "t.db")) as store:
+        assert store._checkpointer is not None
+        conns = [store._writer.conn, *store._reader_conns, store._checkpointer._conn]
+        assert [c.execute("PRAGMA temp_store").fetchone()[0] for c in conns] == [2] * len(conns)  # 2: MEMORY
+        results = await asyncio.gather(*(store.put_message(message(i, body="x" * 12_000))
+                                         for i in range(24)))
+        assert len({r.message_id for r in results}) == 24
