@@ -71,11 +71,6 @@ def _connect(path: str, *, read_only: bool) -> sqlite3.Connection:
                 raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        # A savepoint keeps the original of every page it changes in a sub-journal, which SQLite
-        # spills to a temporary file (created, written and deleted per transaction) once it
-        # passes 64 KiB: a group commit of a dozen 12 KB messages always does.  Kept in memory it
-        # costs a copy and no system calls (issue 14: +5 % flat out); nothing durable is in it.
-        conn.execute("PRAGMA temp_store=MEMORY")
         if read_only:
             conn.execute("PRAGMA query_only=ON")
     except sqlite3.Error as exc:
@@ -179,6 +174,14 @@ class SqliteStore:
             if cache_mb is not None:
                 conn.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")  # negative: KiB
             migrate(conn, migrations)
+            # The writer runs each job in a savepoint, which keeps the original of every page it
+            # changes in a sub-journal; SQLite spills that to a temporary file (created, written
+            # and deleted per transaction) once it passes 64 KiB, which a group commit of a dozen
+            # 12 KB messages always does.  In memory it costs a copy and no system calls (issue 14:
+            # +5 % flat out), and it holds nothing durable.  Only here, after the migrations: a
+            # group commit's temporary data is small, an index built over a large table is not,
+            # nor are the sorts of the reading connections.
+            conn.execute("PRAGMA temp_store=MEMORY")
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot migrate store {path}: {exc}") from exc
