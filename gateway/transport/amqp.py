@@ -148,11 +148,9 @@ class AmqpTransport(OutboxWorker[AmqpSettings]):
     async def _publisher(self, channel: AbstractChannel) -> None:
         while True:
             if not self.pending:
-                items = await self.store.lease_outbox(self.s.batch, self.lease_timeout_s)
-                if not items:
+                if not await self._lease():
                     await self._wait(self.s.poll_interval_s)
                     continue
-                self.pending = read_outgoing(items, self.max_bytes)
             # What the broker confirmed is on its queue: send again only the rest, and ack each
             # sender's confirmed prefix (the rest of it once its gap is confirmed too).
             done, returned = await self.publish(channel, [o for o in self.pending
@@ -173,6 +171,24 @@ class AmqpTransport(OutboxWorker[AmqpSettings]):
                 await asyncio.sleep(self.s.reconnect_max_s / 4)
             elif self.pending:
                 raise _Lost(f"{len(self.pending)} envelope(s) not confirmed")
+
+    async def _lease(self) -> bool:
+        """Lease the next batch into ``pending``; False if there was nothing to lease.
+
+        The lease is written by the store even if this task is cancelled meanwhile (the
+        connection went away: :meth:`_session` cancels the publisher): what it leased is then
+        still taken into ``pending``, to be published on the next connection, rather than left
+        leased to nobody, and with it every later envelope of its senders, until the lease ran out.
+        """
+        lease = asyncio.ensure_future(self.store.lease_outbox(self.s.batch, self.lease_timeout_s))
+        try:
+            items = await asyncio.shield(lease)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # a lease that failed leased nothing
+                self.pending = read_outgoing(await lease, self.max_bytes)
+            raise
+        self.pending = read_outgoing(items, self.max_bytes)
+        return bool(items)
 
     async def publish(self, channel: AbstractChannel, batch: Sequence[Outgoing]) -> tuple[set[int], set[str]]:
         """Publish ``batch`` in order, all awaiting their confirms at once; returns the ids the

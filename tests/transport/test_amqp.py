@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from gateway.accounts import read_accounts
 from gateway.catalog import load as load_catalog
 from gateway.dsig import load_key, load_registry
 from gateway.envelope import RECEIVER_IMPORT, wrap
-from gateway.sandbox.transports import answer_amqp
+from gateway.sandbox.transports import answer_amqp, sandbox_amqp
 from gateway.store import NewMessage, open_store
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.common import ReceiptTaker, TransportMetrics
@@ -340,3 +341,43 @@ async def test_an_envelope_no_queue_is_bound_for_is_held_not_dropped(sb: Sandbox
         await store.close()
     (got,) = await take(amqp, export_queue, 2, timeout_s=1.0)
     assert got.body == env and got.header.properties.message_id == cop
+
+
+@aio
+async def test_a_lease_granted_as_the_connection_drops_is_kept_not_orphaned(sb: Sandbox,
+                                                                            tmp_path: Any) -> None:
+    """The connection goes away while the publisher waits for its lease: the store grants the
+    lease anyway, and the worker keeps what it leased for the next connection (before, the
+    envelopes stayed leased to nobody, and their senders' queues stood still for the lease's
+    60 s).  No broker needed: the publisher is cancelled before it would publish."""
+    db = tmp_path / "lease.db"
+    store = open_store(f"sqlite:///{db}")
+    s = sb.settings
+    taker = ReceiptTaker(load_catalog(), load_registry(s.registry_path), s.policy, store,
+                         lambda: read_accounts(s.accounts_path),
+                         pipeline.Limits(s.max_body_bytes, s.max_depth), True, "customs")
+    settings = sandbox_amqp("amqp://guest:guest@127.0.0.1:5672/", prefix="unused")
+    transport = AmqpTransport(settings, store, taker, TransportMetrics(), lease_timeout_s=60,
+                              max_bytes=s.max_body_bytes)
+    fd = os.open(f"{db}-writelock", os.O_RDWR)
+    try:
+        cop = str(uuid.uuid4()).upper()
+        env = wrap(b'<m guid="G1"/>', msg_type="CEB311Message", sender_id="DXPENT0000000001",
+                   receiver_ids=(RECEIVER_IMPORT,), cop_msg_id=cop)
+        put = await store.put_message(NewMessage(
+            tenant="t", sender_code="S", message_type="CEB311", guid="G1", data=b'<m guid="G1"/>',
+            business_keys=[{"orderNo": "1"}], envelope=env, cop_msg_id=cop))
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is committing: the lease waits for its turn
+        publisher = asyncio.create_task(transport._publisher(None))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert not publisher.done()
+        publisher.cancel()  # what _session does when the connection closes
+        await asyncio.sleep(0.05)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(publisher, 10)
+        assert [o.item.message_id for o in transport.pending] == [put.message_id]
+        assert await store.lease_outbox(10, 60) == []  # leased, to this worker
+    finally:
+        os.close(fd)
+        await store.close()
